@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian package unmask's build, tests and benchmarks need. Idempotent: safe to re-run.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libdnnl-dev libcli11-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin
+  python3-torch python3-numpy libopenblas0-openmp
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

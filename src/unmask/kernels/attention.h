@@ -1,0 +1,29 @@
+// Scaled dot-product attention with grouped-query heads, written once for every mask kind: each query carries the
+// key ranges it may see (as gemma.cpp does). Causal, bidirectional and block-causal masks, and the x_t ⊕ x_0 mask
+// of block-diffusion training, differ only in these ranges.
+#pragma once
+
+#include <cstdint>
+
+namespace unmask {
+
+// Keys visible to one query: [begin0, end0) ∪ [begin1, end1). Ranges are disjoint and end0 <= begin1; an empty
+// second range has begin1 == end1. Every query must see at least one key.
+struct KeySpan {
+  int32_t begin0 = 0, end0 = 0;
+  int32_t begin1 = 0, end1 = 0;
+};
+
+// q (Tq, Hq, D), k (Tk, Hkv, D), v (Tk, Hkv, D), spans (Tq) -> out (Tq, Hq, D).
+// Query head h reads key/value head h / (Hq / Hkv); Hq is a multiple of Hkv. Scores are scaled by `scale`
+// (1/sqrt(D) in the models). lse (Tq, Hq), if not null, receives the log-sum-exp of each query's scaled scores,
+// which the backward pass uses.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
+                       int Tq, int Tk, int Hq, int Hkv, int D, float scale);
+
+namespace ref {
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
+                       int Tq, int Tk, int Hq, int Hkv, int D, float scale);
+}
+
+}  // namespace unmask

@@ -1,0 +1,12 @@
+// The subcommands of `unmask`. Each file in tools/unmask/ adds one subcommand to the app; main.cpp calls them all.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace unmask::cli {
+
+void add_info(CLI::App& app);
+void add_init(CLI::App& app);
+void add_forward(CLI::App& app);
+
+}  // namespace unmask::cli
