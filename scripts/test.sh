@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up, builds (release) and runs the test suite: the command the README gives and CI runs.
+# With --asan, also builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the tests again
+# (all but the PyTorch parity scripts, which drive the release binary's logic unchanged and are slow under ASan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake --preset release >/dev/null
+cmake --build --preset release
+ctest --preset release -j2
+if [ "${1:-}" = "--asan" ]; then
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan
+  ASAN_OPTIONS=detect_leaks=1 ctest --preset asan -j2
+fi

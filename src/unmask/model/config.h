@@ -1,0 +1,73 @@
+// The hyper-parameters of the one transformer every model family runs on, and the table of architectures.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "unmask/kernels/rope.h"
+#include "unmask/tensor/dtype.h"
+
+namespace unmask {
+
+namespace gguf {
+class Reader;
+class Writer;
+}  // namespace gguf
+
+// Which keys a query may see.
+enum class MaskKind {
+  kCausal,         // keys at positions <= the query's
+  kBidirectional,  // every key of the sequence
+  kBlockCausal,    // keys up to the end of the query's block of block_size positions
+};
+std::string_view mask_kind_name(MaskKind m);
+
+// What differs between LLaMA, Qwen2, LLaDA and Dream: a table, read once at load (GGUF general.architecture).
+struct ArchInfo {
+  std::string_view name;  // "llada"
+  MaskKind mask;          // default mask kind ({arch}.attention.causal and unmask.block_size may override)
+  RopeLayout rope;        // adjacent pairs (NORM) or half-split (NEOX)
+  bool qkv_bias;          // q/k/v projections carry a bias
+  bool shift_logits;      // position i is predicted from row i-1 (Dream)
+};
+// Throws Error listing the known names.
+const ArchInfo& arch_info(std::string_view name);
+
+struct ModelConfig {
+  std::string arch = "llama";
+  int vocab = 0;
+  int d_model = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int ffn = 0;
+  int ctx = 0;  // longest sequence the model takes
+  RopeLayout rope = RopeLayout::kNorm;
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  bool qkv_bias = false;
+  bool tied_output = false;
+  bool shift_logits = false;
+  MaskKind mask = MaskKind::kCausal;
+  int block_size = 0;  // kBlockCausal only
+  int32_t mask_token = -1, bos_token = -1, eos_token = -1;
+  DType wtype = DType::F32;  // matrices and embedding; norms and biases are f32
+
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+  int64_t n_params() const;
+  // Throws Error saying which field is inconsistent and what was expected.
+  void validate() const;
+  std::string summary() const;
+};
+
+// Named sizes: tiny (tests), nano (nanoGPT's char model), small (13.8M), medium (~100M). Throws on an unknown name.
+ModelConfig preset_config(std::string_view name);
+
+// Reads/writes the hyper-parameters with llama.cpp's metadata keys ({arch}.embedding_length, ...).
+ModelConfig read_config(const gguf::Reader& r);
+void write_config(const ModelConfig& c, gguf::Writer& w);
+
+}  // namespace unmask

@@ -1,0 +1,96 @@
+// The transformer: one forward pass for causal, bidirectional and block-causal models, over a batch of
+// independent sequences or over a span that continues a KV-cached prefix.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "unmask/kernels/attention.h"
+#include "unmask/kernels/gemm.h"
+#include "unmask/model/config.h"
+#include "unmask/model/weights.h"
+
+namespace unmask {
+
+namespace gguf {
+class Writer;
+}
+
+// Keys and values of every layer for one sequence: k, v (capacity, kv_dim) per layer. Positions [0, size()) are
+// final; a forward over a span writes the span's K/V after them and, when committed, extends size().
+class KVCache {
+ public:
+  KVCache() = default;
+  KVCache(const ModelConfig& c, int capacity);
+  int size() const { return len_; }
+  int capacity() const { return cap_; }
+  void truncate(int n);  // keep the first n positions; n <= size()
+  void clear() { len_ = 0; }
+  float* k(int layer) { return k_.data() + size_t(layer) * size_t(cap_) * size_t(kv_dim_); }
+  float* v(int layer) { return v_.data() + size_t(layer) * size_t(cap_) * size_t(kv_dim_); }
+  void advance(int n);
+
+ private:
+  std::vector<float> k_, v_;
+  int kv_dim_ = 0, cap_ = 0, len_ = 0;
+};
+
+// B sequences, their tokens concatenated.
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> begin{0};  // B+1 offsets into tokens
+  void add(std::span<const int32_t> seq);
+  int size() const { return int(begin.size()) - 1; }
+};
+
+class Model {
+ public:
+  // Opens a GGUF model (weights stay memory-mapped). Throws Error naming the file and what was wrong.
+  static Model load(const std::string& path);
+  static Model random(const ModelConfig& c, uint64_t seed);
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelWeights& weights() const { return w_; }
+
+  // Adds the configuration and every tensor to w (the caller may add more metadata, a tokenizer), or writes a file.
+  void add_to(gguf::Writer& w) const;
+  void save(const std::string& path) const;
+
+  // Logits (R, V) for rows R of batch.tokens (all rows when rows is empty); row i is computed from hidden state i
+  // (no shifting). Each sequence attends within itself with the model's mask kind, from position 0.
+  void forward(const Batch& batch, float* logits, std::span<const int32_t> rows = {});
+  // tokens (n) continue the sequence cached in `cache` at positions cache.size() ... cache.size() + n - 1.
+  // Logits (R, V) for rows R of the span (all when empty). commit: keep the span's K/V (the cache grows by n);
+  // otherwise the cache keeps its size (a block being denoised is run again later).
+  void forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
+                      std::span<const int32_t> rows = {}, bool commit = true);
+
+  KVCache make_cache(int capacity = 0) const;  // capacity 0: the model's context
+
+ private:
+  struct Segment;  // a run of query rows that attend to one key range
+  struct Scratch;
+  Model(ModelConfig c, ModelWeights w);
+  void prepare();
+  void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
+           KVCache* cache, float* logits, std::span<const int32_t> rows);
+  void layer_forward(int l, int N, const int32_t* pos, std::span<const Segment> segs, KVCache* cache);
+  void check_tokens(std::span<const int32_t> tokens) const;
+
+  ModelConfig cfg_;
+  ModelWeights w_;
+  struct LayerLinears {
+    Linear q, k, v, o, gate, up, down;
+  };
+  std::vector<LayerLinears> lin_;
+  Linear out_;
+  std::unique_ptr<Scratch> s_;
+};
+
+}  // namespace unmask

@@ -1,0 +1,132 @@
+#include "unmask/model/weights.h"
+
+#include <fmt/format.h>
+
+#include "unmask/base/error.h"
+#include "unmask/base/parallel.h"
+#include "unmask/base/rng.h"
+#include "unmask/io/gguf.h"
+
+namespace unmask {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+TensorView view_of(const TensorSpec& s, const void* data) {
+  TensorView v;
+  v.data = data;
+  v.dtype = s.type;
+  v.ndim = int(s.ne.size());
+  for (int i = 0; i < v.ndim; ++i) v.ne[i] = s.ne[i];
+  return v;
+}
+
+bool is_norm_or_bias(const std::string& name) {
+  return name.ends_with("norm.weight") || name.ends_with(".bias");
+}
+
+// Fills n values of s's type at dst: norms 1, everything else N(0, std²).
+void fill_random(const TensorSpec& s, void* dst, Rng rng, float std) {
+  int64_t n = 1;
+  for (int64_t d : s.ne) n *= d;
+  std::vector<float> tmp(size_t(n), 1.0f);
+  if (!s.name.ends_with("norm.weight"))
+    for (auto& x : tmp) x = float(rng.normal() * std);
+  from_f32(s.type, tmp.data(), dst, n);
+}
+
+}  // namespace
+
+std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
+  const int64_t C = c.d_model, V = c.vocab, F = c.ffn, Q = c.q_dim(), KV = c.kv_dim();
+  const DType w = c.wtype, f = DType::F32;
+  std::vector<TensorSpec> s = {{"token_embd.weight", {C, V}, w}, {"output_norm.weight", {C}, f}};
+  if (!c.tied_output) s.push_back({"output.weight", {C, V}, w});
+  for (int l = 0; l < c.n_layers; ++l) {
+    auto name = [l](const char* what) { return fmt::format("blk.{}.{}", l, what); };
+    s.push_back({name("attn_norm.weight"), {C}, f});
+    s.push_back({name("attn_q.weight"), {C, Q}, w});
+    s.push_back({name("attn_k.weight"), {C, KV}, w});
+    s.push_back({name("attn_v.weight"), {C, KV}, w});
+    if (c.qkv_bias) {
+      s.push_back({name("attn_q.bias"), {Q}, f});
+      s.push_back({name("attn_k.bias"), {KV}, f});
+      s.push_back({name("attn_v.bias"), {KV}, f});
+    }
+    s.push_back({name("attn_output.weight"), {Q, C}, w});
+    s.push_back({name("ffn_norm.weight"), {C}, f});
+    s.push_back({name("ffn_gate.weight"), {C, F}, w});
+    s.push_back({name("ffn_up.weight"), {C, F}, w});
+    s.push_back({name("ffn_down.weight"), {F, C}, w});
+  }
+  return s;
+}
+
+ModelWeights ModelWeights::random(const ModelConfig& c, uint64_t seed, float std) {
+  c.validate();
+  ModelWeights m;
+  auto specs = tensor_specs(c);
+  std::vector<size_t> offsets;
+  size_t total = 0;
+  for (const auto& s : specs) {
+    offsets.push_back(total);
+    total += align_up(view_of(s, nullptr).nbytes());
+  }
+  m.owned_.resize(total);
+  Rng root(seed);
+  parallel_for(int64_t(specs.size()), [&](int64_t i) {
+    fill_random(specs[size_t(i)], m.owned_.data() + offsets[size_t(i)], root.split(uint64_t(i)), std);
+  });
+  for (size_t i = 0; i < specs.size(); ++i) m.all_.emplace_back(specs[i], view_of(specs[i], m.owned_.data() + offsets[i]));
+  m.bind(c);
+  return m;
+}
+
+ModelWeights ModelWeights::from_gguf(std::shared_ptr<const gguf::Reader> file, const ModelConfig& c) {
+  ModelWeights m;
+  for (auto s : tensor_specs(c)) {
+    const gguf::TensorInfo& t = file->tensor(s.name, s.ne);
+    bool ok = t.type == DType::F32 || (!is_norm_or_bias(s.name) && t.type == DType::BF16);
+    check(ok, "{}: tensor {} has type {}, expected {}", file->path(), s.name, dtype_name(t.type),
+          is_norm_or_bias(s.name) ? "f32" : "f32 or bf16");
+    m.all_.emplace_back(s, view_of(s, t.data));
+    m.all_.back().first.type = t.type;
+    m.all_.back().second.dtype = t.type;
+  }
+  m.file_ = std::move(file);
+  m.bind(c);
+  return m;
+}
+
+void ModelWeights::bind(const ModelConfig& c) {
+  auto find = [this](const std::string& name) -> TensorView {
+    for (const auto& [spec, view] : all_)
+      if (spec.name == name) return view;
+    return {};
+  };
+  w_.token_embd = find("token_embd.weight");
+  w_.output_norm = find("output_norm.weight");
+  w_.output = c.tied_output ? w_.token_embd : find("output.weight");
+  w_.layers.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    auto t = [&](const char* what) { return find(fmt::format("blk.{}.{}", l, what)); };
+    LayerWeights& L = w_.layers[size_t(l)];
+    L.attn_norm = t("attn_norm.weight");
+    L.wq = t("attn_q.weight"), L.wk = t("attn_k.weight"), L.wv = t("attn_v.weight");
+    L.wo = t("attn_output.weight");
+    L.bq = t("attn_q.bias"), L.bk = t("attn_k.bias"), L.bv = t("attn_v.bias");
+    L.ffn_norm = t("ffn_norm.weight");
+    L.w_gate = t("ffn_gate.weight"), L.w_up = t("ffn_up.weight"), L.w_down = t("ffn_down.weight");
+  }
+}
+
+size_t ModelWeights::nbytes() const {
+  size_t n = 0;
+  for (const auto& [spec, view] : all_) n += view.nbytes();
+  return n;
+}
+
+}  // namespace unmask

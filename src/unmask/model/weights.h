@@ -1,0 +1,65 @@
+// The model's parameters: one flat buffer (owned after random initialisation, or the memory-mapped GGUF file),
+// bound by name to the tensors of the one transformer with every shape checked.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "unmask/model/config.h"
+#include "unmask/tensor/tensor.h"
+
+namespace unmask {
+
+struct LayerWeights {
+  TensorView attn_norm;       // (C) f32
+  TensorView wq, wk, wv, wo;  // (q_dim, C), (kv_dim, C), (kv_dim, C), (C, q_dim) row-major
+  TensorView bq, bk, bv;      // (q_dim), (kv_dim), (kv_dim) f32, when qkv_bias
+  TensorView ffn_norm;        // (C) f32
+  TensorView w_gate, w_up;    // (F, C)
+  TensorView w_down;          // (C, F)
+};
+
+struct Weights {
+  TensorView token_embd;  // (V, C)
+  TensorView output_norm; // (C) f32
+  TensorView output;      // (V, C); the embedding when tied
+  std::vector<LayerWeights> layers;
+};
+
+// One named tensor of the model: its GGUF name, shape (ne order) and type.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> ne;
+  DType type;
+};
+// Every tensor the configuration needs, in file order (llama.cpp's names: token_embd.weight, blk.N.attn_q.weight...).
+std::vector<TensorSpec> tensor_specs(const ModelConfig& c);
+
+namespace gguf {
+class Reader;
+}
+
+class ModelWeights {
+ public:
+  // Random initialisation into one owned buffer: matrices and embeddings ~ N(0, std²), biases ~ N(0, std²),
+  // norms = 1. Deterministic in the seed, whatever the thread count.
+  static ModelWeights random(const ModelConfig& c, uint64_t seed, float std = 0.02f);
+  // Binds the tensors of an open GGUF file (kept mapped), checking names, shapes and types.
+  static ModelWeights from_gguf(std::shared_ptr<const gguf::Reader> file, const ModelConfig& c);
+
+  const Weights& get() const { return w_; }
+  // Every tensor with its spec, in file order (for saving and for `unmask info`).
+  const std::vector<std::pair<TensorSpec, TensorView>>& tensors() const { return all_; }
+  size_t nbytes() const;
+
+ private:
+  void bind(const ModelConfig& c);
+  std::vector<uint8_t> owned_;  // the flat buffer, when initialised here
+  std::shared_ptr<const gguf::Reader> file_;
+  std::vector<std::pair<TensorSpec, TensorView>> all_;
+  Weights w_;
+};
+
+}  // namespace unmask

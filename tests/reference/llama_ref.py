@@ -1,0 +1,93 @@
+"""An independent PyTorch reference of unmask's transformer, in plain tensor ops (float64 by default).
+
+It loads a GGUF written with llama.cpp's names and keys and computes logits for one sequence with the mask kind the
+file declares (causal, bidirectional, or block-causal through unmask.block_size), grouped-query attention, optional
+q/k/v biases, and RoPE in the layout of the architecture: adjacent pairs for llama/llada, half-split for qwen2/dream.
+With act_bf16=True every matmul input is rounded to bfloat16 first, as unmask does for bf16 weights.
+"""
+import torch
+import torch.nn.functional as F
+
+from gguf_reader import read_gguf
+
+NEOX_ARCHS = {"qwen2", "dream"}
+BIDIRECTIONAL_ARCHS = {"llada", "dream"}
+
+
+class Reference:
+    def __init__(self, path, dtype=torch.float64):
+        meta, tensors = read_gguf(path)
+        self.meta, self.dtype = meta, dtype
+        self.arch = arch = meta["general.architecture"]
+        self.n_layers = meta[f"{arch}.block_count"]
+        self.n_heads = meta[f"{arch}.attention.head_count"]
+        self.n_kv = meta.get(f"{arch}.attention.head_count_kv", self.n_heads)
+        d = meta[f"{arch}.embedding_length"]
+        self.head_dim = meta.get(f"{arch}.attention.key_length", d // self.n_heads)
+        self.eps = meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+        self.theta = meta.get(f"{arch}.rope.freq_base", 10000.0)
+        self.neox = arch in NEOX_ARCHS
+        self.causal = meta.get(f"{arch}.attention.causal", arch not in BIDIRECTIONAL_ARCHS)
+        self.block = meta.get("unmask.block_size", 0)
+        self.w = {k: torch.from_numpy(v.copy()).to(dtype) for k, v in tensors.items()}
+
+    def mask(self, T, start=0):  # queries at positions start .. start+T-1, keys at 0 .. start+T-1
+        i = torch.arange(start, start + T)[:, None]
+        j = torch.arange(start + T)[None, :]
+        if self.block > 0:
+            return j < (i // self.block + 1) * self.block
+        if self.causal:
+            return j <= i
+        return torch.ones(T, start + T, dtype=torch.bool)
+
+    def rope(self, x, pos):  # x (T, H, D)
+        D = x.shape[-1]
+        inv = self.theta ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
+        ang = pos[:, None].to(torch.float64) * inv[None, :]
+        cos, sin = ang.cos()[:, None, :].to(x.dtype), ang.sin()[:, None, :].to(x.dtype)
+        if self.neox:
+            x1, x2 = x[..., : D // 2], x[..., D // 2:]
+            return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+    def linear(self, x, name, act_bf16):
+        if act_bf16:
+            x = x.to(torch.bfloat16).to(x.dtype)
+        return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
+
+    def rmsnorm(self, x, name):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w[name + ".weight"]
+
+    def attention(self, h, pos, mask, p, act_bf16, cache):
+        T = h.shape[0]
+        q = self.linear(h, p + "attn_q", act_bf16).view(T, self.n_heads, self.head_dim)
+        k = self.linear(h, p + "attn_k", act_bf16).view(T, self.n_kv, self.head_dim)
+        v = self.linear(h, p + "attn_v", act_bf16).view(T, self.n_kv, self.head_dim)
+        q, k = self.rope(q, pos), self.rope(k, pos)
+        if cache is not None:  # keys and values of earlier positions, extended by this span's
+            if p in cache:
+                k, v = torch.cat((cache[p][0], k)), torch.cat((cache[p][1], v))
+            cache[p] = (k, v)
+        group = self.n_heads // self.n_kv
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = torch.einsum("thd,shd->hts", q, k) / self.head_dim ** 0.5  # (H, T, S)
+        scores = scores.masked_fill(~mask[None], float("-inf"))
+        out = torch.einsum("hts,shd->thd", scores.softmax(-1), v).reshape(T, -1)
+        return self.linear(out, p + "attn_output", act_bf16)
+
+    def forward(self, tokens, act_bf16=False, cache=None, start=0):
+        """Logits (T, V) of tokens at positions start ...; cache: a dict that keeps each layer's K/V across calls."""
+        tokens = torch.as_tensor(tokens)
+        T = tokens.shape[0]
+        pos, mask = torch.arange(start, start + T), self.mask(T, start)
+        x = self.w["token_embd.weight"][tokens]
+        for l in range(self.n_layers):
+            p = f"blk.{l}."
+            x = x + self.attention(self.rmsnorm(x, p + "attn_norm"), pos, mask, p, act_bf16, cache)
+            h = self.rmsnorm(x, p + "ffn_norm")
+            g = F.silu(self.linear(h, p + "ffn_gate", act_bf16)) * self.linear(h, p + "ffn_up", act_bf16)
+            x = x + self.linear(g, p + "ffn_down", act_bf16)
+        x = self.rmsnorm(x, "output_norm")
+        out = "output" if "output.weight" in self.w else "token_embd"
+        return self.linear(x, out, act_bf16)

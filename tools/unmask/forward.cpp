@@ -1,0 +1,49 @@
+// unmask forward: the logits of one sequence as raw little-endian float32 [T, vocab], row i from hidden state i.
+#include <fmt/format.h>
+
+#include <memory>
+#include <vector>
+
+#include "commands.h"
+#include "unmask/base/error.h"
+#include "unmask/base/mmap.h"
+#include "unmask/base/parallel.h"
+#include "unmask/model/model.h"
+
+namespace unmask::cli {
+
+namespace {
+
+struct ForwardOptions {
+  std::string model, out;
+  std::vector<int32_t> tokens;
+  int threads = 0;
+};
+
+void run_forward(const ForwardOptions& o) {
+  set_num_threads(o.threads);
+  Model m = Model::load(o.model);
+  check(!o.tokens.empty(), "--tokens: no tokens given");
+  Batch b;
+  b.add(o.tokens);
+  std::vector<float> logits(o.tokens.size() * size_t(m.config().vocab));
+  m.forward(b, logits.data());
+  AtomicFile f(o.out);
+  f.write(logits.data(), logits.size() * sizeof(float));
+  f.commit();
+  fmt::print(stderr, "{}: logits [{}, {}] float32\n", o.out, o.tokens.size(), m.config().vocab);
+}
+
+}  // namespace
+
+void add_forward(CLI::App& app) {
+  auto* cmd = app.add_subcommand("forward", "Write the logits of one sequence (float32 [T, vocab], no shift)");
+  auto o = std::make_shared<ForwardOptions>();
+  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  cmd->add_option("--tokens", o->tokens, "Token ids, comma-separated")->required()->delimiter(',');
+  cmd->add_option("--out", o->out, "Output file for the logits")->required();
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] { run_forward(*o); });
+}
+
+}  // namespace unmask::cli

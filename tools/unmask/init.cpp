@@ -1,0 +1,75 @@
+// unmask init: a randomly initialised model of a named size, or of sizes given as flags.
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "commands.h"
+#include "unmask/base/timer.h"
+#include "unmask/model/model.h"
+
+namespace unmask::cli {
+
+namespace {
+
+struct InitOptions {
+  std::string preset = "tiny", arch = "llama", out, wtype = "f32";
+  int vocab = 0, d_model = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, ctx = 0, block = 0;
+  float rope_theta = 0;
+  bool qkv_bias = false, tied = false;
+  uint64_t seed = 1;
+};
+
+ModelConfig make_config(const InitOptions& o) {
+  ModelConfig c = preset_config(o.preset);
+  const ArchInfo& a = arch_info(o.arch);
+  c.arch = o.arch, c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias || o.qkv_bias;
+  c.shift_logits = a.shift_logits;
+  auto over = [](int& field, int v) { if (v > 0) field = v; };
+  over(c.vocab, o.vocab), over(c.d_model, o.d_model), over(c.n_layers, o.layers), over(c.n_heads, o.heads);
+  c.n_kv_heads = o.kv_heads > 0 ? o.kv_heads : (o.heads > 0 ? o.heads : c.n_kv_heads);
+  c.head_dim = o.head_dim > 0 ? o.head_dim : c.d_model / c.n_heads;
+  over(c.ffn, o.ffn), over(c.ctx, o.ctx);
+  if (o.rope_theta > 0) c.rope_theta = o.rope_theta;
+  if (o.block > 0) c.mask = MaskKind::kBlockCausal, c.block_size = o.block;
+  c.tied_output = o.tied;
+  c.wtype = parse_dtype(o.wtype);
+  if (c.mask != MaskKind::kCausal) c.mask_token = c.vocab - 1;  // diffusion models need a [MASK] id
+  c.validate();
+  return c;
+}
+
+void run_init(const InitOptions& o) {
+  ModelConfig c = make_config(o);
+  Timer t;
+  Model m = Model::random(c, o.seed);
+  m.save(o.out);
+  fmt::print("{}: {}\n{} parameters, written in {:.2f} s\n", o.out, c.summary(), c.n_params(), t.seconds());
+}
+
+}  // namespace
+
+void add_init(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init", "Write a randomly initialised model");
+  auto o = std::make_shared<InitOptions>();
+  cmd->add_option("--config", o->preset, "Size: tiny, nano, small (13.8M), medium (~98M)")->capture_default_str();
+  cmd->add_option("--arch", o->arch, "llama (causal), qwen2 (causal, NEOX rope, qkv bias), llada (bidirectional), "
+                                     "dream (bidirectional, NEOX rope, qkv bias)")->capture_default_str();
+  cmd->add_option("--out", o->out, "Output GGUF file")->required();
+  cmd->add_option("--type", o->wtype, "Weight type: f32 or bf16")->capture_default_str();
+  cmd->add_option("--vocab", o->vocab, "Vocabulary size")->check(CLI::PositiveNumber);
+  cmd->add_option("--d-model", o->d_model, "Model width")->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", o->layers, "Number of layers")->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", o->heads, "Attention heads")->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-heads", o->kv_heads, "Key/value heads (grouped-query attention)")->check(CLI::PositiveNumber);
+  cmd->add_option("--head-dim", o->head_dim, "Head dimension (default d_model / heads)")->check(CLI::PositiveNumber);
+  cmd->add_option("--ffn", o->ffn, "Feed-forward width")->check(CLI::PositiveNumber);
+  cmd->add_option("--ctx", o->ctx, "Context length")->check(CLI::PositiveNumber);
+  cmd->add_option("--rope-theta", o->rope_theta, "RoPE base")->check(CLI::PositiveNumber);
+  cmd->add_option("--block-size", o->block, "Block-causal attention with this block size")->check(CLI::PositiveNumber);
+  cmd->add_flag("--qkv-bias", o->qkv_bias, "Add q/k/v biases");
+  cmd->add_flag("--tied", o->tied, "Tie the output projection to the embedding");
+  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  cmd->callback([o] { run_init(*o); });
+}
+
+}  // namespace unmask::cli
