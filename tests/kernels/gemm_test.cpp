@@ -1,0 +1,124 @@
+// Linear (oneDNN) against ref::linear_forward. Every output is a dot product of length IC plus a bias, accumulated
+// in f32 in some order: |fast - exact| <= (IC + 2)·eps·(Σ|x_i w_i| + |b|). For bf16 both sides use the bf16-rounded
+// activations, so the products are exact in f32 and the same bound holds; a fast path that skipped the rounding of
+// x would be off by about 2^-9 per term, far outside the bound at these IC.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "unmask/base/error.h"
+#include "unmask/base/rng.h"
+#include "unmask/kernels/gemm.h"
+
+namespace unmask {
+namespace {
+
+constexpr double kEps = std::numeric_limits<float>::epsilon();
+
+struct Problem {
+  int T, OC, IC;
+  DType dtype;
+  std::vector<float> x, w32, bias;
+  std::vector<uint16_t> w16;
+  const void* w() const { return dtype == DType::BF16 ? (const void*)w16.data() : (const void*)w32.data(); }
+};
+
+Problem make_problem(int T, int OC, int IC, DType dtype, uint64_t seed) {
+  Rng rng(seed);
+  Problem p{T, OC, IC, dtype, {}, {}, {}, {}};
+  for (int i = 0; i < T * IC; ++i) p.x.push_back(float(rng.normal()));
+  for (int i = 0; i < OC * IC; ++i) p.w32.push_back(float(rng.normal()));
+  for (int i = 0; i < OC; ++i) p.bias.push_back(float(rng.normal()));
+  for (float v : p.w32) p.w16.push_back(f32_to_bf16(v));
+  return p;
+}
+
+// Σ_i |x_i w_i| + |b| for output (t, o), with x rounded as the fast path rounds it.
+double magnitude(const Problem& p, int t, int o, bool with_bias) {
+  double s = with_bias ? std::abs(p.bias[o]) : 0.0;
+  for (int i = 0; i < p.IC; ++i) {
+    float x = p.x[t * p.IC + i];
+    double xv = p.dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : x;
+    double wv = p.dtype == DType::BF16 ? bf16_to_f32(p.w16[o * p.IC + i]) : p.w32[o * p.IC + i];
+    s += std::abs(xv * wv);
+  }
+  return s;
+}
+
+void expect_close(const Problem& p, const std::vector<float>& out, bool with_bias, const char* what) {
+  std::vector<float> ref(size_t(p.T) * p.OC);
+  ref::linear_forward(ref.data(), p.x.data(), p.w(), p.dtype, with_bias ? p.bias.data() : nullptr, p.T, p.OC, p.IC);
+  for (int t = 0; t < p.T; ++t)
+    for (int o = 0; o < p.OC; ++o) {
+      double bound = (p.IC + 2) * kEps * magnitude(p, t, o, with_bias);
+      ASSERT_LE(std::abs(double(out[t * p.OC + o]) - ref[t * p.OC + o]), bound)
+          << what << " " << dtype_name(p.dtype) << " T " << p.T << " OC " << p.OC << " IC " << p.IC << " at (" << t
+          << ", " << o << ")" << (with_bias ? " with bias" : "");
+    }
+}
+
+TEST(Linear, MatchesRefOnAwkwardShapes) {
+  const int shapes[][3] = {{1, 1, 1}, {1, 7, 33}, {7, 33, 100}, {33, 100, 7}, {100, 65, 130}, {17, 384, 384},
+                           {256, 40, 1000}};
+  uint64_t seed = 1;
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const auto& s : shapes)
+      for (bool with_bias : {false, true}) {
+        Problem p = make_problem(s[0], s[1], s[2], dt, seed++);
+        Linear lin(p.w(), dt, p.OC, p.IC);
+        std::vector<float> out(size_t(p.T) * p.OC, NAN);
+        lin.forward(out.data(), p.x.data(), p.T, with_bias ? p.bias.data() : nullptr);
+        expect_close(p, out, with_bias, "forward");
+        if (HasFatalFailure()) return;
+      }
+}
+
+// One Linear serves many T (its primitives cached per T, its packed weight shared): every call stays right, in any
+// order, with and without bias, and after a move.
+TEST(Linear, ServesManyRowCountsFromOneWeight) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Problem big = make_problem(64, 48, 72, dt, 42);
+    Linear lin(big.w(), dt, big.OC, big.IC);
+    for (int T : {5, 64, 1, 5, 33, 64}) {
+      Problem p = big;
+      p.T = T;
+      p.x.resize(size_t(T) * p.IC);
+      std::vector<float> out(size_t(T) * p.OC, NAN);
+      lin.forward(out.data(), p.x.data(), T, T % 2 ? p.bias.data() : nullptr);
+      expect_close(p, out, T % 2, "reused");
+    }
+    Linear moved = std::move(lin);
+    std::vector<float> out(size_t(big.T) * big.OC, NAN);
+    moved.forward(out.data(), big.x.data(), big.T, big.bias.data());
+    expect_close(big, out, true, "moved");
+    EXPECT_EQ(moved.out_features(), 48);
+    EXPECT_EQ(moved.in_features(), 72);
+  }
+}
+
+TEST(Linear, Bf16RoundsActivationsToNearestEven) {
+  // x = 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: to nearest even gives 1. w = 1: out must be exactly 1.
+  const uint16_t w = f32_to_bf16(1.0f);
+  const float x = 1.0f + 0x1p-8f, x_up = 1.0f + 3 * 0x1p-8f;  // x_up ties upward to 1 + 2^-6
+  Linear lin(&w, DType::BF16, 1, 1);
+  float out = 0;
+  lin.forward(&out, &x, 1);
+  EXPECT_EQ(out, 1.0f);
+  lin.forward(&out, &x_up, 1);
+  EXPECT_EQ(out, 1.0f + 0x1p-6f);
+}
+
+TEST(Linear, RejectsUnsupportedTypesAndEmptyWeights) {
+  std::vector<uint16_t> w(16);
+  EXPECT_THROW(Linear(w.data(), DType::F16, 4, 4), Error);
+  EXPECT_THROW(Linear(w.data(), DType::Q8_0, 4, 4), Error);
+  EXPECT_THROW(Linear(nullptr, DType::F32, 4, 4), Error);
+  Linear empty;
+  float x = 0, out = 0;
+  EXPECT_THROW(empty.forward(&out, &x, 1), Error);
+}
+
+}  // namespace
+}  // namespace unmask
