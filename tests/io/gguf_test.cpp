@@ -298,6 +298,7 @@ TEST_P(GgufTensorTest, TensorsRoundTripAligned) {
     const auto* data = static_cast<const uint8_t*>(got.data);
     EXPECT_EQ(uint64_t(data - first), got.offset) << ts[i].name;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % alignment, 0u) << "the mapping is page aligned";
+    if (got.nbytes == 0) continue;  // the empty tensor: nothing to compare (and memcmp wants non-null pointers)
     EXPECT_EQ(std::memcmp(data, ts[i].bytes.data(), ts[i].bytes.size()), 0) << ts[i].name;
     // The same bytes sit in the file at data section start + offset.
     ASSERT_LE(data_start + got.offset + got.nbytes, file_bytes.size());
@@ -387,7 +388,7 @@ TEST_F(GgufTest, RandomCorruptionNeverCrashes) {
   std::string p = file("bad.gguf");
   Rng rng(1234);
   int rejected = 0;
-  for (int trial = 0; trial < 3000; ++trial) {
+  for (int trial = 0; trial < 1500; ++trial) {
     auto bad = bytes;
     int flips = 1 + int(rng.below(4));
     for (int f = 0; f < flips; ++f) {
@@ -402,7 +403,7 @@ TEST_F(GgufTest, RandomCorruptionNeverCrashes) {
       ++rejected;
     }
   }
-  EXPECT_GT(rejected, 1000);
+  EXPECT_GT(rejected, 500);
 }
 
 TEST_F(GgufTest, BadMagicAndVersion) {
