@@ -368,6 +368,16 @@ std::vector<uint8_t> small_file(const std::string& path) {
   return read_bytes(path);
 }
 
+TEST_F(GgufTest, ReadThenWriteIsByteIdentical) {
+  auto original = small_file(file("a.gguf"));
+  Reader r(file("a.gguf"));
+  Writer w;
+  for (const auto& [k, v] : r.metadata()) w.set(k, v);
+  for (const auto& t : r.tensors()) w.add_tensor(t.name, t.type, t.ne, t.data);
+  w.write(file("b.gguf"));
+  EXPECT_TRUE(read_bytes(file("b.gguf")) == original);
+}
+
 TEST_F(GgufTest, EveryTruncationIsAnError) {
   auto bytes = small_file(file("full.gguf"));
   { Reader ok(file("full.gguf")); }

@@ -21,6 +21,10 @@ namespace {
 using detail::kMaxArrayDepth;
 using detail::min_value_bytes;
 
+// Counts are checked against the bytes left, but an in-memory Value is larger than its smallest encoding, so
+// reserve at most this many up front and let larger (legitimate) containers grow.
+size_t reserve_count(uint64_t n) { return size_t(std::min<uint64_t>(n, 1 << 16)); }
+
 // A bounds-checked read position in the mapping. `context` names the item being parsed ("key general.name",
 // "tensor info #3 (blk.0.attn_q.weight)") so that a truncation says where it happened.
 class Cursor {
@@ -89,7 +93,7 @@ Value read_array(Cursor& c, int depth) {
     fail("{}: arrays of {} are nested more than {} deep", c.path(), c.context(), kMaxArrayDepth);
   }
   Value::Array items;
-  items.reserve(size_t(n));
+  items.reserve(reserve_count(n));
   for (uint64_t i = 0; i < n; ++i) items.push_back(read_value(c, et, depth + 1));
   Value v;
   v.type = ValueType::kArray;
@@ -159,7 +163,7 @@ Header read_header(Cursor& c) {
 
 void read_metadata(Cursor& c, uint64_t n_kv, std::vector<std::pair<std::string, Value>>& kv,
                    std::map<std::string, size_t, std::less<>>& index) {
-  kv.reserve(size_t(n_kv));
+  kv.reserve(reserve_count(n_kv));
   for (uint64_t i = 0; i < n_kv; ++i) {
     c.set_context(fmt::format("metadata pair #{}", i));
     std::string key = c.read_string("the key");
@@ -278,7 +282,7 @@ Reader::Reader(const std::string& path) : file_(path) {
   version_ = h.version;
   read_metadata(c, h.n_kv, kv_, kv_index_);
   alignment_ = read_alignment(path, find("general.alignment"));
-  tensors_.reserve(size_t(h.n_tensors));
+  tensors_.reserve(reserve_count(h.n_tensors));
   for (uint64_t i = 0; i < h.n_tensors; ++i) {
     TensorInfo t = read_tensor_info(c, i);
     if (tensor_index_.count(t.name)) fail("{}: duplicate tensor name {} (tensor info #{})", path, t.name, i);
