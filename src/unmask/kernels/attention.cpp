@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <cstdlib>
 #include <vector>
 
 #include "unmask/base/error.h"
@@ -11,9 +13,12 @@
 
 // Two paths, both computing each output row on exactly one thread in a fixed order (deterministic whatever the
 // thread count):
-//  - tiled (AVX-512, Tq > kDirectMaxTq): per (head, tile of kBq queries), key blocks of kBk keys; scores from K
-//    transposed once per call into kt (Hkv, D, Tkp); flash-style online softmax in f32; P·V read straight from v.
+//  - tiled (AVX-512, Tq > kDirectMaxTq): per (head, tile of 32 queries), key blocks of 64 keys; transposed score
+//    tiles so that the flash-style online softmax (running max and sum in f32) is vector-wide over queries.
 //  - direct (decode, or no AVX-512): per (query, head), the visible keys only, in plain SIMD loops.
+// Only keys inside the hull of a tile's visible keys are read; a key no query of the tile sees but that lies
+// between two visible ones has its score masked to -inf, but its V row is multiplied by p = 0, so V must be finite
+// there (K need not be).
 
 namespace unmask {
 
@@ -89,9 +94,13 @@ void attention_direct(float* out, float* lse, const float* q, const float* k, co
 
 #if defined(__AVX512F__)
 // ---- tiled path ----
+// The score and probability tiles are kept transposed, keys × queries, so that one vector holds 16 queries: the
+// running max, sum and rescale of the online softmax are then plain vector operations with no horizontal
+// reductions, and K and V are read in place (broadcasts from their rows), with no packing.
 
-constexpr int kBq = 16;  // queries per tile (4 groups of 4 rows)
-constexpr int kBk = 64;  // keys per block (4 vectors)
+constexpr int kBq = 32;  // queries per tile: two vectors of 16
+constexpr int kBk = 64;  // keys per block
+constexpr int kKg = 8;   // keys per score micro-kernel call, d values per P·V call
 
 // Bit j of the result: key j0 + j lies in [b, e).
 inline uint64_t range_bits(int b, int e, int j0) {
@@ -101,191 +110,200 @@ inline uint64_t range_bits(int b, int e, int j0) {
   return (w == 64 ? ~0ull : (1ull << w) - 1) << lo;
 }
 
-// S (4, kBk) = q rows (4 pointers, D each) · kt block (D, kBk; row stride ldk).
-inline void scores_4x64(float* S, const float* const* q, const float* kt, int64_t ldk, int D) {
-  __m512 a[4][4];
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) a[r][c] = _mm512_setzero_ps();
-  for (int i = 0; i < D; ++i) {
-    const float* kd = kt + i * ldk;
-    const __m512 k0 = _mm512_loadu_ps(kd), k1 = _mm512_loadu_ps(kd + 16);
-    const __m512 k2 = _mm512_loadu_ps(kd + 32), k3 = _mm512_loadu_ps(kd + 48);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      const __m512 qv = _mm512_set1_ps(q[r][i]);
-      a[r][0] = _mm512_fmadd_ps(qv, k0, a[r][0]);
-      a[r][1] = _mm512_fmadd_ps(qv, k1, a[r][1]);
-      a[r][2] = _mm512_fmadd_ps(qv, k2, a[r][2]);
-      a[r][3] = _mm512_fmadd_ps(qv, k3, a[r][3]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) _mm512_storeu_ps(S + r * kBk + 16 * c, a[r][c]);
-}
-
-// O (4, 16·NV; row stride ldo) += P (4, keys [j0, j1); row stride kBk) · V (keys, 16·NV; row stride ldv). The
-// last vector of a row may be partial: mk (NV) are the lane masks of v's columns.
-template <int NV>
-inline void pv_4(float* O, int ldo, const float* P, const float* v, int64_t ldv, int j0, int j1,
-                 const __mmask16* mk) {
-  __m512 a[4][NV];
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) a[r][c] = _mm512_loadu_ps(O + r * ldo + 16 * c);
-  for (int j = j0; j < j1; ++j) {
-    const float* vr = v + j * ldv;
-    __m512 vv[NV];
-#pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) vv[c] = _mm512_maskz_loadu_ps(mk[c], vr + 16 * c);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      const __m512 p = _mm512_set1_ps(P[r * kBk + j]);
-#pragma GCC unroll 4
-      for (int c = 0; c < NV; ++c) a[r][c] = _mm512_fmadd_ps(p, vv[c], a[r][c]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(O + r * ldo + 16 * c, a[r][c]);
-}
-
-// Per-thread state of one (head, query tile).
+// Per-thread state of one (head, query tile). Row vectors: R = 1 or 2 vectors of 16 queries.
 struct Tile {
-  alignas(64) float S[kBq * kBk];  // scores, then probabilities, of the current key block
-  float m[kBq], l[kBq];            // running max and sum of each row
-  uint64_t bits[kBq];              // visible keys of each row in the current block
-  float* O;                        // (kBq, Dp) running numerator
-  int Dp;
+  float* qt;  // (D, kBq): queries of the tile, transposed and pre-scaled
+  float* st;  // (kBk, kBq): scores, then probabilities, of the current key block, transposed
+  float* ot;  // (D, kBq): running numerator, transposed
+  alignas(64) int32_t b0[kBq], e0[kBq], b1[kBq], e1[kBq];  // spans of the rows (empty for padding rows)
+  __m512 m[2], l[2];                                        // running max and sum per row
 };
 
-// Scales and masks one row of scores, updates its running max/sum, rescales its O row; leaves p in the row.
-void online_row(Tile& tl, int r, float scale) {
-  float* s = tl.S + r * kBk;
-  const uint64_t bits = tl.bits[r];
-  const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(kNegInf);
-  for (int c = 0; c < 4; ++c) {
-    const __mmask16 k = __mmask16(bits >> (16 * c));
-    _mm512_storeu_ps(s + 16 * c, _mm512_mask_mul_ps(ninf, k, _mm512_loadu_ps(s + 16 * c), sc));
+// st rows [j, j + 8) (R vectors each) = k rows j.. (8 pointers, D floats) · qt (D, kBq).
+template <int R>
+inline void scores_8(float* st, const float* const* kr, const float* qt, int D) {
+  __m512 a[kKg][R];
+#pragma GCC unroll 8
+  for (int j = 0; j < kKg; ++j)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) a[j][r] = _mm512_setzero_ps();
+  for (int d = 0; d < D; ++d) {
+    __m512 qv[R];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) qv[r] = _mm512_load_ps(qt + d * kBq + 16 * r);
+#pragma GCC unroll 8
+    for (int j = 0; j < kKg; ++j) {
+      const __m512 kv = _mm512_set1_ps(kr[j][d]);
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) a[j][r] = _mm512_fmadd_ps(kv, qv[r], a[j][r]);
+    }
   }
-  const float mn = std::max(tl.m[r], vec::max_of(s, kBk));
-  if (bits == 0 || mn == kNegInf) {  // nothing visible (yet): p = 0
-    std::fill(s, s + kBk, 0.0f);
-    return;
-  }
-  const float alpha = std::exp(tl.m[r] - mn);  // 0 on the first visible block
-  const float sum = vec::exp_shift_sum(s, s, kBk, mn);
-  tl.l[r] = tl.l[r] * alpha + sum;
-  if (alpha != 1.0f) vec::scale(tl.O + r * tl.Dp, tl.Dp, alpha);
-  tl.m[r] = mn;
+#pragma GCC unroll 8
+  for (int j = 0; j < kKg; ++j)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) _mm512_store_ps(st + j * kBq + 16 * r, a[j][r]);
 }
 
-// O rows [4·g, 4·g + 4) += P · V over keys [j0 + jl, j0 + jh) of the block; v points at key j0 of this kv head.
-void pv_group(Tile& tl, int g, const float* v, int64_t ldv, int jl, int jh, const __mmask16* mk) {
-  float* O = tl.O + 4 * g * tl.Dp;
-  const float* P = tl.S + 4 * g * kBk;
-  for (int c = 0; c < tl.Dp / 16; c += 4) {
-    switch (std::min(4, tl.Dp / 16 - c)) {
-      case 4: pv_4<4>(O + 16 * c, tl.Dp, P, v + 16 * c, ldv, jl, jh, mk + c); break;
-      case 3: pv_4<3>(O + 16 * c, tl.Dp, P, v + 16 * c, ldv, jl, jh, mk + c); break;
-      case 2: pv_4<2>(O + 16 * c, tl.Dp, P, v + 16 * c, ldv, jl, jh, mk + c); break;
-      default: pv_4<1>(O + 16 * c, tl.Dp, P, v + 16 * c, ldv, jl, jh, mk + c); break;
+// ot rows [d0, d0 + DG) += Σ_{j in [jl, jh)} v[j][d0..] · st[j] (v: key rows of this kv head from the block
+// start, stride ldv).
+template <int R, int DG>
+inline void pv_rows(float* ot, const float* st, const float* v, int64_t ldv, int jl, int jh) {
+  __m512 a[DG][R];
+#pragma GCC unroll 8
+  for (int i = 0; i < DG; ++i)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) a[i][r] = _mm512_load_ps(ot + i * kBq + 16 * r);
+  for (int j = jl; j < jh; ++j) {
+    __m512 p[R];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) p[r] = _mm512_load_ps(st + j * kBq + 16 * r);
+    const float* vr = v + j * ldv;
+#pragma GCC unroll 8
+    for (int i = 0; i < DG; ++i) {
+      const __m512 vv = _mm512_set1_ps(vr[i]);
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) a[i][r] = _mm512_fmadd_ps(vv, p[r], a[i][r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < DG; ++i)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) _mm512_store_ps(ot + i * kBq + 16 * r, a[i][r]);
+}
+
+template <int R>
+void pv_block(Tile& tl, const float* v, int64_t ldv, int D, int jl, int jh) {
+  int d0 = 0;
+  for (; d0 + kKg <= D; d0 += kKg) pv_rows<R, kKg>(tl.ot + d0 * kBq, tl.st, v + d0, ldv, jl, jh);
+  for (; d0 < D; ++d0) pv_rows<R, 1>(tl.ot + d0 * kBq, tl.st, v + d0, ldv, jl, jh);
+}
+
+// Sets the scores of keys a row may not see to -inf: key j0 + j for j in [jl, jh).
+template <int R>
+void mask_block(Tile& tl, int j0, int jl, int jh) {
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  for (int r = 0; r < R; ++r) {
+    const __m512i b0 = _mm512_load_si512(tl.b0 + 16 * r), e0 = _mm512_load_si512(tl.e0 + 16 * r);
+    const __m512i b1 = _mm512_load_si512(tl.b1 + 16 * r), e1 = _mm512_load_si512(tl.e1 + 16 * r);
+    for (int j = jl; j < jh; ++j) {
+      const __m512i key = _mm512_set1_epi32(j0 + j);
+      const __mmask16 in0 = _mm512_cmple_epi32_mask(b0, key) & _mm512_cmplt_epi32_mask(key, e0);
+      const __mmask16 in1 = _mm512_cmple_epi32_mask(b1, key) & _mm512_cmplt_epi32_mask(key, e1);
+      float* s = tl.st + j * kBq + 16 * r;
+      _mm512_store_ps(s, _mm512_mask_mov_ps(ninf, in0 | in1, _mm512_load_ps(s)));
     }
   }
 }
 
-// Marks the visible keys of each row in block [j0, j0 + kBk); returns their union.
-uint64_t block_bits(Tile& tl, const KeySpan* spans, int nq, int j0) {
-  uint64_t any = 0;
+// Online softmax over keys [jl, jh) of the block: new running max, p = exp(s - max) in place, running sum, and
+// the numerator rescaled. Rows that have seen no key yet keep max -inf and get p = 0.
+template <int R>
+void softmax_block(Tile& tl, int D, int jl, int jh) {
+  for (int r = 0; r < R; ++r) {
+    __m512 mx = tl.m[r];
+    for (int j = jl; j < jh; ++j) mx = _mm512_max_ps(mx, _mm512_load_ps(tl.st + j * kBq + 16 * r));
+    const __m512 shift = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mx, _mm512_set1_ps(kNegInf), _CMP_NEQ_OQ), mx);
+    const __m512 alpha = vec::exp512(_mm512_sub_ps(tl.m[r], shift));  // 0 while the old max is -inf
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = jl; j < jh; ++j) {
+      float* s = tl.st + j * kBq + 16 * r;
+      const __m512 p = vec::exp512(_mm512_sub_ps(_mm512_load_ps(s), shift));
+      _mm512_store_ps(s, p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    tl.l[r] = _mm512_fmadd_ps(tl.l[r], alpha, sum);
+    tl.m[r] = mx;
+    for (int d = 0; d < D; ++d) {
+      float* o = tl.ot + d * kBq + 16 * r;
+      _mm512_store_ps(o, _mm512_mul_ps(_mm512_load_ps(o), alpha));
+    }
+  }
+}
+
+// One key block [j0, j0 + kBk) of a tile; kv points at this kv head's key 0 (k and v rows at stride ld).
+template <int R>
+void tile_block(Tile& tl, const float* k, const float* v, const Dims& d, int j0, uint64_t any, bool full) {
+  const int jl = std::countr_zero(any), jh = kBk - std::countl_zero(any);
+  const int jh8 = std::min(kBk, (jh + kKg - 1) / kKg * kKg);
+  for (int j = jl / kKg * kKg; j < jh8; j += kKg) {
+    const float* kr[kKg];
+    for (int i = 0; i < kKg; ++i) kr[i] = k + std::min(j0 + j + i, d.Tk - 1) * d.ld();
+    scores_8<R>(tl.st + j * kBq, kr, tl.qt, d.D);
+  }
+  if (!full) mask_block<R>(tl, j0, jl, jh);
+  softmax_block<R>(tl, d.D, jl, jh);
+  pv_block<R>(tl, v + int64_t(j0) * d.ld(), d.ld(), d.D, jl, jh);
+}
+
+// Loads the tile's queries (transposed, times scale) and spans; padding rows get zeros and empty spans.
+void load_tile(Tile& tl, const float* q, const KeySpan* spans, const Dims& d, int h, int t0, int nq) {
   for (int r = 0; r < kBq; ++r) {
-    tl.bits[r] = r < nq ? range_bits(spans[r].begin0, spans[r].end0, j0) |
-                              range_bits(spans[r].begin1, spans[r].end1, j0)
-                        : 0;
-    any |= tl.bits[r];
+    const KeySpan s = r < nq ? spans[t0 + r] : KeySpan{};
+    tl.b0[r] = s.begin0, tl.e0[r] = s.end0, tl.b1[r] = s.begin1, tl.e1[r] = s.end1;
   }
-  return any;
+  std::fill(tl.qt, tl.qt + d.D * kBq, 0.0f);
+  for (int r = 0; r < nq; ++r) {
+    const float* qr = q + (int64_t(t0 + r) * d.Hq + h) * d.D;
+    for (int c = 0; c < d.D; ++c) tl.qt[c * kBq + r] = qr[c] * d.scale;
+  }
+  std::fill(tl.ot, tl.ot + d.D * kBq, 0.0f);
+  tl.m[0] = tl.m[1] = _mm512_set1_ps(kNegInf);
+  tl.l[0] = tl.l[1] = _mm512_setzero_ps();
 }
 
-// Keys [lo, hi) hold every key some row of the tile sees.
-void tile_key_hull(const KeySpan* spans, int nq, int& lo, int& hi) {
-  lo = std::numeric_limits<int>::max(), hi = 0;
+// out rows (nq, D) at stride Hq·D = ot / l; lse = m + log l.
+void store_tile(Tile& tl, float* out, float* lse, const Dims& d, int h, int t0, int nq) {
+  alignas(64) float m[kBq], l[kBq];
+  _mm512_store_ps(m, tl.m[0]), _mm512_store_ps(m + 16, tl.m[1]);
+  _mm512_store_ps(l, tl.l[0]), _mm512_store_ps(l + 16, tl.l[1]);
   for (int r = 0; r < nq; ++r) {
-    const KeySpan& s = spans[r];
-    if (s.begin0 < s.end0) lo = std::min(lo, s.begin0), hi = std::max(hi, s.end0);
-    if (s.begin1 < s.end1) lo = std::min(lo, s.begin1), hi = std::max(hi, s.end1);
-  }
-}
-
-// One head h, queries [t0, t0 + nq): out rows (nq, D) at stride Hq·D, lse at stride Hq.
-void attend_tile(Tile& tl, float* out, float* lse, const float* q, const float* kt, const float* v,
-                 const KeySpan* spans, const Dims& d, int h, int t0, int Tkp, const __mmask16* mk) {
-  const int nq = std::min(kBq, d.Tq - t0), groups = (nq + 3) / 4, g = h / (d.Hq / d.Hkv);
-  const float* qr[kBq];
-  for (int r = 0; r < kBq; ++r) qr[r] = q + (int64_t(t0 + std::min(r, nq - 1)) * d.Hq + h) * d.D;
-  std::fill(tl.m, tl.m + kBq, kNegInf);
-  std::fill(tl.l, tl.l + kBq, 0.0f);
-  std::fill(tl.O, tl.O + kBq * tl.Dp, 0.0f);
-  const float* ktg = kt + int64_t(g) * d.D * Tkp;
-  int lo, hi;
-  tile_key_hull(spans + t0, nq, lo, hi);
-  for (int j0 = lo / kBk * kBk; j0 < hi; j0 += kBk) {
-    const uint64_t any = block_bits(tl, spans + t0, nq, j0);
-    if (!any) continue;
-    for (int gr = 0; gr < groups; ++gr) scores_4x64(tl.S + 4 * gr * kBk, qr + 4 * gr, ktg + j0, Tkp, d.D);
-    for (int r = 0; r < 4 * groups; ++r) online_row(tl, r, d.scale);
-    const int jl = std::countr_zero(any), jh = kBk - std::countl_zero(any);
-    const float* vb = v + int64_t(j0) * d.ld() + int64_t(g) * d.D;
-    for (int gr = 0; gr < groups; ++gr) pv_group(tl, gr, vb, d.ld(), jl, jh, mk);
-  }
-  for (int r = 0; r < nq; ++r) {
-    const float inv = 1.0f / tl.l[r];
+    const float inv = 1.0f / l[r];
     float* o = out + (int64_t(t0 + r) * d.Hq + h) * d.D;
-    for (int c = 0; c < d.D; ++c) o[c] = tl.O[r * tl.Dp + c] * inv;
-    if (lse) lse[int64_t(t0 + r) * d.Hq + h] = tl.m[r] + std::log(tl.l[r]);
+    for (int c = 0; c < d.D; ++c) o[c] = tl.ot[c * kBq + r] * inv;
+    if (lse) lse[int64_t(t0 + r) * d.Hq + h] = m[r] + std::log(l[r]);
   }
 }
 
-// k (Tk, Hkv, D) -> kt (Hkv, D, Tkp), keys in blocks of 16 so that writes are contiguous.
-void pack_kt(float* kt, const float* k, const Dims& d, int Tkp) {
-  const int nb = (d.Tk + 15) / 16;
-#pragma omp parallel for collapse(2) schedule(static) if (int64_t(d.Tk) * d.ld() >= 16384)
-  for (int g = 0; g < d.Hkv; ++g)
-    for (int b = 0; b < nb; ++b) {
-      const int j0 = 16 * b, n = std::min(16, d.Tk - j0);
-      for (int c = 0; c < d.D; ++c) {
-        float* dst = kt + (int64_t(g) * d.D + c) * Tkp + j0;
-        const float* src = k + int64_t(j0) * d.ld() + int64_t(g) * d.D + c;
-        for (int j = 0; j < n; ++j) dst[j] = src[j * d.ld()];
-      }
+// One head h, queries [t0, t0 + nq).
+void attend_tile(Tile& tl, float* out, float* lse, const float* q, const float* k, const float* v,
+                 const KeySpan* spans, const Dims& d, int h, int t0) {
+  const int nq = std::min(kBq, d.Tq - t0);
+  const int64_t kv = int64_t(h / (d.Hq / d.Hkv)) * d.D;
+  load_tile(tl, q, spans, d, h, t0, nq);
+  int lo = std::numeric_limits<int>::max(), hi = 0;
+  for (int r = 0; r < nq; ++r) {
+    if (tl.b0[r] < tl.e0[r]) lo = std::min(lo, tl.b0[r]), hi = std::max(hi, tl.e0[r]);
+    if (tl.b1[r] < tl.e1[r]) lo = std::min(lo, tl.b1[r]), hi = std::max(hi, tl.e1[r]);
+  }
+  for (int j0 = lo / kBk * kBk; j0 < hi; j0 += kBk) {
+    uint64_t any = 0, all = ~0ull;
+    for (int r = 0; r < nq; ++r) {
+      const uint64_t bits = range_bits(tl.b0[r], tl.e0[r], j0) | range_bits(tl.b1[r], tl.e1[r], j0);
+      any |= bits, all &= bits;
     }
+    if (!any) continue;
+    // No mask needed when every row sees every key of [jl, jh) (padding rows see zeros: harmless, discarded).
+    const int jl = std::countr_zero(any), w = kBk - std::countl_zero(any) - jl;
+    const bool full = all == any && any == (w == 64 ? ~0ull : ((1ull << w) - 1) << jl);
+    if (nq > 16) tile_block<2>(tl, k + kv, v + kv, d, j0, any, full);
+    else tile_block<1>(tl, k + kv, v + kv, d, j0, any, full);
+  }
+  store_tile(tl, out, lse, d, h, t0, nq);
 }
 
 void attention_tiled(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                      const Dims& d) {
-  const int Tkp = (d.Tk + kBk - 1) / kBk * kBk, Dp = (d.D + 15) / 16 * 16;
-  thread_local std::vector<float> kt_buf;  // grow-only, so repeated calls do not allocate
-  if (kt_buf.size() < size_t(d.Hkv) * d.D * Tkp) kt_buf.assign(size_t(d.Hkv) * d.D * Tkp, 0.0f);
-  const float* kt = kt_buf.data();  // named outside the parallel region: other threads have their own kt_buf
-  pack_kt(kt_buf.data(), k, d, Tkp);
-  std::vector<__mmask16> mk(Dp / 16);
-  for (int c = 0; c < Dp / 16; ++c) mk[c] = vec::tail_mask(d.D - 16 * c);
   const int tiles = (d.Tq + kBq - 1) / kBq;
   const int64_t units = int64_t(d.Hq) * tiles;
-#pragma omp parallel
+#pragma omp parallel if (units > 1)
   {
-    std::vector<float> o(size_t(kBq) * Dp);
+    const size_t bytes = sizeof(float) * kBq * (2 * d.D + kBk);  // a multiple of 64
+    std::unique_ptr<float, decltype(&std::free)> buf(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
     Tile tl;
-    tl.O = o.data();
-    tl.Dp = Dp;
+    tl.qt = buf.get(), tl.ot = tl.qt + d.D * kBq, tl.st = tl.ot + d.D * kBq;
 #pragma omp for schedule(static, 1)
     for (int64_t u = 0; u < units; ++u)
-      attend_tile(tl, out, lse, q, kt, v, spans, d, int(u / tiles), int(u % tiles) * kBq, Tkp,
-                  mk.data());
+      attend_tile(tl, out, lse, q, k, v, spans, d, int(u / tiles), int(u % tiles) * kBq);
   }
 }
 #endif
