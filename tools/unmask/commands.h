@@ -8,5 +8,8 @@ namespace unmask::cli {
 void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_detokenize(CLI::App& app);
+void add_tokenizer(CLI::App& app);
 
 }  // namespace unmask::cli

@@ -2,29 +2,43 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 namespace unmask::tok {
 
 // Merge rules keyed by the ids of the two tokens: (a, b) -> the merged token and its rank (lower merges first).
+// An open-addressing hash table (linear probing), since encoding is mostly these lookups.
 class MergeTable {
  public:
   struct Merge {
     int32_t rank;
     int32_t id;
   };
-  void add(int32_t a, int32_t b, int32_t rank, int32_t id) { map_.emplace(key(a, b), Merge{rank, id}); }
+  // Adds a rule; a pair already present keeps its first (lower-ranked) rule.
+  void add(int32_t a, int32_t b, int32_t rank, int32_t id);
   const Merge* find(int32_t a, int32_t b) const {
-    if (a < 0 || b < 0) return nullptr;
-    auto it = map_.find(key(a, b));
-    return it == map_.end() ? nullptr : &it->second;
+    if (a < 0 || b < 0 || slots_.empty()) return nullptr;
+    const uint64_t k = key(a, b);
+    for (size_t i = slot_of(k);; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key == k) return &s.merge;
+      if (s.key == kEmpty) return nullptr;
+    }
   }
-  size_t size() const { return map_.size(); }
+  size_t size() const { return size_; }
 
  private:
+  struct Slot {
+    uint64_t key;
+    Merge merge;
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
   static uint64_t key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
-  std::unordered_map<uint64_t, Merge> map_;
+  size_t slot_of(uint64_t k) const { return size_t((k * 0x9E3779B97F4A7C15ull) >> 32) & mask_; }
+  void grow();
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
 };
 
 // Reusable buffers for bpe_merge, so that encoding a long text allocates once.

@@ -4,6 +4,29 @@
 
 namespace unmask::tok {
 
+void MergeTable::grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{kEmpty, {0, 0}});
+  mask_ = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.key == kEmpty) continue;
+    size_t i = slot_of(s.key);
+    while (slots_[i].key != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
+void MergeTable::add(int32_t a, int32_t b, int32_t rank, int32_t id) {
+  if ((size_ + 1) * 2 > slots_.size()) grow();  // at most half full
+  const uint64_t k = key(a, b);
+  size_t i = slot_of(k);
+  for (; slots_[i].key != kEmpty; i = (i + 1) & mask_) {
+    if (slots_[i].key == k) return;
+  }
+  slots_[i] = {k, {rank, id}};
+  ++size_;
+}
+
 namespace {
 
 constexpr int32_t kDead = -2;

@@ -1,5 +1,6 @@
 // Byte-level BPE: pre-tokenize with the vocabulary's regexes, map each byte to its alphabet token, merge by rank.
 #include <array>
+#include <unordered_map>
 
 #include "unmask/base/error.h"
 #include "unmask/tokenizer/bpe.h"
@@ -84,7 +85,23 @@ void BpeTokenizer::encode_text(std::string_view text, bool, std::vector<int32_t>
   }
   std::vector<int32_t> ids;
   tok::BpeScratch scratch;
-  for (auto w : words) encode_word(w, ids, scratch, out);
+  if (reference_) {
+    for (auto w : words) encode_word(w, ids, scratch, out);
+    return;
+  }
+  // Words repeat: within this call, each distinct word is merged once and its ids copied after that.
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
+  for (auto w : words) {
+    auto [it, fresh] = seen.try_emplace(w);
+    if (!fresh) {
+      const auto [b, e] = it->second;
+      for (size_t i = b; i < e; ++i) out.push_back(out[i]);
+      continue;
+    }
+    const size_t begin = out.size();
+    encode_word(w, ids, scratch, out);
+    it->second = {begin, out.size()};
+  }
 }
 
 std::string BpeTokenizer::piece_of(int32_t id) const {
