@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/base/rng.h"
 #include "unmask/base/timer.h"

@@ -26,7 +26,7 @@ ModelConfig small_config(std::string_view arch, MaskKind mask, int block = 0) {
 
 std::vector<int32_t> random_tokens(int n, int vocab, uint64_t seed) {
   Rng r(seed);
-  std::vector<int32_t> t(size_t(n));
+  std::vector<int32_t> t(static_cast<size_t>(n));
   for (auto& x : t) x = int32_t(r.below(uint64_t(vocab)));
   return t;
 }

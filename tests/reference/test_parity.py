@@ -8,8 +8,11 @@ from the arithmetic:
                 2L + 1 matmul stages may add a worst-case dot-product rounding error of K · eps relative to the sum
                 of |terms|, bounded by the logits' scale.
   bf16 weights: the reference rounds every matmul input to bf16 as unmask does, so the same bound applies, plus
-                one bf16 rounding step (2^-8 relative) per stage for inputs that land on the other side of a tie:
-                (2L + 1) · (K · eps32 + 2^-8) · max|logit|.
+                the inputs whose f32 values differ by their rounding error across a bf16 rounding boundary: each such
+                input moves by one bf16 step (2^-8 relative), about one term of typical size |sum| / sqrt(K) per
+                dot product: (2L + 1) · (K · eps32 + 2^-8 / sqrt(K)) · max|logit|.
+A negative control checks that the comparison can fail: the reference with the other RoPE layout must differ by
+more than the bound.
 Run: /usr/bin/python3 tests/reference/test_parity.py --unmask build/release/unmask
 """
 import argparse
@@ -60,12 +63,20 @@ def check_case(unmask, tmp, i, name, flags, T):
     ffn = ref.w["blk.0.ffn_up.weight"].shape[0]
     K = max(d, ffn, T, ref.n_heads * ref.head_dim)
     stages = 2 * ref.n_layers + 1
-    per_stage = K * 2.0 ** -24 + (2.0 ** -8 if bf16 else 0.0)
+    per_stage = K * 2.0 ** -24 + (2.0 ** -8 / np.sqrt(K) if bf16 else 0.0)
     bound = stages * per_stage * np.abs(want).max()
     err = np.abs(got - want).max()
     ok = err <= bound and np.isfinite(got).all()
     print(f"{'ok  ' if ok else 'FAIL'} {name:36s} T={T:3d} max|diff| {err:.3e}  bound {bound:.3e}  "
           f"max|logit| {np.abs(want).max():.3f}")
+    if i == 0:  # negative control: a reference with the wrong RoPE layout must be caught
+        ref.neox = not ref.neox
+        with torch.no_grad():
+            wrong = np.abs(got - ref.forward(tokens, act_bf16=bf16).numpy()).max()
+        caught = wrong > bound
+        print(f"{'ok  ' if caught else 'FAIL'} negative control (other RoPE layout): max|diff| {wrong:.3e} "
+              f"{'>' if caught else '<='} bound")
+        ok = ok and caught
     return ok
 
 

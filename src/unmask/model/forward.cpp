@@ -29,8 +29,6 @@ void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-const float* bias_of(const TensorView& t) { return t.data ? t.f32() : nullptr; }
-
 }  // namespace
 
 void Model::forward(const Batch& batch, float* logits, std::span<const int32_t> rows) {
@@ -86,6 +84,28 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
   out_.forward(logits, hr, R);
 }
 
+namespace {
+
+// qkv (N, Q + 2 KV) -> q (N, Q), k (N, KV), v (N, KV): the fused projection's columns, split.
+void split_qkv(float* q, float* k, float* v, const float* qkv, int N, int Q, int KV) {
+  const int W = Q + 2 * KV;
+#pragma omp parallel for schedule(static) if (int64_t(N) * W >= 65536)
+  for (int i = 0; i < N; ++i) {
+    const float* row = qkv + int64_t(i) * W;
+    std::copy_n(row, Q, q + int64_t(i) * Q);
+    std::copy_n(row + Q, KV, k + int64_t(i) * KV);
+    std::copy_n(row + Q + KV, KV, v + int64_t(i) * KV);
+  }
+}
+
+// gu (N, 2F) = [gate | up] per row -> out (N, F) = silu(gate) · up.
+void swiglu_rows(float* out, const float* gu, int N, int F) {
+#pragma omp parallel for schedule(static) if (int64_t(N) * F >= 65536)
+  for (int i = 0; i < N; ++i) swiglu_forward(out + int64_t(i) * F, gu + int64_t(i) * 2 * F, gu + int64_t(i) * 2 * F + F, F);
+}
+
+}  // namespace
+
 void Model::layer_forward(int l, int N, const int32_t* pos, std::span<const Segment> segs, KVCache* cache) {
   const int C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn, D = cfg_.head_dim;
   const LayerWeights& W = w_.get().layers[size_t(l)];
@@ -100,9 +120,9 @@ void Model::layer_forward(int l, int N, const int32_t* pos, std::span<const Segm
   const size_t first = cache ? size_t(cache->size()) * KV : 0;
 
   rmsnorm_forward(h, nullptr, x, W.attn_norm.f32(), N, C, cfg_.norm_eps);
-  L.q.forward(q, h, N, bias_of(W.bq));
-  L.k.forward(kbase + first, h, N, bias_of(W.bk));
-  L.v.forward(vbase + first, h, N, bias_of(W.bv));
+  float* wide = Scratch::fit(s.wide, size_t(N) * std::max(Q + 2 * KV, 2 * F));
+  L.qkv.forward(wide, h, N, L.qkv_b.empty() ? nullptr : L.qkv_b.data());
+  split_qkv(q, kbase + first, vbase + first, wide, N, Q, KV);
   rope_forward(q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
   rope_forward(kbase + first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
 
@@ -117,12 +137,10 @@ void Model::layer_forward(int l, int N, const int32_t* pos, std::span<const Segm
   add_inplace(x, tmp, int64_t(N) * C);
 
   rmsnorm_forward(h, nullptr, x, W.ffn_norm.f32(), N, C, cfg_.norm_eps);
-  float* gate = Scratch::fit(s.gate, size_t(N) * F);
-  float* up = Scratch::fit(s.up, size_t(N) * F);
-  L.gate.forward(gate, h, N);
-  L.up.forward(up, h, N);
-  swiglu_forward(gate, gate, up, int64_t(N) * F);
-  L.down.forward(tmp, gate, N);
+  float* act = Scratch::fit(s.act, size_t(N) * F);
+  L.gate_up.forward(wide, h, N);
+  swiglu_rows(act, wide, N, F);
+  L.down.forward(tmp, act, N);
   add_inplace(x, tmp, int64_t(N) * C);
 }
 

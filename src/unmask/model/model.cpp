@@ -43,15 +43,40 @@ Model Model::load(const std::string& path) {
 
 Model Model::random(const ModelConfig& c, uint64_t seed) { return Model(c, ModelWeights::random(c, seed)); }
 
+namespace {
+
 // The Linear of a weight (OC, IC) stored with ne = {IC, OC}.
-static Linear linear_of(const TensorView& t) { return Linear(t.data, t.dtype, int(t.ne[1]), int(t.ne[0])); }
+Linear linear_of(const TensorView& t) { return Linear(t.data, t.dtype, int(t.ne[1]), int(t.ne[0])); }
+
+// Matrices (OC_i, IC) of one type stacked into buf as (Σ OC_i, IC); the Linear reads buf.
+Linear stacked(std::vector<uint8_t>& buf, std::initializer_list<TensorView> parts) {
+  const TensorView& first = *parts.begin();
+  int oc = 0;
+  for (const TensorView& t : parts) {
+    check(t.dtype == first.dtype && t.ne[0] == first.ne[0],
+          "stacking projections of types {} and {}: mixed weight types within a layer are not supported yet",
+          dtype_name(first.dtype), dtype_name(t.dtype));
+    buf.insert(buf.end(), static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes());
+    oc += int(t.ne[1]);
+  }
+  return Linear(buf.data(), first.dtype, oc, int(first.ne[0]));
+}
+
+}  // namespace
 
 void Model::prepare() {
   const Weights& w = w_.get();
-  lin_.clear();
-  for (const LayerWeights& L : w.layers)
-    lin_.push_back({linear_of(L.wq), linear_of(L.wk), linear_of(L.wv), linear_of(L.wo), linear_of(L.w_gate),
-                    linear_of(L.w_up), linear_of(L.w_down)});
+  lin_ = std::vector<LayerLinears>(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& W = w.layers[l];
+    LayerLinears& L = lin_[l];
+    L.qkv = stacked(L.qkv_w, {W.wq, W.wk, W.wv});
+    L.gate_up = stacked(L.gate_up_w, {W.w_gate, W.w_up});
+    L.o = linear_of(W.wo);
+    L.down = linear_of(W.w_down);
+    for (const TensorView* b : {&W.bq, &W.bk, &W.bv})
+      if (b->data) L.qkv_b.insert(L.qkv_b.end(), b->f32(), b->f32() + b->nelements());
+  }
   out_ = linear_of(w.output);
 }
 

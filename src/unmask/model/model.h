@@ -85,8 +85,11 @@ class Model {
 
   ModelConfig cfg_;
   ModelWeights w_;
+  // One GEMM for q, k and v, one for gate and up: their weights stacked row-wise into buffers the model owns.
   struct LayerLinears {
-    Linear q, k, v, o, gate, up, down;
+    Linear qkv, o, gate_up, down;
+    std::vector<uint8_t> qkv_w, gate_up_w;
+    std::vector<float> qkv_b;  // (q_dim + 2 kv_dim) when the model has q/k/v biases
   };
   std::vector<LayerLinears> lin_;
   Linear out_;

@@ -17,7 +17,7 @@ struct Model::Segment {
 };
 
 struct Model::Scratch {
-  std::vector<float> x, h, q, k, v, att, gate, up, tmp, hr;  // (N, ...) rows
+  std::vector<float> x, h, q, k, v, wide, att, act, tmp, hr;  // (N, ...) rows
   std::vector<KeySpan> spans;                               // (N)
   std::vector<int32_t> pos;                                 // (N)
   template <typename T>
