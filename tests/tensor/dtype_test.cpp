@@ -65,7 +65,9 @@ TEST(Dtype, Bf16DecodesEveryValueAndRoundTrips) {
   for (uint32_t b = 0; b < 65536; ++b) {
     const float f = bf16_to_f32(uint16_t(b));
     ASSERT_EQ(std::bit_cast<uint32_t>(f), b << 16);
-    if (!std::isnan(f)) ASSERT_EQ(f32_to_bf16(f), b) << std::hex << b;
+    if (!std::isnan(f)) {
+      ASSERT_EQ(f32_to_bf16(f), b) << std::hex << b;
+    }
   }
 }
 

@@ -17,7 +17,9 @@ struct KeySpan {
 // q (Tq, Hq, D), k (Tk, Hkv, D), v (Tk, Hkv, D), spans (Tq) -> out (Tq, Hq, D).
 // Query head h reads key/value head h / (Hq / Hkv); Hq is a multiple of Hkv. Scores are scaled by `scale`
 // (1/sqrt(D) in the models). lse (Tq, Hq), if not null, receives the log-sum-exp of each query's scaled scores,
-// which the backward pass uses.
+// which the backward pass uses. Spans are checked (throws Error naming the query). Keys outside every span of a
+// block of queries are never read; a masked key lying between visible ones may be multiplied by probability 0, so
+// its V row must be finite (its K row need not be).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                        int Tq, int Tk, int Hq, int Hkv, int D, float scale);
 
