@@ -142,6 +142,13 @@ void Linear::forward(float* out, const float* x, int T, const float* bias) const
   rt.strm.wait();
 }
 
+void Linear::repack() {
+  if (!impl_) return;
+  auto& rt = runtime();
+  for (auto& [md, mem] : impl_->packed) dnnl::reorder(impl_->user_w, *mem).execute(rt.strm, impl_->user_w, *mem);
+  rt.strm.wait();
+}
+
 void set_kernel_threads(int n) {
   check(n > 0, "set_kernel_threads: n = {}, expected > 0", n);
   omp_set_num_threads(n);

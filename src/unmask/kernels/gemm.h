@@ -25,6 +25,9 @@ class Linear {
   // x (T, IC), bias (OC) or null -> out (T, OC). Not reentrant: one call at a time per Linear.
   void forward(float* out, const float* x, int T, const float* bias = nullptr) const;
 
+  // The weight's values changed in place (an optimizer step): refresh every packed copy from it.
+  void repack();
+
   int out_features() const { return oc_; }
   int in_features() const { return ic_; }
   DType dtype() const { return dtype_; }
