@@ -4,8 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
-#include <memory>
-#include <cstdlib>
+#include <cstdint>
 #include <vector>
 
 #include "unmask/base/error.h"
@@ -81,7 +80,9 @@ void attention_direct(float* out, float* lse, const float* q, const float* k, co
   const int64_t units = int64_t(d.Tq) * d.Hq, group = d.Hq / d.Hkv;
 #pragma omp parallel if (units > 1 && int64_t(d.Tk) * d.D * units >= 16384)
   {
-    std::vector<float> s(d.Tk), acc(d.D);
+    thread_local std::vector<float> s, acc;  // grow-only per thread: no allocation per step once warm
+    if (s.size() < size_t(d.Tk)) s.resize(d.Tk);
+    if (acc.size() < size_t(d.D)) acc.resize(d.D);
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; ++u) {
       const int t = int(u / d.Hq), h = int(u % d.Hq);
@@ -291,16 +292,22 @@ void attend_tile(Tile& tl, float* out, float* lse, const float* q, const float* 
   store_tile(tl, out, lse, d, h, t0, nq);
 }
 
+// This thread's 64-byte aligned scratch of at least `bytes`, grow-only (no allocation per step once warm).
+float* tile_buffer(size_t bytes) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < bytes / sizeof(float) + 16) buf.resize(bytes / sizeof(float) + 16);
+  const auto at = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - at % 64) % 64) / sizeof(float);
+}
+
 void attention_tiled(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                      const Dims& d) {
   const int tiles = (d.Tq + kBq - 1) / kBq;
   const int64_t units = int64_t(d.Hq) * tiles;
 #pragma omp parallel if (units > 1)
   {
-    const size_t bytes = sizeof(float) * kBq * (2 * d.D + kBk);  // a multiple of 64
-    std::unique_ptr<float, decltype(&std::free)> buf(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
     Tile tl;
-    tl.qt = buf.get(), tl.ot = tl.qt + d.D * kBq, tl.st = tl.ot + d.D * kBq;
+    tl.qt = tile_buffer(sizeof(float) * kBq * (2 * d.D + kBk)), tl.ot = tl.qt + d.D * kBq, tl.st = tl.ot + d.D * kBq;
 #pragma omp for schedule(static, 1)
     for (int64_t u = 0; u < units; ++u)
       attend_tile(tl, out, lse, q, k, v, spans, d, int(u / tiles), int(u % tiles) * kBq);

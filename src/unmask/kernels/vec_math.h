@@ -10,6 +10,7 @@
 // g++ 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized (GCC PR105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
