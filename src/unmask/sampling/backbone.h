@@ -1,0 +1,47 @@
+// What a sampler needs from a model: logits for chosen rows of whole sequences, and of spans that continue a cached
+// prefix. ModelBackbone runs the transformer; tests give hand-built logits through the same interface.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "unmask/model/config.h"
+#include "unmask/model/model.h"
+
+namespace unmask {
+
+class Backbone {
+ public:
+  virtual ~Backbone() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Logits (R, V) for rows R of batch.tokens, each sequence on its own from position 0 (Model::forward).
+  virtual void forward(const Batch& batch, float* logits, std::span<const int32_t> rows) = 0;
+  // The one cache of this backbone: tokens (n) continue the cached positions; logits (R, V) for rows R of the span.
+  // commit: the cache keeps the span (Model::forward_cached).
+  virtual void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
+                              bool commit) = 0;
+  virtual int cached() const = 0;       // positions held by the cache
+  virtual void truncate(int n) = 0;     // keep the first n cached positions
+};
+
+class ModelBackbone : public Backbone {
+ public:
+  explicit ModelBackbone(Model& m, int cache_capacity = 0) : m_(m), cache_capacity_(cache_capacity) {}
+  const ModelConfig& config() const override { return m_.config(); }
+  void forward(const Batch& batch, float* logits, std::span<const int32_t> rows) override {
+    m_.forward(batch, logits, rows);
+  }
+  void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
+                      bool commit) override;
+  int cached() const override { return cache_.size(); }
+  void truncate(int n) override { cache_.truncate(n); }
+
+ private:
+  Model& m_;
+  int cache_capacity_;
+  KVCache cache_;
+  bool has_cache_ = false;
+};
+
+}  // namespace unmask

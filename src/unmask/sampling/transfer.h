@@ -1,0 +1,39 @@
+// How many masked positions a diffusion step commits, and which: the rules of the reference samplers, as plain
+// functions so that tests can pin them on hand-made numbers.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "unmask/base/rng.h"
+
+namespace unmask {
+
+// LLaDA's get_num_transfer_tokens: `masked` positions over `steps` steps, masked / steps each and one more for the
+// first masked % steps steps. steps >= 1.
+std::vector<int> num_transfer_tokens(int masked, int steps);
+
+// Indices (into conf) of the k largest confidences, largest first; ties go to the lower index. -inf entries are
+// never chosen, so fewer than k may come back.
+std::vector<int> select_top(std::span<const double> conf, int k);
+
+// Fast-dLLM's threshold rule over confidences sorted in descending order: the top one always, then every one with
+// confidence >= threshold.
+int threshold_count(std::span<const double> sorted_conf, double threshold);
+
+// Fast-dLLM's factor rule: the largest n with sorted_conf[i] >= 1 - factor / (i + 2) for every i < n, at least 1.
+// (The published code also commits every position when only the last one fails; this follows the paper instead.)
+int factor_count(std::span<const double> sorted_conf, double factor);
+
+// Dream's time grid torch.linspace(1, eps, steps + 1) in float32, computed as torch's CPU kernel does (from the
+// start for the first half, from the end for the second).
+std::vector<float> dream_timesteps(int steps, float eps);
+
+// Dream's number_transfer_tokens at step i: int(num_mask * (1 - s / t)) in float32, every mask at the last step.
+int dream_transfer_count(int num_mask, int i, std::span<const float> timesteps);
+
+// k positions drawn without replacement with probabilities softmax(conf / temp) (Gumbel-top-k), in draw order.
+std::vector<int> sample_without_replacement(std::span<const double> conf, int k, double temp, Rng& rng);
+
+}  // namespace unmask
