@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "unmask/base/error.h"
 #include "unmask/base/rng.h"
 #include "unmask/kernels/rope.h"
 
@@ -71,6 +72,12 @@ TEST(Rope, HandComputedRotations) {
     EXPECT_NEAR(h[5], -std::sin(0.1), 1e-7);
     EXPECT_NEAR(h[7], std::cos(0.1), 1e-7);
   }
+}
+
+TEST(Rope, RejectsOddHeadSize) {
+  std::vector<float> x(3);
+  int32_t pos = 1;
+  EXPECT_THROW(rope_forward(x.data(), &pos, 1, 1, 3, RopeLayout::kNorm, 10000.0f), Error);
 }
 
 }  // namespace

@@ -308,9 +308,13 @@ void attention_tiled(float* out, float* lse, const float* q, const float* k, con
   {
     Tile tl;
     tl.qt = tile_buffer(sizeof(float) * kBq * (2 * d.D + kBk)), tl.ot = tl.qt + d.D * kBq, tl.st = tl.ot + d.D * kBq;
-#pragma omp for schedule(static, 1)
-    for (int64_t u = 0; u < units; ++u)
-      attend_tile(tl, out, lse, q, k, v, spans, d, int(u / tiles), int(u % tiles) * kBq);
+    // Tiles in the order 0, n-1, 1, n-2, ... dealt out two at a time: under a causal mask each thread gets pairs of
+    // short and long tiles, so the work is balanced.
+#pragma omp for schedule(static, 2)
+    for (int64_t u = 0; u < units; ++u) {
+      const int i = int(u % tiles), tile = i % 2 == 0 ? i / 2 : tiles - 1 - i / 2;
+      attend_tile(tl, out, lse, q, k, v, spans, d, int(u / tiles), tile * kBq);
+    }
   }
 }
 #endif

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "unmask/base/error.h"
+
 namespace unmask {
 
 namespace {
@@ -23,6 +25,8 @@ inline void rotate_row(float* x, const float* cs, const float* sn, int half, int
 // x (T, H, D) in place; pos (T). The inverse frequencies are computed in double once per call; each row's angles
 // pos·inv_freq are formed in double and their cos/sin (rounded to f32) reused by all H heads.
 void rope_forward(float* x, const int32_t* pos, int T, int H, int D, RopeLayout layout, float theta) {
+  check(D > 0 && D % 2 == 0 && theta > 0.0f, "rope_forward: head size {} must be even and positive, theta {} positive",
+        D, theta);
   const int half = D / 2;
   std::vector<double> inv_freq(half);
   for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(double(theta), -2.0 * i / D);
