@@ -42,7 +42,10 @@ TEST(Bpe, PriorityQueueEqualsQuadraticReference) {
     tok::MergeTable table;
     const int n_sym = 6, n_merges = 40;
     int32_t next = n_sym;
-    for (int r = 0; r < n_merges; ++r) table.add(int32_t(rng() % next), int32_t(rng() % next), r, next++);
+    for (int r = 0; r < n_merges; ++r) {
+      const auto a = int32_t(rng() % next), b = int32_t(rng() % next);
+      table.add(a, b, r, next++);
+    }
     tok::BpeScratch scratch;
     for (int w = 0; w < 50; ++w) {
       std::vector<int32_t> word(1 + rng() % 30);
@@ -156,6 +159,24 @@ TEST(Bpe, TokenizerJsonBothMergeEncodingsAndAddedTokens) {
   EXPECT_THROW(load_tokenizer_json(bad), Error);
   EXPECT_THROW(load_tokenizer_json(dir.write("x.json", "{not json")), Error);
   EXPECT_THROW(load_tokenizer_json((dir.path / "missing.json").string()), Error);
+}
+
+}  // namespace
+}  // namespace unmask
+
+namespace unmask {
+namespace {
+
+TEST(Bpe, TokenizerJsonWithWrongTypesIsAnError) {
+  testing::TempDir dir;
+  const auto p = dir.write("w.json", R"({"model": {"type": "BPE", "vocab": {"a": "zero"}},
+      "pre_tokenizer": {"type": "ByteLevel"}})");
+  try {
+    load_tokenizer_json(p);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("w.json"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

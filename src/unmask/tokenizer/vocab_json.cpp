@@ -107,10 +107,7 @@ void read_config(const std::string& config_path, Vocab& v) {
   if (c.contains("chat_template") && c.at("chat_template").is_string()) v.chat_template = c.at("chat_template");
 }
 
-}  // namespace
-
-Vocab vocab_from_json(const std::string& path) {
-  const json j = read_json(path);
+Vocab parse_tokenizer_json(const json& j, const std::string& path) {
   check(j.contains("model") && j.at("model").is_object(), "{}: no \"model\" object", path);
   const json& model = j.at("model");
   const std::string type = model.value("type", "BPE");
@@ -148,6 +145,19 @@ Vocab vocab_from_json(const std::string& path) {
   }
   const auto config = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
   if (std::filesystem::exists(config)) read_config(config.string(), v);
+  return v;
+}
+
+}  // namespace
+
+Vocab vocab_from_json(const std::string& path) {
+  const json j = read_json(path);
+  Vocab v;
+  try {
+    v = parse_tokenizer_json(j, path);
+  } catch (const json::exception& e) {  // a field of the wrong type or missing
+    fail("{}: unexpected tokenizer.json layout: {}", path, e.what());
+  }
   validate_vocab(v, path);
   infer_roles(v);
   return v;
