@@ -8,8 +8,10 @@ namespace unmask::cli {
 void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
+void add_grad(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace unmask::cli

@@ -12,9 +12,11 @@ int main(int argc, char** argv) {
   unmask::cli::add_info(app);
   unmask::cli::add_init(app);
   unmask::cli::add_forward(app);
+  unmask::cli::add_grad(app);
   unmask::cli::add_tokenize(app);
   unmask::cli::add_detokenize(app);
   unmask::cli::add_tokenizer(app);
+  unmask::cli::add_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,15 +13,24 @@
 
 namespace unmask {
 
-namespace {
-
-// Keys [0, n_keys) are at positions 0 .. n_keys-1; which of them may a query at position pos see?
 KeySpan visible_keys(MaskKind mask, int block, int pos, int n_keys) {
   int end = n_keys;
   if (mask == MaskKind::kCausal) end = std::min(pos + 1, n_keys);
   if (mask == MaskKind::kBlockCausal) end = std::min((pos / block + 1) * block, n_keys);
   return {0, end, 0, 0};
 }
+
+void TrainBatch::add(std::span<const int32_t> seq, MaskKind mask, int block) {
+  const int n = int(seq.size());
+  tokens.insert(tokens.end(), seq.begin(), seq.end());
+  for (int i = 0; i < n; ++i) {
+    pos.push_back(i);
+    spans.push_back(visible_keys(mask, block, i, n));
+  }
+  seq_begin.push_back(int32_t(tokens.size()));
+}
+
+namespace {
 
 // x (n) += y (n)
 void add_inplace(float* x, const float* y, int64_t n) {
@@ -63,24 +72,44 @@ void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, floa
 
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
                 KVCache* cache, float* logits, std::span<const int32_t> rows) {
-  const int N = int(tokens.size()), C = cfg_.d_model;
+  const int N = int(tokens.size()), C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn;
   Scratch& s = *s_;
-  KeySpan* spans = Scratch::fit(s.spans, size_t(N));
+  KeySpan* spans = fit(s.spans, size_t(N));
   for (const Segment& g : segs)
     for (int i = g.row0; i < g.row0 + g.n; ++i)
       spans[i] = visible_keys(cfg_.mask, cfg_.block_size, pos[size_t(i)], g.n_keys);
   const TensorView& emb = w_.get().token_embd;
-  embedding_forward(Scratch::fit(s.x, size_t(N) * C), tokens.data(), N, emb.data, emb.dtype, cfg_.vocab, C);
-  for (int l = 0; l < cfg_.n_layers; ++l) layer_forward(l, N, pos.data(), segs, cache);
-
+  LayerBufs b;
+  b.x = fit(s.x, size_t(N) * C);
+  embedding_forward(b.x, tokens.data(), N, emb.data, emb.dtype, cfg_.vocab, C);
+  b.h = b.h2 = fit(s.h, size_t(N) * C);
+  b.qkv = b.gu = fit(s.wide, size_t(N) * std::max(Q + 2 * KV, 2 * F));
+  b.q = fit(s.q, size_t(N) * Q);
+  b.att = fit(s.att, size_t(N) * Q);
+  b.act = fit(s.act, size_t(N) * F);
+  b.tmp = fit(s.tmp, size_t(N) * C);
+  b.first = cache ? size_t(cache->size()) * KV : 0;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    // K/V go straight into the cache after its final positions, or into scratch for a cache-less pass.
+    b.k = cache ? cache->k(l) : fit(s.k, size_t(N) * KV);
+    b.v = cache ? cache->v(l) : fit(s.v, size_t(N) * KV);
+    layer_forward(l, N, pos.data(), spans, segs, b);
+  }
   const int R = rows.empty() ? N : int(rows.size());
-  float* hr = Scratch::fit(s.hr, size_t(R) * C);
+  logits_forward(b.x, N, rows, fit(s.hr, size_t(R) * C), nullptr, logits);
+}
+
+// The final RMSNorm and output projection for the selected rows of the residual stream x (N, C):
+// hr (R, C) <- normed rows, rstd (R) if kept, logits (R, V).
+void Model::logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd,
+                           float* logits) {
+  const int C = cfg_.d_model, R = rows.empty() ? N : int(rows.size());
   for (int r = 0; r < R; ++r) {
     int src = rows.empty() ? r : rows[size_t(r)];
     check(src >= 0 && src < N, "forward: logits row {} is outside the {} rows of the call", src, N);
-    std::copy_n(s.x.data() + size_t(src) * C, C, hr + size_t(r) * C);
+    std::copy_n(x + size_t(src) * C, C, hr + size_t(r) * C);
   }
-  rmsnorm_forward(hr, nullptr, hr, w_.get().output_norm.f32(), R, C, cfg_.norm_eps);
+  rmsnorm_forward(hr, rstd, hr, w_.get().output_norm.f32(), R, C, cfg_.norm_eps);
   out_.forward(logits, hr, R);
 }
 
@@ -106,42 +135,34 @@ void swiglu_rows(float* out, const float* gu, int N, int F) {
 
 }  // namespace
 
-void Model::layer_forward(int l, int N, const int32_t* pos, std::span<const Segment> segs, KVCache* cache) {
+// x (N, C), the residual stream, goes through one layer in place; b says where the activations go.
+void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
+                          const LayerBufs& b) {
   const int C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn, D = cfg_.head_dim;
   const LayerWeights& W = w_.get().layers[size_t(l)];
   LayerLinears& L = lin_[size_t(l)];
-  Scratch& s = *s_;
-  float* x = s.x.data();
-  float* h = Scratch::fit(s.h, size_t(N) * C);
-  float* q = Scratch::fit(s.q, size_t(N) * Q);
-  // K/V go straight into the cache after its final positions, or into scratch for a cache-less pass.
-  float* kbase = cache ? cache->k(l) : Scratch::fit(s.k, size_t(N) * KV);
-  float* vbase = cache ? cache->v(l) : Scratch::fit(s.v, size_t(N) * KV);
-  const size_t first = cache ? size_t(cache->size()) * KV : 0;
+  float* x = b.x;
+  if (b.x_in) std::copy_n(x, size_t(N) * C, b.x_in);
 
-  rmsnorm_forward(h, nullptr, x, W.attn_norm.f32(), N, C, cfg_.norm_eps);
-  float* wide = Scratch::fit(s.wide, size_t(N) * std::max(Q + 2 * KV, 2 * F));
-  L.qkv.forward(wide, h, N, L.qkv_b.empty() ? nullptr : L.qkv_b.data());
-  split_qkv(q, kbase + first, vbase + first, wide, N, Q, KV);
-  rope_forward(q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
-  rope_forward(kbase + first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
-
-  float* att = Scratch::fit(s.att, size_t(N) * Q);
+  rmsnorm_forward(b.h, b.rstd1, x, W.attn_norm.f32(), N, C, cfg_.norm_eps);
+  L.qkv.forward(b.qkv, b.h, N, L.qkv_b);
+  split_qkv(b.q, b.k + b.first, b.v + b.first, b.qkv, N, Q, KV);
+  rope_forward(b.q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
+  rope_forward(b.k + b.first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(float(D));
   for (const Segment& g : segs)
-    attention_forward(att + size_t(g.row0) * Q, nullptr, q + size_t(g.row0) * Q, kbase + size_t(g.key0) * KV,
-                      vbase + size_t(g.key0) * KV, s.spans.data() + g.row0, g.n, g.n_keys, cfg_.n_heads,
-                      cfg_.n_kv_heads, D, scale);
-  float* tmp = Scratch::fit(s.tmp, size_t(N) * C);
-  L.o.forward(tmp, att, N);
-  add_inplace(x, tmp, int64_t(N) * C);
+    attention_forward(b.att + size_t(g.row0) * Q, b.lse ? b.lse + size_t(g.row0) * cfg_.n_heads : nullptr,
+                      b.q + size_t(g.row0) * Q, b.k + size_t(g.key0) * KV, b.v + size_t(g.key0) * KV,
+                      spans + g.row0, g.n, g.n_keys, cfg_.n_heads, cfg_.n_kv_heads, D, scale);
+  L.o.forward(b.tmp, b.att, N);
+  add_inplace(x, b.tmp, int64_t(N) * C);
+  if (b.x_mid) std::copy_n(x, size_t(N) * C, b.x_mid);
 
-  rmsnorm_forward(h, nullptr, x, W.ffn_norm.f32(), N, C, cfg_.norm_eps);
-  float* act = Scratch::fit(s.act, size_t(N) * F);
-  L.gate_up.forward(wide, h, N);
-  swiglu_rows(act, wide, N, F);
-  L.down.forward(tmp, act, N);
-  add_inplace(x, tmp, int64_t(N) * C);
+  rmsnorm_forward(b.h2, b.rstd2, x, W.ffn_norm.f32(), N, C, cfg_.norm_eps);
+  L.gate_up.forward(b.gu, b.h2, N);
+  swiglu_rows(b.act, b.gu, N, F);
+  L.down.forward(b.tmp, b.act, N);
+  add_inplace(x, b.tmp, int64_t(N) * C);
 }
 
 }  // namespace unmask

@@ -48,18 +48,33 @@ namespace {
 // The Linear of a weight (OC, IC) stored with ne = {IC, OC}.
 Linear linear_of(const TensorView& t) { return Linear(t.data, t.dtype, int(t.ne[1]), int(t.ne[0])); }
 
-// Matrices (OC_i, IC) of one type stacked into buf as (Σ OC_i, IC); the Linear reads buf.
-Linear stacked(std::vector<uint8_t>& buf, std::initializer_list<TensorView> parts) {
-  const TensorView& first = *parts.begin();
-  int oc = 0;
-  for (const TensorView& t : parts) {
-    check(t.dtype == first.dtype && t.ne[0] == first.ne[0],
-          "stacking projections of types {} and {}: mixed weight types within a layer are not supported yet",
-          dtype_name(first.dtype), dtype_name(t.dtype));
-    buf.insert(buf.end(), static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes());
-    oc += int(t.ne[1]);
+bool back_to_back(std::initializer_list<const TensorView*> parts) {
+  const TensorView* prev = nullptr;
+  for (const TensorView* t : parts) {
+    if (prev && static_cast<const uint8_t*>(prev->data) + prev->nbytes() != t->data) return false;
+    prev = t;
   }
-  return Linear(buf.data(), first.dtype, oc, int(first.ne[0]));
+  return true;
+}
+
+// Matrices (OC_i, IC) of one type stacked as (Σ OC_i, IC): in place when they lie back to back, else copied into
+// buf. Returns the stacked data.
+const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorView*> parts) {
+  const TensorView& first = **parts.begin();
+  for (const TensorView* t : parts)
+    check(t->dtype == first.dtype && t->ne[0] == first.ne[0],
+          "stacking projections of types {} and {}: mixed weight types within a layer are not supported yet",
+          dtype_name(first.dtype), dtype_name(t->dtype));
+  if (back_to_back(parts)) return first.data;
+  for (const TensorView* t : parts)
+    buf.insert(buf.end(), static_cast<const uint8_t*>(t->data), static_cast<const uint8_t*>(t->data) + t->nbytes());
+  return buf.data();
+}
+
+Linear stacked_linear(const void* data, std::initializer_list<const TensorView*> parts) {
+  int oc = 0;
+  for (const TensorView* t : parts) oc += int(t->ne[1]);
+  return Linear(data, (*parts.begin())->dtype, oc, int((*parts.begin())->ne[0]));
 }
 
 }  // namespace
@@ -70,12 +85,19 @@ void Model::prepare() {
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& W = w.layers[l];
     LayerLinears& L = lin_[l];
-    L.qkv = stacked(L.qkv_w, {W.wq, W.wk, W.wv});
-    L.gate_up = stacked(L.gate_up_w, {W.w_gate, W.w_up});
+    const void* qkv = stack(L.qkv_copy, {&W.wq, &W.wk, &W.wv});
+    const void* gu = stack(L.gate_up_copy, {&W.w_gate, &W.w_up});
+    L.qkv = stacked_linear(qkv, {&W.wq, &W.wk, &W.wv});
+    L.gate_up = stacked_linear(gu, {&W.w_gate, &W.w_up});
+    L.qkv_w = static_cast<const float*>(qkv), L.gate_up_w = static_cast<const float*>(gu);
     L.o = linear_of(W.wo);
     L.down = linear_of(W.w_down);
-    for (const TensorView* b : {&W.bq, &W.bk, &W.bv})
-      if (b->data) L.qkv_b.insert(L.qkv_b.end(), b->f32(), b->f32() + b->nelements());
+    if (W.bq.data && back_to_back({&W.bq, &W.bk, &W.bv})) {
+      L.qkv_b = W.bq.f32();
+    } else if (W.bq.data) {
+      for (const TensorView* b : {&W.bq, &W.bk, &W.bv}) L.qkv_b_copy.insert(L.qkv_b_copy.end(), b->f32(), b->f32() + b->nelements());
+      L.qkv_b = L.qkv_b_copy.data();
+    }
   }
   out_ = linear_of(w.output);
 }

@@ -46,6 +46,21 @@ struct Batch {
   int size() const { return int(begin.size()) - 1; }
 };
 
+// A training batch: the rows of several sequences, with the keys each row may see given explicitly, so that an
+// objective can build its own mask (BD3-LM's x_t ⊕ x_0). Spans index keys within the row's own sequence.
+struct TrainBatch {
+  std::vector<int32_t> tokens;         // (N)
+  std::vector<int32_t> pos;            // (N) RoPE positions
+  std::vector<KeySpan> spans;          // (N)
+  std::vector<int32_t> seq_begin{0};   // B+1 offsets into the rows
+  std::vector<int32_t> rows;           // rows whose logits are computed, in this order (all when empty)
+  // Appends a sequence whose rows see keys by the mask kind, at positions 0 .. n-1.
+  void add(std::span<const int32_t> seq, MaskKind mask, int block = 0);
+};
+
+// Keys [0, n_keys) at positions 0 .. n_keys-1: the ones a query at position pos may see under the mask kind.
+KeySpan visible_keys(MaskKind mask, int block, int pos, int n_keys);
+
 class Model {
  public:
   // Opens a GGUF model (weights stay memory-mapped). Throws Error naming the file and what was wrong.
@@ -73,27 +88,50 @@ class Model {
 
   KVCache make_cache(int capacity = 0) const;  // capacity 0: the model's context
 
+  // Training (owned f32 weights only: Model::random, or to_trainable()). forward_train computes logits
+  // (rows, V) and keeps the activations; backward takes dlogits (rows, V) and ACCUMULATES the gradient of every
+  // parameter into grads, a flat buffer laid out as params().
+  void forward_train(const TrainBatch& b, float* logits);
+  void backward(const TrainBatch& b, const float* dlogits, float* grads);
+  std::span<float> params();
+  // After the parameters changed (an optimizer step, a checkpoint load): refresh the GEMMs' packed weights.
+  void params_changed();
+  // A copy of a loaded (memory-mapped, any plain type) model with owned f32 weights, ready to train.
+  Model to_trainable() const;
+
  private:
-  struct Segment;  // a run of query rows that attend to one key range
+  struct Segment;    // a run of query rows that attend to one key range
   struct Scratch;
+  struct LayerBufs;  // where one layer's activations go
+  struct TrainActs;  // every layer's activations, kept for the backward pass
   Model(ModelConfig c, ModelWeights w);
   void prepare();
   void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
            KVCache* cache, float* logits, std::span<const int32_t> rows);
-  void layer_forward(int l, int N, const int32_t* pos, std::span<const Segment> segs, KVCache* cache);
+  void layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
+                     const LayerBufs& b);
+  void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
+  void layer_backward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
+                      float* dx, float* grads);
   void check_tokens(std::span<const int32_t> tokens) const;
 
   ModelConfig cfg_;
   ModelWeights w_;
   // One GEMM for q, k and v, one for gate and up: their weights stacked row-wise into buffers the model owns.
+  // Where the parts already lie back to back in memory (our own flat buffer) the Linear reads them in place, and
+  // training updates them there; otherwise (a mapped file) they are copied into the buffers here.
   struct LayerLinears {
     Linear qkv, o, gate_up, down;
-    std::vector<uint8_t> qkv_w, gate_up_w;
-    std::vector<float> qkv_b;  // (q_dim + 2 kv_dim) when the model has q/k/v biases
+    const float* qkv_w = nullptr;      // (Q + 2 KV, C) f32 when trainable
+    const float* gate_up_w = nullptr;  // (2F, C)
+    const float* qkv_b = nullptr;      // (Q + 2 KV) when the model has q/k/v biases
+    std::vector<uint8_t> qkv_copy, gate_up_copy;
+    std::vector<float> qkv_b_copy;
   };
   std::vector<LayerLinears> lin_;
   Linear out_;
   std::unique_ptr<Scratch> s_;
+  std::unique_ptr<TrainActs> t_;
 };
 
 }  // namespace unmask

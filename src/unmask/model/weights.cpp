@@ -11,7 +11,9 @@ namespace unmask {
 
 namespace {
 
-constexpr size_t kAlign = 64;
+// Tensors lie back to back (4-byte aligned), so that q/k/v and gate/up form stacked matrices in place and their
+// gradients are stacked the same way in a gradient buffer of the same layout.
+constexpr size_t kAlign = 4;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -65,7 +67,8 @@ std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
   return s;
 }
 
-ModelWeights ModelWeights::random(const ModelConfig& c, uint64_t seed, float std) {
+// Every tensor of c, f32 where the config says f32 (and for all norms), in one zeroed, owned buffer.
+ModelWeights ModelWeights::allocate(const ModelConfig& c) {
   c.validate();
   ModelWeights m;
   auto specs = tensor_specs(c);
@@ -75,14 +78,44 @@ ModelWeights ModelWeights::random(const ModelConfig& c, uint64_t seed, float std
     offsets.push_back(total);
     total += align_up(view_of(s, nullptr).nbytes());
   }
-  m.owned_.resize(total);
-  Rng root(seed);
-  parallel_for(int64_t(specs.size()), [&](int64_t i) {
-    fill_random(specs[size_t(i)], m.owned_.data() + offsets[size_t(i)], root.split(uint64_t(i)), std);
-  });
+  m.owned_.assign(total, 0);
   for (size_t i = 0; i < specs.size(); ++i) m.all_.emplace_back(specs[i], view_of(specs[i], m.owned_.data() + offsets[i]));
   m.bind(c);
   return m;
+}
+
+ModelWeights ModelWeights::random(const ModelConfig& c, uint64_t seed, float std) {
+  ModelWeights m = allocate(c);
+  Rng root(seed);
+  parallel_for(int64_t(m.all_.size()), [&](int64_t i) {
+    auto& [spec, view] = m.all_[size_t(i)];
+    fill_random(spec, const_cast<void*>(view.data), root.split(uint64_t(i)), std);
+  });
+  return m;
+}
+
+ModelWeights ModelWeights::to_owned_f32(const ModelConfig& c) const {
+  ModelConfig f = c;
+  f.wtype = DType::F32;
+  ModelWeights m = allocate(f);
+  for (size_t i = 0; i < all_.size(); ++i) {
+    const TensorView& src = all_[i].second;
+    to_f32(src.dtype, src.data, static_cast<float*>(const_cast<void*>(m.all_[i].second.data)), src.nelements());
+  }
+  return m;
+}
+
+std::span<float> ModelWeights::flat() {
+  check(!owned_.empty() && !file_, "training needs owned weights: convert a loaded model with to_trainable()");
+  for (const auto& [spec, view] : all_)
+    check(view.dtype == DType::F32, "training needs f32 weights; tensor {} is {}", spec.name, dtype_name(view.dtype));
+  return {reinterpret_cast<float*>(owned_.data()), owned_.size() / sizeof(float)};
+}
+
+size_t ModelWeights::offset_of(const TensorView& t) const {
+  auto p = static_cast<const uint8_t*>(t.data);
+  check(p >= owned_.data() && p < owned_.data() + owned_.size(), "offset_of: tensor is not in the owned buffer");
+  return size_t(p - owned_.data()) / sizeof(float);
 }
 
 ModelWeights ModelWeights::from_gguf(std::shared_ptr<const gguf::Reader> file, const ModelConfig& c) {

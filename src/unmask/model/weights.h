@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -49,13 +50,21 @@ class ModelWeights {
   // Binds the tensors of an open GGUF file (kept mapped), checking names, shapes and types.
   static ModelWeights from_gguf(std::shared_ptr<const gguf::Reader> file, const ModelConfig& c);
 
+  // An owned f32 copy with the layout of random(): the tensors back to back in one flat buffer.
+  ModelWeights to_owned_f32(const ModelConfig& c) const;
+
   const Weights& get() const { return w_; }
+  // The flat buffer of owned f32 weights (training); throws when the weights are mapped or not f32.
+  std::span<float> flat();
+  // Offset in floats of a tensor of the owned buffer.
+  size_t offset_of(const TensorView& t) const;
   // Every tensor with its spec, in file order (for saving and for `unmask info`).
   const std::vector<std::pair<TensorSpec, TensorView>>& tensors() const { return all_; }
   size_t nbytes() const;
 
  private:
   void bind(const ModelConfig& c);
+  static ModelWeights allocate(const ModelConfig& c);
   std::vector<uint8_t> owned_;  // the flat buffer, when initialised here
   std::shared_ptr<const gguf::Reader> file_;
   std::vector<std::pair<TensorSpec, TensorView>> all_;

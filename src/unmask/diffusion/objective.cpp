@@ -1,0 +1,145 @@
+#include "unmask/diffusion/objective.h"
+
+#include <algorithm>
+
+#include "unmask/base/error.h"
+
+namespace unmask {
+
+ObjectiveKind parse_objective(std::string_view name) {
+  if (name == "ar") return ObjectiveKind::kAR;
+  if (name == "mdlm") return ObjectiveKind::kMDLM;
+  if (name == "bd3") return ObjectiveKind::kBD3;
+  fail("unknown objective '{}'; known: ar, mdlm, bd3", name);
+}
+
+std::string_view objective_name(ObjectiveKind k) {
+  switch (k) {
+    case ObjectiveKind::kAR: return "ar";
+    case ObjectiveKind::kMDLM: return "mdlm";
+    case ObjectiveKind::kBD3: return "bd3";
+  }
+  return "?";
+}
+
+MaskKind Objective::mask_kind() const {
+  switch (kind) {
+    case ObjectiveKind::kAR: return MaskKind::kCausal;
+    case ObjectiveKind::kMDLM: return MaskKind::kBidirectional;
+    case ObjectiveKind::kBD3: return MaskKind::kBlockCausal;
+  }
+  return MaskKind::kCausal;
+}
+
+void Objective::validate(const ModelConfig& c) const {
+  if (kind != ObjectiveKind::kAR)
+    check(mask_token >= 0 && mask_token < c.vocab, "objective {}: the mask token {} is not in the vocabulary of {}",
+          objective_name(kind), mask_token, c.vocab);
+  if (kind == ObjectiveKind::kBD3) check(block > 0, "objective bd3: needs a block size > 0, got {}", block);
+  check(eps > 0 && eps < 1, "objective: eps = {}, expected in (0, 1)", eps);
+}
+
+std::vector<double> stratified_times(int n, double eps, Rng& rng) {
+  const double u = rng.uniform();
+  std::vector<double> t(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    double s = u + double(i) / n;
+    s -= s >= 1.0 ? 1.0 : 0.0;
+    t[size_t(i)] = eps + (1.0 - eps) * s;
+  }
+  return t;
+}
+
+namespace {
+
+// x0 (T) with each position masked with probability p: the noisy tokens, appended to xt; masked positions noted.
+void mask_tokens(std::span<const int32_t> x0, double p, int32_t mask, Rng& rng, std::vector<int32_t>& xt,
+                 std::vector<int>& masked) {
+  for (size_t i = 0; i < x0.size(); ++i) {
+    bool m = rng.uniform() < p;
+    xt.push_back(m ? mask : x0[i]);
+    if (m) masked.push_back(int(i));
+  }
+}
+
+void add_ar(LossBatch& lb, std::span<const int32_t> w, int T, float weight) {
+  int row0 = int(lb.batch.tokens.size());
+  lb.batch.add(w.first(size_t(T)), MaskKind::kCausal);
+  for (int i = 0; i < T; ++i) {
+    lb.batch.rows.push_back(row0 + i);
+    lb.targets.push_back(w[size_t(i) + 1]);
+    lb.weights.push_back(weight);
+  }
+}
+
+void add_mdlm(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, double t, float norm, Rng& rng) {
+  int row0 = int(lb.batch.tokens.size());
+  std::vector<int32_t> xt;
+  std::vector<int> masked;
+  mask_tokens(x0, 1.0 - schedule_alpha(o.schedule, t, o.eps), o.mask_token, rng, xt, masked);
+  lb.batch.add(xt, MaskKind::kBidirectional);
+  const float w = float(schedule_weight(o.schedule, t, o.eps)) * norm;
+  for (int i : masked) {
+    lb.batch.rows.push_back(row0 + i);
+    lb.targets.push_back(x0[size_t(i)]);
+    lb.weights.push_back(w);
+  }
+}
+
+// [x_t ; x_0] with the x_t ⊕ x_0 mask: 2T rows; x_t rows at positions 0..T-1, then x_0 rows at the same positions.
+void add_bd3(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, std::span<const double> block_t,
+             float norm, Rng& rng) {
+  const int T = int(x0.size()), B = o.block;
+  TrainBatch& b = lb.batch;
+  const int row0 = int(b.tokens.size());
+  std::vector<int32_t> xt;
+  std::vector<int> masked;
+  for (int s = 0, k = 0; s < T; s += B, ++k) {
+    const int n = std::min(B, T - s);
+    std::vector<int> m;
+    mask_tokens(x0.subspan(size_t(s), size_t(n)), 1.0 - schedule_alpha(o.schedule, block_t[size_t(k)], o.eps),
+                o.mask_token, rng, xt, m);
+    const float w = float(schedule_weight(o.schedule, block_t[size_t(k)], o.eps)) * norm;
+    for (int i : m) {
+      b.rows.push_back(row0 + s + i);
+      lb.targets.push_back(x0[size_t(s + i)]);
+      lb.weights.push_back(w);
+    }
+  }
+  b.tokens.insert(b.tokens.end(), xt.begin(), xt.end());
+  b.tokens.insert(b.tokens.end(), x0.begin(), x0.end());
+  for (int half = 0; half < 2; ++half)
+    for (int i = 0; i < T; ++i) {
+      const int blk = i / B, start = blk * B, end = std::min(start + B, T);
+      b.pos.push_back(i);
+      if (half == 0)
+        b.spans.push_back({start, end, T, T + start});  // own noisy block, then the clean blocks before it
+      else
+        b.spans.push_back({T, T + end, 0, 0});  // clean blocks up to its own
+    }
+  b.seq_begin.push_back(int32_t(b.tokens.size()));
+}
+
+}  // namespace
+
+LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng) {
+  check(windows.size() == size_t(B) * size_t(T + 1), "make_loss_batch: {} tokens for {} windows of {} + 1", windows.size(),
+        B, T);
+  LossBatch lb;
+  const float norm = 1.0f / float(B * T);
+  auto window = [&](int b) { return windows.subspan(size_t(b) * (T + 1), size_t(T + 1)); };
+  if (o.kind == ObjectiveKind::kAR) {
+    for (int b = 0; b < B; ++b) add_ar(lb, window(b), T, norm);
+  } else if (o.kind == ObjectiveKind::kMDLM) {
+    auto t = stratified_times(B, o.eps, rng);
+    for (int b = 0; b < B; ++b) add_mdlm(lb, o, window(b).first(size_t(T)), t[size_t(b)], norm, rng);
+  } else {
+    const int blocks = (T + o.block - 1) / o.block;
+    auto t = stratified_times(B * blocks, o.eps, rng);
+    for (int b = 0; b < B; ++b)
+      add_bd3(lb, o, window(b).first(size_t(T)), std::span(t).subspan(size_t(b) * blocks, size_t(blocks)), norm, rng);
+  }
+  return lb;
+}
+
+}  // namespace unmask

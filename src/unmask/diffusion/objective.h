@@ -1,0 +1,52 @@
+// Training objectives on one backbone: what the model sees for a batch of clean windows, which rows carry a loss,
+// their targets and weights. The loss of a step is Σ_r weight[r] · CE(logits_r, target[r]).
+//
+//   ar    next-token cross-entropy, causal mask; weight 1 / (B·T).
+//   mdlm  masked diffusion (absorbing state; LLaDA's pre-training loss): t per sequence, stratified over the batch,
+//         each token masked with probability 1 − α(t), CE on the masked positions weighted by −α'(t)/(1 − α(t)),
+//         normalised per token (B·T); bidirectional mask.
+//   bd3   block diffusion (BD3-LM) with block size Bk: the model sees [x_t ; x_0] (2T rows) under the x_t ⊕ x_0
+//         mask — an x_t row of block b sees its own noisy block and the clean blocks before b; an x_0 row sees the
+//         clean blocks up to its own — with t drawn per block; CE on the masked rows of the x_t half.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "unmask/base/rng.h"
+#include "unmask/diffusion/noise.h"
+#include "unmask/model/model.h"
+
+namespace unmask {
+
+enum class ObjectiveKind { kAR, kMDLM, kBD3 };
+ObjectiveKind parse_objective(std::string_view name);  // ar, mdlm, bd3; throws listing them
+std::string_view objective_name(ObjectiveKind k);
+
+struct Objective {
+  ObjectiveKind kind = ObjectiveKind::kAR;
+  Schedule schedule = Schedule::kLinear;
+  double eps = 1e-3;       // t is drawn from [eps, 1]
+  int block = 0;           // bd3 block size
+  int32_t mask_token = -1; // mdlm, bd3
+  // The mask kind a model trained with this objective uses at inference.
+  MaskKind mask_kind() const;
+  void validate(const ModelConfig& c) const;  // throws naming what does not fit
+};
+
+struct LossBatch {
+  TrainBatch batch;
+  std::vector<int32_t> targets;  // (R) one per logit row
+  std::vector<float> weights;    // (R)
+};
+
+// windows: B clean sequences of T + 1 tokens each, back to back (ar reads the shifted pair; the diffusion
+// objectives use the first T). Deterministic in rng.
+LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng);
+
+// Stratified draws of n values in [eps, 1]: one uniform offset, then evenly spaced (antithetic sampling).
+std::vector<double> stratified_times(int n, double eps, Rng& rng);
+
+}  // namespace unmask
