@@ -1,0 +1,170 @@
+"""Exactness: `unmask generate` against PyTorch transcriptions of LLaDA's generate (llada_generate.py), Fast-dLLM's
+threshold rule and Dream's diffusion_generate (dream_generate.py), run on the same small random models with
+temperature 0. The token ids must be identical.
+
+The transcriptions run the model in float64 (llama_ref.Reference), unmask in float32. Where the two could break a
+near-tie differently, the case reports the smallest margin it met (argmax: logit gap at a committed position;
+select: relative gap between the last confidence chosen and the first one left out, or to the threshold), so that a
+mismatch can be told apart from a tie. A mismatch fails the case either way; the cases below were chosen (model seeds,
+lengths) with margins far above float32 rounding (~1e-6 relative), and the margins are printed so that this stays
+visible.
+Run: /usr/bin/python3 tests/reference/test_generate.py --unmask build/release/unmask
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dream_generate  # noqa: E402
+import gguf_reader  # noqa: E402
+import llada_generate  # noqa: E402
+import numpy as np  # noqa: E402
+from llama_ref import Reference  # noqa: E402
+
+LLADA_MODEL = "--arch llada --vocab 96 --d-model 64 --heads 4 --kv-heads 2 --ffn 128 --layers 2 --seed 3"
+DREAM_MODEL = "--arch dream --vocab 96 --d-model 64 --heads 4 --kv-heads 2 --ffn 128 --layers 2 --seed 4"
+PROMPT = [5, 17, 33, 2, 71, 40, 9]
+# A random model's next-token distributions are nearly flat (logits of std ~0.15): confidences of different
+# positions then differ in the 6th digit. Scaling the final norm multiplies every logit by this factor, which
+# makes the model decisive the way a trained one is, and the comparison robust to float32 rounding.
+LOGIT_SCALE = 12.0
+
+# name, sampler flags for unmask, keyword arguments for the transcription
+LLADA_CASES = [
+    ("llada one per step, one block", dict(steps=16, gen_length=16, block_length=16)),
+    ("llada 2 per step, blocks of 8", dict(steps=8, gen_length=16, block_length=8)),
+    ("llada semi-AR blocks of 4", dict(steps=16, gen_length=16, block_length=4)),
+    ("llada steps not dividing block", dict(steps=10, gen_length=24, block_length=12)),
+    ("llada cfg 1.5", dict(steps=8, gen_length=16, block_length=8, cfg_scale=1.5)),
+]
+THRESHOLD_CASES = [
+    ("threshold whole", dict(gen_length=16, block_length=16, threshold=None)),
+    ("threshold blocks of 8", dict(gen_length=24, block_length=8, threshold=None)),
+]
+DREAM_CASES = [
+    ("dream entropy", dict(gen_length=16, steps=8, alg="entropy")),
+    ("dream maskgit_plus", dict(gen_length=16, steps=16, alg="maskgit_plus")),
+    ("dream topk_margin", dict(gen_length=20, steps=6, alg="topk_margin")),
+]
+
+
+def scale_logits(path, factor):
+    """Multiplies output_norm.weight (f32) in the GGUF file in place, so every logit is scaled by factor."""
+    buf = open(path, "rb").read()
+    c = gguf_reader._Cursor(buf)
+    c.pos = 4
+    _, n_tensors, n_kv = c.take("<I"), c.take("<Q"), c.take("<Q")
+    meta = {}
+    for _ in range(n_kv):
+        key = c.string()
+        meta[key] = c.value(c.take("<I"))
+    infos = {}
+    for _ in range(n_tensors):
+        name = c.string()
+        ne = [c.take("<Q") for _ in range(c.take("<I"))]
+        infos[name] = (ne, c.take("<I"), c.take("<Q"))
+    align = meta.get("general.alignment", 32)
+    start = (c.pos + align - 1) // align * align
+    ne, gtype, off = infos["output_norm.weight"]
+    assert gtype == 0, "output_norm.weight is expected in f32"
+    w = np.frombuffer(buf, np.float32, int(np.prod(ne)), start + off) * np.float32(factor)
+    with open(path, "r+b") as f:
+        f.seek(start + off)
+        f.write(w.astype(np.float32).tobytes())
+
+
+def run(cmd):
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res.stdout
+
+
+def unmask_generate(unmask, model, sampler, kw):
+    cmd = [unmask, "generate", "-m", model, "--json", "--sampler", sampler,
+           "--prompt-tokens", ",".join(map(str, PROMPT)), "-n", str(kw["gen_length"])]
+    flags = {"steps": "--steps", "block_length": "--block-length", "cfg_scale": "--cfg-scale",
+             "threshold": "--threshold", "alg": "--alg"}
+    for k, flag in flags.items():
+        if kw.get(k) is not None:
+            cmd += [flag, str(kw[k])]
+    out = json.loads(run(cmd))
+    return out["canvas"], out["stats"]["forward_passes"]
+
+
+MIN_GAP = 1e-5  # below this a case could flip on float32 rounding: it proves nothing and counts as failed
+
+
+def report(name, want, got, passes, margins):
+    ok = want == got and not margins.mask_chosen and margins.select > MIN_GAP
+    first = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), None)
+    print(f"{'ok  ' if ok else 'FAIL'} {name:34s} passes {passes[0]:3d}/{passes[1]:3d}  min argmax gap "
+          f"{margins.argmax:.2e}  min select gap {margins.select:.2e}"
+          + ("" if first is None else f"  first difference at position {first}")
+          + ("  (reference committed the mask id)" if margins.mask_chosen else "")
+          + (f"  (inconclusive: a select gap below {MIN_GAP})" if margins.select <= MIN_GAP else ""))
+    if not ok:
+        print(f"     torch  {want}\n     unmask {got}")
+    return ok
+
+
+def pick_threshold(ref, mask_id):
+    """A threshold between the confidences of the first step, so that the rule commits several but not all."""
+    x = PROMPT + [mask_id] * 16
+    p = ref.forward(x)[len(PROMPT):].softmax(-1).max(-1).values
+    return float(p.sort(descending=True).values[4:6].mean())
+
+
+def llada_cases(unmask, model):
+    ref = Reference(model, torch.float64)
+    mask_id = ref.w["token_embd.weight"].shape[0] - 1
+    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    thr = pick_threshold(ref, mask_id)
+    results = []
+    cases = LLADA_CASES + [(n, dict(kw, threshold=thr)) for n, kw in THRESHOLD_CASES]
+    for name, kw in cases:
+        kw = dict(kw)
+        got, passes = unmask_generate(unmask, model, "llada", kw)
+        with torch.no_grad():
+            want, ref_passes, margins = llada_generate.generate(fwd, PROMPT, mask_id, **kw)
+        results.append(report(name, want.tolist(), got, (ref_passes, passes), margins))
+    return results
+
+
+def dream_cases(unmask, model):
+    ref = Reference(model, torch.float64)
+    mask_id = ref.w["token_embd.weight"].shape[0] - 1
+    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    results = []
+    for name, kw in DREAM_CASES:
+        got, passes = unmask_generate(unmask, model, "dream", kw)
+        with torch.no_grad():
+            want, ref_passes, margins = dream_generate.generate(fwd, PROMPT, mask_id, **kw)
+        results.append(report(name, want.tolist(), got, (ref_passes, passes), margins))
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--unmask", required=True, help="path to the unmask binary")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        llada, dream = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "dream.gguf")
+        run([args.unmask, "init", "--config", "tiny", "--out", llada] + LLADA_MODEL.split())
+        run([args.unmask, "init", "--config", "tiny", "--out", dream] + DREAM_MODEL.split())
+        scale_logits(llada, LOGIT_SCALE)
+        scale_logits(dream, LOGIT_SCALE)
+        results = llada_cases(args.unmask, llada) + dream_cases(args.unmask, dream)
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    sys.exit(0 if passed == len(results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+// unmask generate: text from a prompt (or holes filled in a pattern) with any sampler; --visual redraws the canvas as
+// it denoises, --json prints ids, per-token commit steps and statistics.
+#include <fmt/color.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "unmask/base/error.h"
+#include "unmask/base/parallel.h"
+#include "unmask/io/gguf.h"
+#include "unmask/model/model.h"
+#include "unmask/sampling/infill.h"
+#include "unmask/sampling/sampler.h"
+#include "unmask/tokenizer/tokenizer.h"
+
+namespace unmask::cli {
+
+namespace {
+
+struct GenerateOptions {
+  std::string model, prompt, infill, infill_tokens, sampler = "llada", remasking = "low_confidence", alg = "entropy";
+  std::string cache = "none", remdm = "cap";
+  std::vector<int32_t> prompt_tokens;
+  std::vector<std::string> stop;
+  SamplerConfig cfg;
+  int threads = 0;
+  bool json = false, visual = false, no_kv_cache = false, no_ddpm_cache = false, ignore_eos = false;
+};
+
+// The model's tokenizer, or null when the file carries none.
+std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
+  gguf::Reader r(path);
+  if (!r.has("tokenizer.ggml.model")) return nullptr;
+  return load_tokenizer(r);
+}
+
+std::string text_of(const Tokenizer* tok, std::span<const int32_t> ids) {
+  if (tok) return tok->decode(ids);
+  std::string s;
+  for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  return s;
+}
+
+Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* flag) {
+  check(tok != nullptr, "{}: {} carries no tokenizer; pass the prompt as token ids with --prompt-tokens 1,2,3 "
+        "(or --infill-tokens)", flag, model);
+  return *tok;
+}
+
+// The canvas: the prompt followed by masks, or an infill pattern.
+Canvas make_canvas(const GenerateOptions& o, const ModelConfig& mc, Tokenizer* tok) {
+  const int given = int(!o.prompt.empty()) + int(!o.prompt_tokens.empty()) + int(!o.infill.empty()) +
+                    int(!o.infill_tokens.empty());
+  check(given == 1, "give exactly one of -p/--prompt, --prompt-tokens, --infill, --infill-tokens");
+  if (!o.infill_tokens.empty()) return infill_canvas(parse_infill_tokens(o.infill_tokens), mc.mask_token);
+  if (!o.infill.empty()) {
+    Tokenizer& t = need_tokenizer(tok, o.model, "--infill");
+    auto enc = [&](std::string_view s) { return t.encode(s, false, true); };
+    return infill_canvas(encode_pieces(parse_infill_pattern(o.infill), enc), mc.mask_token);
+  }
+  std::vector<int32_t> ids = o.prompt_tokens;
+  if (!o.prompt.empty()) ids = need_tokenizer(tok, o.model, "-p").encode(o.prompt, true, true);
+  return Canvas{ids, int(ids.size())};
+}
+
+// ANSI 256-colour grey by commit step: early steps bright, later ones darker.
+std::string paint(const std::string& s, int step, int total) {
+  const int grey = total <= 1 ? 255 : 255 - (step * 17) / std::max(total - 1, 1);
+  return fmt::format("\x1b[38;5;{}m{}\x1b[0m", grey, s);
+}
+
+std::string piece(const Tokenizer* tok, int32_t id) { return tok ? tok->token_bytes(id) : fmt::format("{} ", id); }
+
+void draw(const StepEvent& e, const Tokenizer* tok, const ModelConfig& mc, std::vector<int>& steps, int total) {
+  steps.resize(e.canvas.size(), -1);
+  for (int p : e.committed) steps[size_t(p)] = e.step;
+  for (int p : e.remasked) steps[size_t(p)] = -1;
+  std::string out = "\x1b[2J\x1b[H";
+  for (size_t p = 0; p < e.canvas.size(); ++p) {
+    const int32_t id = e.canvas[p];
+    if (id == mc.mask_token) out += "\x1b[38;5;238m_\x1b[0m";
+    else if (steps[p] < 0) out += fmt::format("\x1b[36m{}\x1b[0m", piece(tok, id));
+    else out += paint(piece(tok, id), steps[p], total);
+  }
+  fmt::print(stderr, "{}\n\nstep {}  block {}  committed {}\n", out, e.step + 1, e.block, e.committed.size());
+}
+
+nlohmann::json stats_json(const GenerateStats& s) {
+  return {{"forward_passes", s.forward_passes}, {"positions_run", s.positions_run}, {"logit_rows", s.logit_rows},
+          {"steps", s.steps}, {"generated", s.generated}, {"tokens_per_forward", s.tokens_per_forward()},
+          {"seconds_forward", s.seconds_forward}, {"seconds_sample", s.seconds_sample},
+          {"seconds_total", s.seconds_total},
+          {"tokens_per_second", s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0}};
+}
+
+void print_json(const GenerateOptions& o, const GenerateResult& r, const std::vector<int32_t>& out,
+                const std::string& text) {
+  std::vector<int32_t> steps(r.commit_step.begin() + r.prompt_length, r.commit_step.end());
+  nlohmann::json j = {{"sampler", o.sampler},
+                      {"prompt", std::vector<int32_t>(r.canvas.begin(), r.canvas.begin() + r.prompt_length)},
+                      {"canvas", r.canvas}, {"ids", out}, {"commit_step", steps}, {"text", text},
+                      {"cancelled", r.cancelled}, {"stats", stats_json(r.stats)}};
+  fmt::print("{}\n", j.dump());
+}
+
+// Stops AR decoding once the generated text holds a stop string.
+bool hit_stop(const GenerateOptions& o, const Tokenizer* tok, const StepEvent& e) {
+  if (o.stop.empty() || !tok) return false;
+  const std::string text = tok->decode(e.canvas.subspan(size_t(e.prompt_length)));
+  return std::any_of(o.stop.begin(), o.stop.end(), [&](const std::string& s) { return text.find(s) != std::string::npos; });
+}
+
+std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) {
+  for (const std::string& s : stop)
+    if (size_t at = text.find(s); at != std::string::npos) text.resize(at);
+  return text;
+}
+
+void finish_config(GenerateOptions& o) {
+  o.cfg.kind = parse_sampler_kind(o.sampler);
+  o.cfg.remasking = parse_remasking(o.remasking);
+  o.cfg.alg = parse_dream_alg(o.alg);
+  o.cfg.cache = parse_cache_mode(o.cache);
+  o.cfg.remdm = parse_remdm_schedule(o.remdm);
+  o.cfg.kv_cache = !o.no_kv_cache;
+  o.cfg.ddpm_cache = !o.no_ddpm_cache;
+  o.cfg.forbid_eos = o.ignore_eos;
+  if (o.ignore_eos) o.cfg.stop_at_eos = false;
+}
+
+void run_generate(GenerateOptions o) {
+  set_num_threads(o.threads);
+  finish_config(o);
+  check(o.stop.empty() || o.cfg.kind == SamplerKind::kAr, "--stop: stop strings apply to --sampler ar");
+  Model m = Model::load(o.model);
+  const ModelConfig& mc = m.config();
+  std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
+  Canvas canvas = make_canvas(o, mc, tok.get());
+  ModelBackbone bb(m);
+  std::vector<int> steps;
+  const int total = std::max(o.cfg.steps > 0 ? o.cfg.steps : o.cfg.gen_length, 1);
+  StepCallback cb = [&](const StepEvent& e) {
+    if (o.visual) draw(e, tok.get(), mc, steps, total);
+    return !(o.cfg.kind == SamplerKind::kAr && hit_stop(o, tok.get(), e));
+  };
+  const bool infill = !o.infill.empty() || !o.infill_tokens.empty();
+  GenerateResult r = infill ? generate_canvas(bb, o.cfg, std::move(canvas), cb)
+                            : generate(bb, o.cfg, canvas.tokens, cb);
+  const std::vector<int32_t> out = infill ? r.canvas : r.output(mc.eos_token);
+  const std::string text = cut_at_stop(text_of(tok.get(), out), o.stop);
+  if (o.json) return print_json(o, r, out, text);
+  fmt::print("{}\n", text);
+  const GenerateStats& s = r.stats;
+  fmt::print(stderr, "{}: {} tokens, {} forward passes ({:.2f} tokens/forward), {:.2f} s ({:.1f} tokens/s; "
+             "forward {:.2f} s, sampling {:.2f} s)\n", o.sampler, s.generated, s.forward_passes,
+             s.tokens_per_forward(), s.seconds_total, s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0,
+             s.seconds_forward, s.seconds_sample);
+}
+
+void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
+  SamplerConfig& c = o.cfg;
+  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3 or remdm")->capture_default_str();
+  cmd->add_option("-n,--n-predict", c.gen_length, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--steps", c.steps, "Denoising steps (default: one per token; bd3: per block)");
+  cmd->add_option("--block-length", c.block_length, "Semi-autoregressive block length (default: whole generation)");
+  cmd->add_option("--threshold", c.threshold, "Parallel decoding: commit every position with confidence >= P");
+  cmd->add_option("--factor", c.factor, "Parallel decoding with Fast-dLLM's factor rule");
+  cmd->add_option("--cache", o.cache, "Approximate cache for bidirectional models: none, prefix")->capture_default_str();
+  cmd->add_option("--temp,--temperature", c.temperature, "Temperature (0: greedy)")->capture_default_str();
+  cmd->add_option("--top-k", c.top_k, "Top-k (0: off)");
+  cmd->add_option("--top-p", c.top_p, "Top-p / nucleus (1: off)");
+  cmd->add_option("--min-p", c.min_p, "Min-p (0: off)");
+  cmd->add_option("--repeat-penalty", c.repeat_penalty, "Repetition penalty (1: off; AR)");
+  cmd->add_option("--repeat-last-n", c.repeat_last_n, "Tokens the repetition penalty looks back");
+  cmd->add_option("-s,--seed", c.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--remasking", o.remasking, "LLaDA: low_confidence or random")->capture_default_str();
+  cmd->add_option("--cfg-scale", c.cfg_scale, "Classifier-free guidance scale (LLaDA)");
+  cmd->add_flag("--ignore-eos", o.ignore_eos, "Never sample EOS");
+  cmd->add_flag("--eos-last", c.eos_last, "LLaDA: commit positions proposing EOS last");
+  cmd->add_option("--alg", o.alg, "Dream: origin, maskgit_plus, topk_margin, entropy")->capture_default_str();
+  cmd->add_option("--alg-temp", c.alg_temp, "Dream: draw positions from softmax(confidence / T)");
+  cmd->add_option("--eps", c.eps, "Final time of the grid linspace(1, eps, steps + 1)");
+  cmd->add_flag("--first-hitting", c.first_hitting, "bd3: one position per step (first hitting sampler)");
+  cmd->add_option("--remdm", o.remdm, "ReMDM schedule: cap, rescale, conf")->capture_default_str();
+  cmd->add_option("--eta", c.eta, "ReMDM eta")->capture_default_str();
+  cmd->add_flag("--no-kv-cache", o.no_kv_cache, "AR and bd3: recompute the whole sequence every step");
+  cmd->add_flag("--no-ddpm-cache", o.no_ddpm_cache, "MDLM: run the model even when nothing changed");
+  cmd->add_option("--stop", o.stop, "AR: stop once the text holds this string (repeatable)");
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate text with a diffusion or autoregressive sampler");
+  auto o = std::make_shared<GenerateOptions>();
+  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file)");
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt as token ids, comma-separated")->delimiter(',');
+  cmd->add_option("--infill", o->infill, "Fill the holes of a pattern: \"The [MASK:12] of the world\"");
+  cmd->add_option("--infill-tokens", o->infill_tokens, "Infill pattern as ids: 1,2,M12,3 (M<n>: n masks)");
+  add_sampler_options(cmd, *o);
+  cmd->add_flag("--json", o->json, "Print ids, per-token commit steps and statistics as JSON");
+  cmd->add_flag("--visual", o->visual, "Redraw the canvas on stderr as it denoises (darker = committed later)");
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] { run_generate(*o); });
+}
+
+}  // namespace unmask::cli
