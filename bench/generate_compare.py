@@ -1,0 +1,111 @@
+"""End-to-end generation benchmark: unmask's samplers side by side on one model, and unmask's LLaDA sampler against
+the PyTorch transcription of LLaDA's generate (tests/reference/llada_generate.py) on the same weights, in one run.
+
+  /usr/bin/python3 bench/generate_compare.py --unmask build/release/unmask [--config small] [--gen 128]
+
+Rows: LLaDA one token per step; semi-AR blocks; threshold 0.9 (Fast-dLLM); threshold 0.9 + prefix cache; AR with
+the KV cache on the causal twin (same sizes, llama architecture). With no trained checkpoint at hand the models are
+random (`unmask init`) with the final norm scaled by --logit-scale so that their predictions are decisive the way a
+trained model's are; how many tokens the threshold rule commits per forward depends on that, so those figures
+describe this model, not real text. The PyTorch row runs the plain transcription (no cache) in float32 with the same
+number of threads.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.pop("OPENBLAS_CORETYPE", None)  # the preset slows PyTorch's BLAS down (DESIGN.md)
+
+import torch  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+import llada_generate  # noqa: E402
+from llama_ref import Reference  # noqa: E402
+from test_generate import scale_logits  # noqa: E402
+
+
+def run(cmd):
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res.stdout
+
+
+def unmask_row(args, model, prompt, flags):
+    cmd = [args.unmask, "generate", "-m", model, "--json", "-t", str(args.threads), "-n", str(args.gen),
+           "--prompt-tokens", ",".join(map(str, prompt))] + flags
+    best = None
+    for _ in range(args.repeats):
+        out = json.loads(run(cmd))
+        if best is None or out["stats"]["seconds_total"] < best["stats"]["seconds_total"]:
+            best = out
+    return best
+
+
+def torch_row(model, prompt, mask_id, gen, threads):
+    torch.set_num_threads(threads)
+    ref = Reference(model, torch.float32)
+    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        x, passes, _ = llada_generate.generate(fwd, prompt, mask_id, steps=gen, gen_length=gen, block_length=gen)
+    return x.tolist(), passes, time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--unmask", required=True)
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--block", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--logit-scale", type=float, default=12.0)
+    args = ap.parse_args()
+    g, b = str(args.gen), str(args.block)
+    rows = [
+        ("llada 1 token/step", ["--steps", g, "--block-length", g]),
+        (f"llada semi-AR blocks of {b}", ["--steps", g, "--block-length", b]),
+        ("threshold 0.9", ["--threshold", "0.9", "--block-length", b]),
+        ("threshold 0.9 + prefix cache", ["--threshold", "0.9", "--block-length", b, "--cache", "prefix"]),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        llada, llama = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "llama.gguf")
+        run([args.unmask, "init", "--config", args.config, "--arch", "llada", "--seed", "1", "--out", llada])
+        run([args.unmask, "init", "--config", args.config, "--arch", "llama", "--seed", "1", "--out", llama])
+        scale_logits(llada, args.logit_scale)
+        scale_logits(llama, args.logit_scale)
+        vocab = Reference(llada).w["token_embd.weight"].shape[0]
+        prompt = [(7 * i + 3) % (vocab - 1) for i in range(args.prompt)]
+        print(f"model: {args.config} ({args.config} preset, random, logits x{args.logit_scale}), prompt {args.prompt}, "
+              f"generate {args.gen}, {args.threads} threads, best of {args.repeats}")
+        print(f"{'sampler':32s} {'forwards':>8s} {'tok/fwd':>8s} {'seconds':>8s} {'tok/s':>8s} {'fwd s':>7s} {'sample s':>8s}")
+        results = {}
+        for name, flags in rows + [("ar + kv cache (causal twin)", None)]:
+            out = (unmask_row(args, llada, prompt, ["--sampler", "llada"] + flags) if flags is not None else
+                   unmask_row(args, llama, prompt, ["--sampler", "ar", "--ignore-eos"]))
+            s = results[name] = out["stats"]
+            results[name]["canvas"] = out["canvas"]
+            print(f"{name:32s} {s['forward_passes']:8d} {s['tokens_per_forward']:8.2f} {s['seconds_total']:8.3f} "
+                  f"{s['tokens_per_second']:8.1f} {s['seconds_forward']:7.3f} {s['seconds_sample']:8.3f}")
+        want, passes, secs = torch_row(llada, prompt, vocab - 1, args.gen, args.threads)
+        print(f"{'pytorch llada 1 token/step':32s} {passes:8d} {args.gen / passes:8.2f} {secs:8.3f} "
+              f"{args.gen / secs:8.1f}")
+        base = results["llada 1 token/step"]
+        cached = results["threshold 0.9 + prefix cache"]
+        print(f"\nforward passes, 1 token/step vs threshold + prefix cache: {base['forward_passes']} / "
+              f"{cached['forward_passes']} = {base['forward_passes'] / cached['forward_passes']:.1f}x fewer")
+        print(f"unmask llada vs pytorch transcription (same weights, same settings): {secs / base['seconds_total']:.1f}x "
+              f"faster; same tokens: {want == base['canvas']}")
+        same = results["threshold 0.9"]["canvas"] == cached["canvas"]
+        print(f"threshold 0.9 output with and without the prefix cache identical: {same}")
+
+
+if __name__ == "__main__":
+    main()
