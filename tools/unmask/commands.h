@@ -9,6 +9,8 @@ void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
 void add_grad(CLI::App& app);
+void add_data(CLI::App& app);
+void add_train(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);

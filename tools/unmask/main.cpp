@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   unmask::cli::add_init(app);
   unmask::cli::add_forward(app);
   unmask::cli::add_grad(app);
+  unmask::cli::add_data(app);
+  unmask::cli::add_train(app);
   unmask::cli::add_tokenize(app);
   unmask::cli::add_detokenize(app);
   unmask::cli::add_tokenizer(app);

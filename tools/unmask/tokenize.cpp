@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "progress.h"
 #include "unmask/base/error.h"
 #include "unmask/base/timer.h"
 #include "unmask/io/gguf.h"
@@ -104,14 +105,7 @@ struct TrainArgs {
   bool byte_level = false;
 };
 
-// "\r[#######.............] 1234/4092 merges" on stderr, redrawn at each whole percent.
-void draw_progress(int64_t done, int64_t total) {
-  if (total <= 0 || (done * 100 / total == (done - 1) * 100 / total && done != total)) return;
-  const int width = 30, fill = int(done * width / total);
-  std::fprintf(stderr, "\rtraining BPE [%s%s] %lld/%lld merges", std::string(fill, '#').c_str(),
-               std::string(width - fill, '.').c_str(), (long long)done, (long long)total);
-  if (done == total) std::fputc('\n', stderr);
-}
+void draw_merges(int64_t done, int64_t total) { draw_progress("training BPE", done, total, "merges"); }
 
 void run_train(const TrainArgs& a) {
   Timer timer;
@@ -122,7 +116,7 @@ void run_train(const TrainArgs& a) {
     check(a.vocab_size > 0, "tokenizer train: --vocab-size is required (or --byte-level)");
     check(!a.input.empty(), "tokenizer train: --input is required (or --byte-level)");
     const std::string corpus = read_file(a.input);
-    v = train_bpe(corpus, {a.vocab_size, a.pre, a.min_count, draw_progress});
+    v = train_bpe(corpus, {a.vocab_size, a.pre, a.min_count, draw_merges});
     if (v.size() < a.vocab_size) std::fputc('\n', stderr);
   }
   gguf::Writer w;

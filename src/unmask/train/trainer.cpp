@@ -1,0 +1,272 @@
+#include "unmask/train/trainer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "unmask/base/error.h"
+#include "unmask/base/mmap.h"
+#include "unmask/base/timer.h"
+#include "unmask/diffusion/objective.h"
+#include "unmask/io/gguf.h"
+#include "unmask/kernels/backward.h"
+#include "unmask/model/model.h"
+#include "unmask/train/adamw.h"
+#include "unmask/train/curve.h"
+#include "unmask/train/shards.h"
+
+namespace unmask {
+
+namespace fs = std::filesystem;
+
+#define UNMASK_TRAIN_FIELDS(X)                                                                                     \
+  X(objective) X(schedule) X(preset) X(d_model) X(layers) X(heads) X(ffn) X(block) X(data_dir) X(out_dir) X(steps) \
+  X(batch) X(seq_len) X(accum) X(warmup) X(eval_every) X(eval_batches) X(ckpt_every) X(lr) X(min_lr)              \
+  X(weight_decay) X(beta1) X(beta2) X(grad_clip) X(eps) X(seed)
+
+std::string to_json(const TrainConfig& c) {
+  nlohmann::json j;
+#define X(f) j[#f] = c.f;
+  UNMASK_TRAIN_FIELDS(X)
+#undef X
+  return j.dump();
+}
+
+TrainConfig train_config_from_json(const std::string& text) {
+  TrainConfig c;
+  try {
+    auto j = nlohmann::json::parse(text);
+#define X(f) j.at(#f).get_to(c.f);
+    UNMASK_TRAIN_FIELDS(X)
+#undef X
+  } catch (const std::exception& e) {
+    fail("training configuration: {}", e.what());
+  }
+  return c;
+}
+
+namespace {
+
+const char* kCheckpoint = "checkpoint.gguf";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text(const fs::path& p, const std::string& s) {
+  AtomicFile f(p.string());
+  f.write(s.data(), s.size());
+  f.commit();
+}
+
+void validate(const TrainConfig& c) {
+  check(c.steps > 0 && c.batch > 0 && c.seq_len > 1 && c.accum > 0, "train: steps, batch, accum must be > 0 and "
+        "seq-len > 1 (got {}, {}, {}, {})", c.steps, c.batch, c.accum, c.seq_len);
+  check(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, "train: need 0 <= min-lr <= lr and lr > 0 (got {}, {})",
+        c.min_lr, c.lr);
+  check(c.eval_every > 0 && c.eval_batches > 0 && c.ckpt_every > 0, "train: eval/checkpoint intervals must be > 0");
+}
+
+ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::Reader& tok) {
+  ModelConfig m = preset_config(c.preset);
+  auto over = [](int& field, int v) { if (v > 0) field = v; };
+  over(m.d_model, c.d_model), over(m.n_layers, c.layers), over(m.n_heads, c.heads), over(m.ffn, c.ffn);
+  if (c.heads > 0) m.n_kv_heads = c.heads;
+  m.head_dim = m.d_model / m.n_heads;
+  m.vocab = int(tok.get_strings("tokenizer.ggml.tokens").size());
+  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : "llada";
+  m.rope = arch_info(m.arch).rope;
+  m.mask = o.mask_kind(), m.block_size = o.kind == ObjectiveKind::kBD3 ? o.block : 0;
+  m.ctx = std::max(m.ctx, c.seq_len);
+  m.mask_token = o.mask_token;
+  m.bos_token = int32_t(tok.get_int("tokenizer.ggml.bos_token_id", -1));
+  m.eos_token = int32_t(tok.get_int("tokenizer.ggml.eos_token_id", -1));
+  m.validate();
+  return m;
+}
+
+}  // namespace
+
+struct Trainer::State {
+  TrainConfig cfg;
+  Objective obj;
+  fs::path out;
+  std::shared_ptr<gguf::Reader> tok;  // DIR/tokenizer.gguf, copied into checkpoints
+  Shard train, val;
+  Model model;
+  std::unique_ptr<AdamW> opt;
+  std::vector<float> grads, logits, losses, dloss;
+  std::vector<int32_t> windows;
+  std::vector<CurvePoint> curve;
+  int64_t step = 0, first_step = 0;  // steps done; the step this process started from
+
+  State(TrainConfig c, Model m)
+      : cfg(std::move(c)),
+        out(cfg.out_dir),
+        tok(std::make_shared<gguf::Reader>((fs::path(cfg.data_dir) / "tokenizer.gguf").string())),
+        train((fs::path(cfg.data_dir) / "train.bin").string()),
+        val((fs::path(cfg.data_dir) / "val.bin").string()),
+        model(std::move(m)) {}
+
+  double micro_step(const std::vector<int32_t>& w, Rng& rng, float scale, bool learn);
+  void train_step(Timer& timer, const std::function<void(const StepReport&)>& report);
+  double evaluate();
+  void checkpoint();
+};
+
+namespace {
+
+Objective make_objective(const TrainConfig& c, const gguf::Reader& tok) {
+  Objective o;
+  o.kind = parse_objective(c.objective);
+  o.schedule = parse_schedule(c.schedule);
+  o.eps = c.eps, o.block = c.block;
+  o.mask_token = int32_t(tok.get_int("tokenizer.ggml.mask_token_id", -1));
+  return o;
+}
+
+}  // namespace
+
+// One micro-batch: the loss Σ w · CE, and (learn) its gradient · scale accumulated into grads.
+double Trainer::State::micro_step(const std::vector<int32_t>& w, Rng& rng, float scale, bool learn) {
+  LossBatch lb = make_loss_batch(obj, w, cfg.batch, cfg.seq_len, rng);
+  const int R = int(lb.targets.size()), V = model.config().vocab;
+  if (R == 0) return 0;  // nothing masked in the whole batch: no loss, no gradient
+  logits.resize(size_t(R) * V), losses.resize(size_t(R)), dloss.resize(size_t(R));
+  model.forward_train(lb.batch, logits.data());
+  cross_entropy_forward(losses.data(), logits.data(), lb.targets.data(), R, V);
+  double loss = 0;
+  for (int r = 0; r < R; ++r) loss += double(lb.weights[size_t(r)]) * losses[size_t(r)];
+  if (!learn) return loss;
+  for (int r = 0; r < R; ++r) dloss[size_t(r)] = lb.weights[size_t(r)] * scale;
+  cross_entropy_backward(logits.data(), logits.data(), lb.targets.data(), dloss.data(), R, V);
+  model.backward(lb.batch, logits.data(), grads.data());
+  return loss;
+}
+
+double Trainer::State::evaluate() {
+  Rng root(cfg.seed ^ 0x5eedf00dull);  // the same windows and masks at every evaluation
+  double total = 0;
+  for (int i = 0; i < cfg.eval_batches; ++i) {
+    Rng rng = root.split(uint64_t(i));
+    sample_windows(val, cfg.batch, cfg.seq_len + 1, rng, windows);
+    total += micro_step(windows, rng, 1.0f, false);
+  }
+  return total / cfg.eval_batches;
+}
+
+void Trainer::State::train_step(Timer& timer, const std::function<void(const StepReport&)>& report) {
+  Timer step_timer;
+  std::fill(grads.begin(), grads.end(), 0.0f);
+  double loss = 0;
+  for (int a = 0; a < cfg.accum; ++a) {
+    Rng rng = Rng(cfg.seed).split(uint64_t(step) * uint64_t(cfg.accum) + uint64_t(a));
+    sample_windows(train, cfg.batch, cfg.seq_len + 1, rng, windows);
+    loss += micro_step(windows, rng, 1.0f / float(cfg.accum), true) / cfg.accum;
+  }
+  check(std::isfinite(loss), "step {}: the loss is {}; stopping (the last checkpoint in {} is intact)", step + 1,
+        loss, out.string());
+  double norm = clip_grad_norm(grads.data(), grads.size(), cfg.grad_clip);
+  float lr = lr_at(step, cfg.steps, cfg.warmup, cfg.lr, cfg.min_lr);
+  opt->step(model.params().data(), grads.data(), lr);
+  model.params_changed();
+  ++step;
+  StepReport r;
+  r.step = step, r.steps = cfg.steps, r.loss = loss, r.lr = lr, r.grad_norm = norm;
+  r.tokens_per_s = double(cfg.batch) * cfg.seq_len * cfg.accum / step_timer.seconds();
+  r.elapsed_s = timer.seconds();
+  r.eta_s = r.elapsed_s / double(step - first_step) * double(cfg.steps - step);
+  if (step % cfg.eval_every == 0 || step == cfg.steps) r.val_loss = evaluate();
+  curve.push_back({step, loss, lr, norm, r.tokens_per_s, r.elapsed_s, r.val_loss});
+  if (step % cfg.ckpt_every == 0 || step == cfg.steps) {
+    checkpoint();
+    r.checkpointed = true;
+  }
+  report(r);
+}
+
+void Trainer::State::checkpoint() {
+  gguf::Writer w;
+  model.add_to(w);
+  for (const auto& [k, v] : tok->metadata())
+    if (k.starts_with("tokenizer.")) w.set(k, v);
+  w.set("unmask.train.config", gguf::Value::str(to_json(cfg)));
+  w.set("unmask.train.step", gguf::Value::u64(uint64_t(step)));
+  const int64_t n = int64_t(opt->m().size());
+  w.add_tensor("optim.adam_m", DType::F32, {n}, opt->m().data());
+  w.add_tensor("optim.adam_v", DType::F32, {n}, opt->v().data());
+  w.write((out / kCheckpoint).string());
+  write_text(out / "log.csv", curve_csv(curve));
+  write_text(out / "loss.svg", curve_svg(curve, fmt::format("{} · {} · {}", cfg.objective, cfg.preset, out.string())));
+}
+
+Trainer::Trainer(std::unique_ptr<State> s) : s_(std::move(s)) {}
+Trainer::~Trainer() = default;
+Trainer::Trainer(Trainer&&) noexcept = default;
+const TrainConfig& Trainer::config() const { return s_->cfg; }
+int64_t Trainer::step() const { return s_->step; }
+std::string Trainer::model_summary() const { return s_->model.config().summary(); }
+
+Trainer Trainer::start(const TrainConfig& c) {
+  validate(c);
+  check(!fs::exists(fs::path(c.out_dir) / kCheckpoint), "{} already holds a checkpoint: continue it with --resume {}",
+        c.out_dir, c.out_dir);
+  fs::create_directories(c.out_dir);
+  gguf::Reader tok((fs::path(c.data_dir) / "tokenizer.gguf").string());
+  Objective o = make_objective(c, tok);
+  ModelConfig mc = model_config(c, o, tok);
+  o.validate(mc);
+  auto s = std::make_unique<State>(c, Model::random(mc, c.seed));
+  s->obj = o;
+  check(s->train.vocab() == mc.vocab && s->val.vocab() == mc.vocab,
+        "{}: the shards' vocabulary ({}) differs from the tokenizer's ({})", c.data_dir, s->train.vocab(), mc.vocab);
+  s->grads.assign(s->model.params().size(), 0.0f);
+  s->opt = std::make_unique<AdamW>(s->grads.size(), param_groups(s->model.weights()),
+                                   AdamWConfig{c.beta1, c.beta2, 1e-8f, c.weight_decay});
+  return Trainer(std::move(s));
+}
+
+Trainer Trainer::resume(const std::string& out_dir, int steps) {
+  const std::string path = (fs::path(out_dir) / kCheckpoint).string();
+  check(fs::exists(path), "{}: no checkpoint to resume from", path);
+  TrainConfig c;
+  Model m = [&] {
+    gguf::Reader r(path);
+    c = train_config_from_json(r.get_string("unmask.train.config"));
+    return Model::load(path).to_trainable();
+  }();
+  if (steps > 0) c.steps = steps;
+  c.out_dir = out_dir;
+  validate(c);
+  auto s = std::make_unique<State>(c, std::move(m));
+  s->obj = make_objective(c, *s->tok);
+  gguf::Reader r(path);
+  s->step = r.get_int("unmask.train.step");
+  s->grads.assign(s->model.params().size(), 0.0f);
+  s->opt = std::make_unique<AdamW>(s->grads.size(), param_groups(s->model.weights()),
+                                   AdamWConfig{c.beta1, c.beta2, 1e-8f, c.weight_decay});
+  for (auto [name, dst] : {std::pair{"optim.adam_m", &s->opt->m()}, std::pair{"optim.adam_v", &s->opt->v()}}) {
+    const auto& t = r.tensor(name, {int64_t(dst->size())});
+    std::memcpy(dst->data(), t.data, dst->size() * sizeof(float));
+  }
+  s->opt->set_t(s->step);
+  auto curve = parse_curve_csv(read_text(fs::path(out_dir) / "log.csv"), out_dir + "/log.csv");
+  std::erase_if(curve, [&](const CurvePoint& p) { return p.step > s->step; });
+  s->curve = std::move(curve);
+  return Trainer(std::move(s));
+}
+
+void Trainer::run(const std::function<void(const StepReport&)>& report) {
+  Timer timer;
+  s_->first_step = s_->step;
+  while (s_->step < s_->cfg.steps) s_->train_step(timer, report);
+}
+
+}  // namespace unmask

@@ -1,0 +1,101 @@
+// unmask train: ar, mdlm or bd3 on one backbone, with a progress line, a CSV and SVG curve, atomic checkpoints and
+// exact resume.
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <memory>
+
+#include "commands.h"
+#include "progress.h"
+#include "unmask/base/error.h"
+#include "unmask/base/parallel.h"
+#include "unmask/train/trainer.h"
+
+namespace unmask::cli {
+
+namespace {
+
+struct TrainOptions {
+  TrainConfig c;
+  std::string resume;
+  int threads = 0;
+};
+
+std::string clock(double s) { return fmt::format("{}:{:02d}", int(s) / 60, int(s) % 60); }
+
+void report(const StepReport& r) {
+  std::string extra = fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {} elapsed, eta {}", r.loss, r.lr,
+                                  r.tokens_per_s, clock(r.elapsed_s), clock(r.eta_s));
+  draw_progress("train", r.step, r.steps, "steps", extra);
+  if (r.val_loss || r.checkpointed) {
+    if (r.step != r.steps && isatty(2)) std::fputc('\n', stderr);
+    fmt::print("step {:>6}  loss {:.4f}{}{}\n", r.step, r.loss,
+               r.val_loss ? fmt::format("  val {:.4f}", *r.val_loss) : "", r.checkpointed ? "  (checkpoint)" : "");
+    std::fflush(stdout);
+  }
+}
+
+void run_train(const TrainOptions& o) {
+  set_num_threads(o.threads);
+  Trainer t = o.resume.empty() ? Trainer::start(o.c) : Trainer::resume(o.resume, o.c.steps);
+  fmt::print("{} {}: {}\n", o.resume.empty() ? "training" : "resuming at step " + std::to_string(t.step()) + ",",
+             t.config().out_dir, t.model_summary());
+  std::fflush(stdout);
+  t.run(report);
+  fmt::print("done: {} steps; curve in {}/log.csv and loss.svg, model and optimizer in {}/checkpoint.gguf\n",
+             t.config().steps, t.config().out_dir, t.config().out_dir);
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model: next-token (ar), masked diffusion (mdlm), block diffusion");
+  auto o = std::make_shared<TrainOptions>();
+  TrainConfig& c = o->c;
+  c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
+  cmd->add_option("--objective", c.objective, "ar, mdlm or bd3")->capture_default_str();
+  cmd->add_option("--schedule", c.schedule, "Noise schedule for mdlm/bd3: linear, cosine, loglinear")
+      ->capture_default_str();
+  cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");
+  cmd->add_option("--config", c.preset, "Model size: tiny, nano, small, medium")->capture_default_str();
+  cmd->add_option("--d-model", c.d_model, "Override the width")->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", c.layers, "Override the number of layers")->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", c.heads, "Override the number of heads")->check(CLI::PositiveNumber);
+  cmd->add_option("--ffn", c.ffn, "Override the feed-forward width")->check(CLI::PositiveNumber);
+  cmd->add_option("--block-size", c.block, "Block size for bd3")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", c.steps, "Optimizer steps (default 2000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", c.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", c.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--accum", c.accum, "Micro-batches per step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", c.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr", c.min_lr, "Learning rate at the end of the cosine decay")->capture_default_str();
+  cmd->add_option("--warmup", c.warmup, "Warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--beta2", c.beta2, "AdamW beta2")->capture_default_str();
+  cmd->add_option("--grad-clip", c.grad_clip, "Clip the gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--eval-every", c.eval_every, "Steps between validations")->capture_default_str();
+  cmd->add_option("--eval-batches", c.eval_batches, "Batches per validation")->capture_default_str();
+  cmd->add_option("--checkpoint-every", c.ckpt_every, "Steps between checkpoints")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "Seed of the initialisation, data windows and masks")->capture_default_str();
+  cmd->add_option("--out", c.out_dir, "Run directory");
+  cmd->add_option("--resume", o->resume, "Continue the run in this directory from its checkpoint");
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o, cmd] {
+    if (!o->resume.empty()) {  // the run's configuration is the checkpoint's: only its length may change
+      std::string fixed;
+      for (const CLI::Option* opt : cmd->get_options())
+        if (opt->count() > 0 && opt->get_name() != "--resume" && opt->get_name() != "--steps" &&
+            opt->get_name() != "--threads")
+          fixed += (fixed.empty() ? "" : ", ") + opt->get_name();
+      check(fixed.empty(), "train --resume: {} cannot change when resuming; the run keeps its checkpoint's "
+            "configuration (only --steps and --threads may be given)", fixed);
+    } else {
+      check(!o->c.data_dir.empty() && !o->c.out_dir.empty(), "train: --data and --out are required (or --resume)");
+      if (o->c.steps == 0) o->c.steps = 2000;
+    }
+    run_train(*o);
+  });
+}
+
+}  // namespace unmask::cli
