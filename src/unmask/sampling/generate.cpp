@@ -54,6 +54,8 @@ void validate_model(const SamplerConfig& c, const ModelConfig& m) {
     check(c.block_length == 0 || c.block_length == m.block_size,
           "--block-length {}: block diffusion uses the model's block size {}", c.block_length, m.block_size);
   }
+  check(c.block_length == 0 || c.kind == SamplerKind::kLlada || c.kind == SamplerKind::kBd3,
+        "--block-length applies to the llada and bd3 samplers; --sampler {} works on the whole canvas", name);
   check(c.cache == CacheMode::kNone || c.kind == SamplerKind::kLlada,
         "--cache prefix/dual: only the llada sampler (with --threshold or steps) uses an approximate cache");
   check(c.cache != CacheMode::kDual, "--cache dual needs a model pass where a block attends to a cached prefix and "
