@@ -10,6 +10,7 @@
 #include "progress.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
+#include "unmask/train/comm.h"
 #include "unmask/train/trainer.h"
 
 namespace unmask::cli {
@@ -25,6 +26,7 @@ struct TrainOptions {
 std::string clock(double s) { return fmt::format("{}:{:02d}", int(s) / 60, int(s) % 60); }
 
 void report(const StepReport& r) {
+  if (Comm::world().rank() != 0) return;
   std::string extra = fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s  {} elapsed, eta {}", r.loss, r.lr,
                                   r.tokens_per_s, clock(r.elapsed_s), clock(r.eta_s));
   draw_progress("train", r.step, r.steps, "steps", extra);
@@ -39,11 +41,14 @@ void report(const StepReport& r) {
 void run_train(const TrainOptions& o) {
   set_num_threads(o.threads);
   Trainer t = o.resume.empty() ? Trainer::start(o.c) : Trainer::resume(o.resume, o.c.steps);
-  fmt::print("{} {}: {}\n", o.resume.empty() ? "training" : "resuming at step " + std::to_string(t.step()) + ",",
+  const bool talk = Comm::world().rank() == 0;
+  if (talk)
+    fmt::print("{} {}: {}\n", o.resume.empty() ? "training" : "resuming at step " + std::to_string(t.step()) + ",",
              t.config().out_dir, t.model_summary());
   std::fflush(stdout);
   t.run(report);
-  fmt::print("done: {} steps; curve in {}/log.csv and loss.svg, model and optimizer in {}/checkpoint.gguf\n",
+  if (talk)
+    fmt::print("done: {} steps; curve in {}/log.csv and loss.svg, model and optimizer in {}/checkpoint.gguf\n",
              t.config().steps, t.config().out_dir, t.config().out_dir);
 }
 

@@ -122,6 +122,26 @@ void add_bd3(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, std
 
 }  // namespace
 
+LossBatch slice_sequences(const LossBatch& lb, int s0, int s1) {
+  const TrainBatch& b = lb.batch;
+  check(0 <= s0 && s0 <= s1 && s1 < int(b.seq_begin.size()), "slice_sequences: [{}, {}) of {} sequences", s0, s1,
+        b.seq_begin.size() - 1);
+  const int r0 = b.seq_begin[size_t(s0)], r1 = b.seq_begin[size_t(s1)];
+  LossBatch out;
+  TrainBatch& o = out.batch;
+  o.tokens.assign(b.tokens.begin() + r0, b.tokens.begin() + r1);
+  o.pos.assign(b.pos.begin() + r0, b.pos.begin() + r1);
+  o.spans.assign(b.spans.begin() + r0, b.spans.begin() + r1);
+  for (int s = s0 + 1; s <= s1; ++s) o.seq_begin.push_back(b.seq_begin[size_t(s)] - r0);
+  for (size_t r = 0; r < b.rows.size(); ++r)
+    if (b.rows[r] >= r0 && b.rows[r] < r1) {
+      o.rows.push_back(b.rows[r] - r0);
+      out.targets.push_back(lb.targets[r]);
+      out.weights.push_back(lb.weights[r]);
+    }
+  return out;
+}
+
 LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng) {
   check(windows.size() == size_t(B) * size_t(T + 1), "make_loss_batch: {} tokens for {} windows of {} + 1", windows.size(),
         B, T);

@@ -46,6 +46,9 @@ struct LossBatch {
 // objectives use the first T). Deterministic in rng.
 LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng);
 
+// The sequences [s0, s1) of a batch, with their loss rows: one process's share in data-parallel training.
+LossBatch slice_sequences(const LossBatch& lb, int s0, int s1);
+
 // Stratified draws of n values in [eps, 1]: one uniform offset, then evenly spaced (antithetic sampling).
 std::vector<double> stratified_times(int n, double eps, Rng& rng);
 

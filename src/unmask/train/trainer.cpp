@@ -17,6 +17,7 @@
 #include "unmask/model/model.h"
 #include "unmask/train/adamw.h"
 #include "unmask/train/curve.h"
+#include "unmask/train/comm.h"
 #include "unmask/train/shards.h"
 
 namespace unmask {
@@ -72,6 +73,9 @@ void validate(const TrainConfig& c) {
   check(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, "train: need 0 <= min-lr <= lr and lr > 0 (got {}, {})",
         c.min_lr, c.lr);
   check(c.eval_every > 0 && c.eval_batches > 0 && c.ckpt_every > 0, "train: eval/checkpoint intervals must be > 0");
+  const int procs = Comm::world().size();
+  check(c.batch % procs == 0, "train: the batch of {} sequences does not split evenly over {} processes", c.batch,
+        procs);
 }
 
 ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::Reader& tok) {
@@ -134,11 +138,15 @@ Objective make_objective(const TrainConfig& c, const gguf::Reader& tok) {
 
 }  // namespace
 
-// One micro-batch: the loss Σ w · CE, and (learn) its gradient · scale accumulated into grads.
+// One micro-batch: the loss Σ w · CE, and (learn) its gradient · scale accumulated into grads. Every process draws
+// the whole batch and runs its share of the sequences; the caller sums losses and gradients over processes.
 double Trainer::State::micro_step(const std::vector<int32_t>& w, Rng& rng, float scale, bool learn) {
-  LossBatch lb = make_loss_batch(obj, w, cfg.batch, cfg.seq_len, rng);
+  const Comm& comm = Comm::world();
+  const int share = cfg.batch / comm.size();
+  LossBatch lb = slice_sequences(make_loss_batch(obj, w, cfg.batch, cfg.seq_len, rng), comm.rank() * share,
+                                 (comm.rank() + 1) * share);
   const int R = int(lb.targets.size()), V = model.config().vocab;
-  if (R == 0) return 0;  // nothing masked in the whole batch: no loss, no gradient
+  if (R == 0) return 0;  // nothing masked in this share: no loss, no gradient
   logits.resize(size_t(R) * V), losses.resize(size_t(R)), dloss.resize(size_t(R));
   model.forward_train(lb.batch, logits.data());
   cross_entropy_forward(losses.data(), logits.data(), lb.targets.data(), R, V);
@@ -159,6 +167,7 @@ double Trainer::State::evaluate() {
     sample_windows(val, cfg.batch, cfg.seq_len + 1, rng, windows);
     total += micro_step(windows, rng, 1.0f, false);
   }
+  Comm::world().sum(&total, 1);
   return total / cfg.eval_batches;
 }
 
@@ -171,8 +180,10 @@ void Trainer::State::train_step(Timer& timer, const std::function<void(const Ste
     sample_windows(train, cfg.batch, cfg.seq_len + 1, rng, windows);
     loss += micro_step(windows, rng, 1.0f / float(cfg.accum), true) / cfg.accum;
   }
+  Comm::world().sum(&loss, 1);
+  Comm::world().sum(grads.data(), grads.size());
   check(std::isfinite(loss), "step {}: the loss is {}; stopping (the last checkpoint in {} is intact)", step + 1,
-        loss, out.string());
+        loss, out.string());  // the summed loss is the same on every process: all stop together
   double norm = clip_grad_norm(grads.data(), grads.size(), cfg.grad_clip);
   float lr = lr_at(step, cfg.steps, cfg.warmup, cfg.lr, cfg.min_lr);
   opt->step(model.params().data(), grads.data(), lr);
@@ -180,12 +191,12 @@ void Trainer::State::train_step(Timer& timer, const std::function<void(const Ste
   ++step;
   StepReport r;
   r.step = step, r.steps = cfg.steps, r.loss = loss, r.lr = lr, r.grad_norm = norm;
-  r.tokens_per_s = double(cfg.batch) * cfg.seq_len * cfg.accum / step_timer.seconds();
+  r.tokens_per_s = double(cfg.batch) * cfg.seq_len * cfg.accum / step_timer.seconds();  // of all processes
   r.elapsed_s = timer.seconds();
   r.eta_s = r.elapsed_s / double(step - first_step) * double(cfg.steps - step);
   if (step % cfg.eval_every == 0 || step == cfg.steps) r.val_loss = evaluate();
   curve.push_back({step, loss, lr, norm, r.tokens_per_s, r.elapsed_s, r.val_loss});
-  if (step % cfg.ckpt_every == 0 || step == cfg.steps) {
+  if ((step % cfg.ckpt_every == 0 || step == cfg.steps) && Comm::world().rank() == 0) {
     checkpoint();
     r.checkpointed = true;
   }
