@@ -34,7 +34,7 @@ namespace {
 
 // x (n) += y (n)
 void add_inplace(float* x, const float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 

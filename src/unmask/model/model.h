@@ -114,6 +114,7 @@ class Model {
   void layer_backward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                       float* dx, float* grads);
   void check_tokens(std::span<const int32_t> tokens) const;
+  static std::vector<Segment> segments_of(const TrainBatch& tb);
 
   ModelConfig cfg_;
   ModelWeights w_;

@@ -44,6 +44,16 @@ void swiglu_rows_backward(float* dgu, const float* dact, const float* gu, int N,
 
 }  // namespace
 
+// Each sequence of a training batch attends within itself: its rows are its keys.
+std::vector<Model::Segment> Model::segments_of(const TrainBatch& tb) {
+  std::vector<Segment> segs;
+  for (size_t s = 0; s + 1 < tb.seq_begin.size(); ++s) {
+    int row0 = tb.seq_begin[s], n = tb.seq_begin[s + 1] - row0;
+    segs.push_back({row0, n, row0, n});
+  }
+  return segs;
+}
+
 std::span<float> Model::params() { return w_.flat(); }
 
 void Model::params_changed() {
@@ -71,11 +81,7 @@ void Model::forward_train(const TrainBatch& tb, float* logits) {
   if (!t_) t_ = std::make_unique<TrainActs>();
   TrainActs& a = *t_;
   a.layers.resize(size_t(cfg_.n_layers));
-  std::vector<Segment> segs;
-  for (size_t s = 0; s + 1 < tb.seq_begin.size(); ++s) {
-    int row0 = tb.seq_begin[s], n = tb.seq_begin[s + 1] - row0;
-    segs.push_back({row0, n, row0, n});
-  }
+  const auto segs = segments_of(tb);
   LayerBufs b;
   b.x = fit(a.x, size_t(N) * C);
   b.qkv = fit(a.qkv, size_t(N) * (Q + 2 * KV));
@@ -116,11 +122,7 @@ void Model::backward(const TrainBatch& tb, const float* dlogits, float* grads) {
     float* dst = dx + size_t(tb.rows.empty() ? r : tb.rows[size_t(r)]) * C;
     for (int j = 0; j < C; ++j) dst[j] += dxr[size_t(r) * C + j];
   }
-  std::vector<Segment> segs;
-  for (size_t s = 0; s + 1 < tb.seq_begin.size(); ++s) {
-    int row0 = tb.seq_begin[s], n = tb.seq_begin[s + 1] - row0;
-    segs.push_back({row0, n, row0, n});
-  }
+  const auto segs = segments_of(tb);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) layer_backward(l, N, tb.pos.data(), tb.spans.data(), segs, dx, grads);
   embedding_backward(g(w.token_embd), dx, tb.tokens.data(), N, V, C);
 }
