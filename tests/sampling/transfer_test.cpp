@@ -52,6 +52,16 @@ TEST(Transfer, DreamTimeGridMatchesTorchLinspaceInFloat32) {
   EXPECT_EQ(t10[1], 0.9000999927520752f);
   EXPECT_EQ(t10[7], 0.30070000886917114f);
   EXPECT_EQ(t10[9], 0.10090000182390213f);
+  // torch.linspace(1, 1e-3, 17)[8, 9, 15], from the vectorised part of torch's kernel
+  std::vector<float> t16 = dream_timesteps(16, 1e-3f);
+  EXPECT_EQ(t16.size(), 17u);
+  EXPECT_EQ(t16[8], 0.5005000233650208f);
+  EXPECT_EQ(t16[9], 0.43806251883506775f);
+  EXPECT_EQ(t16[15], 0.06343752145767212f);
+  std::vector<float> t128 = dream_timesteps(128, 1e-3f);
+  EXPECT_EQ(t128[20], 0.8439062237739563f);
+  EXPECT_EQ(t128[64], 0.5005000233650208f);
+  EXPECT_EQ(t128[100], 0.21953125298023224f);
   // int(10 * (1 - s / t)) at each step, as torch computes it: 0 1 1 1 1 1 2 3 4, then everything.
   std::vector<int> want{0, 1, 1, 1, 1, 1, 2, 3, 4, 10};
   for (int i = 0; i < 10; ++i) EXPECT_EQ(dream_transfer_count(10, i, t10), want[size_t(i)]) << "step " << i;

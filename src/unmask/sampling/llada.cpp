@@ -27,6 +27,7 @@ Blocks llada_blocks(const Run& r) {
   Blocks b;
   b.first = r.prompt_length();
   const int gen = r.size() - b.first;
+  if (gen <= 0) return b;  // nothing after the prompt: no block
   b.length = c.block_length > 0 ? std::min(c.block_length, gen) : gen;  // a block longer than the text: one block
   check(gen % b.length == 0, "--block-length {} does not divide the generation length {} (LLaDA asserts this)",
         b.length, gen);

@@ -42,15 +42,28 @@ int factor_count(std::span<const double> sorted_conf, double factor) {
   return n;
 }
 
+namespace {
+
+// torch's scalar linspace element (its CPU kernel is compiled with FMA contraction).
+float linspace_scalar(int64_t i, int64_t n, float start, float end, float step) {
+  return i < n / 2 ? std::fma(step, float(i), start) : std::fma(-step, float(n - i - 1), end);
+}
+
+}  // namespace
+
 std::vector<float> dream_timesteps(int steps, float eps) {
   const int64_t n = steps + 1;
-  std::vector<float> t(static_cast<size_t>(n));
   if (n == 1) return {1.0f};
-  const float start = 1.0f, end = eps;
-  const float step = (end - start) / float(n - 1);
-  const int64_t half = n / 2;
-  for (int64_t i = 0; i < n; ++i)
-    t[size_t(i)] = i < half ? start + step * float(i) : end - step * float(n - i - 1);
+  std::vector<float> t;
+  const float start = 1.0f, end = eps, step = (end - start) / float(n - 1);
+  constexpr int64_t W = 8;  // Vectorized<float> lanes of torch's AVX2 kernel
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W)  // two vectors at a time, each base + j * step with two roundings
+    for (int64_t v = i; v < i + 2 * W; v += W) {
+      const float base = linspace_scalar(v, n, start, end, step);
+      for (int64_t j = 0; j < W; ++j) t.push_back(base + float(double(j) * double(step)));
+    }
+  for (; i < n; ++i) t.push_back(linspace_scalar(i, n, start, end, step));
   return t;
 }
 

@@ -26,8 +26,10 @@ int threshold_count(std::span<const double> sorted_conf, double threshold);
 // (The published code also commits every position when only the last one fails; this follows the paper instead.)
 int factor_count(std::span<const double> sorted_conf, double factor);
 
-// Dream's time grid torch.linspace(1, eps, steps + 1) in float32, computed as torch's CPU kernel does (from the
-// start for the first half, from the end for the second).
+// Dream's time grid torch.linspace(1, eps, steps + 1) in float32, bit for bit as torch's CPU kernel (AVX2 build)
+// computes it: from the start for the first half and from the end for the second, fused multiply-adds for the
+// scalar elements, and in pairs of 8-lane vectors, base + j * step, while 16 or more elements remain. Checked
+// against torch 1.13 for every steps in 1..600.
 std::vector<float> dream_timesteps(int steps, float eps);
 
 // Dream's number_transfer_tokens at step i: int(num_mask * (1 - s / t)) in float32, every mask at the last step.
