@@ -114,6 +114,32 @@ TEST(KVCache, TruncateThenRerunEqualsFullForward) {
   EXPECT_THROW(cache.truncate(31), Error);
 }
 
+TEST(KVCache, WindowRerunAgainstTheWholeCachedSequence) {
+  for (MaskKind mask : {MaskKind::kBidirectional, MaskKind::kCausal, MaskKind::kBlockCausal}) {
+    ModelConfig c = small_config("llada", mask, 8);
+    Model m = Model::random(c, 21);
+    auto tokens = random_tokens(40, c.vocab, 13);
+    auto full = full_logits(m, tokens);
+    KVCache cache = m.make_cache();
+    std::vector<float> all(size_t(40) * c.vocab), part(size_t(8) * c.vocab);
+    m.forward_cached(cache, tokens, all.data());  // the whole sequence cached
+    // The same tokens rerun as a window: exactly the full pass's rows, whatever the mask.
+    m.forward_window(cache, 16, std::span(tokens).subspan(16, 8), part.data());
+    expect_close(part.data(), full.data() + size_t(16) * c.vocab, part.size(), c, mask_kind_name(mask).data());
+    // Changed tokens in the window (a denoising step): exact where nothing cached depends on the window — causal,
+    // and block-causal with the window a whole block. Bidirectional suffix K/V go stale: Fast-dLLM's approximation.
+    auto changed = tokens;
+    for (int i = 16; i < 24; i += 2) changed[size_t(i)] = (changed[size_t(i)] + 7) % c.vocab;
+    m.forward_window(cache, 16, std::span(changed).subspan(16, 8), part.data());
+    if (mask != MaskKind::kBidirectional) {
+      auto want = full_logits(m, changed);
+      expect_close(part.data(), want.data() + size_t(16) * c.vocab, part.size(), c, mask_kind_name(mask).data());
+    }
+    EXPECT_EQ(cache.size(), 40);
+    EXPECT_THROW(m.forward_window(cache, 35, std::span(changed).subspan(0, 8), part.data()), Error);
+  }
+}
+
 TEST(Forward, BidirectionalLogitsDependOnLaterTokensCausalDoNot) {
   for (MaskKind mask : {MaskKind::kCausal, MaskKind::kBidirectional}) {
     ModelConfig c = small_config("llada", mask);

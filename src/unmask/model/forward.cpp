@@ -52,7 +52,7 @@ void Model::forward(const Batch& batch, float* logits, std::span<const int32_t> 
     segs.push_back({row0, n, row0, n});
   }
   check_tokens(batch.tokens);
-  run(batch.tokens, pos, segs, nullptr, logits, rows);
+  run(batch.tokens, pos, segs, nullptr, 0, logits, rows);
 }
 
 void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
@@ -66,12 +66,24 @@ void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, floa
   std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) pos[size_t(i)] = len + i;
   const Segment seg{0, n, 0, len + n};
-  run(tokens, pos, {&seg, 1}, &cache, logits, rows);
+  run(tokens, pos, {&seg, 1}, &cache, len, logits, rows);
   if (commit) cache.advance(n);
 }
 
+void Model::forward_window(KVCache& cache, int begin, std::span<const int32_t> tokens, float* logits,
+                           std::span<const int32_t> rows) {
+  const int n = int(tokens.size());
+  check(n > 0 && begin >= 0 && begin + n <= cache.size(),
+        "forward_window: positions [{}, {}) are not inside the {} cached positions", begin, begin + n, cache.size());
+  check_tokens(tokens);
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) pos[size_t(i)] = begin + i;
+  const Segment seg{0, n, 0, cache.size()};
+  run(tokens, pos, {&seg, 1}, &cache, begin, logits, rows);
+}
+
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-                KVCache* cache, float* logits, std::span<const int32_t> rows) {
+                KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows) {
   const int N = int(tokens.size()), C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn;
   Scratch& s = *s_;
   KeySpan* spans = fit(s.spans, size_t(N));
@@ -88,7 +100,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
   b.att = fit(s.att, size_t(N) * Q);
   b.act = fit(s.act, size_t(N) * F);
   b.tmp = fit(s.tmp, size_t(N) * C);
-  b.first = cache ? size_t(cache->size()) * KV : 0;
+  b.first = size_t(first_row) * KV;
   for (int l = 0; l < cfg_.n_layers; ++l) {
     // K/V go straight into the cache after its final positions, or into scratch for a cache-less pass.
     b.k = cache ? cache->k(l) : fit(s.k, size_t(N) * KV);

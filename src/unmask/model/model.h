@@ -86,6 +86,12 @@ class Model {
   void forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
                       std::span<const int32_t> rows = {}, bool commit = true);
 
+  // tokens (n) replace positions [begin, begin + n) of a cache that holds the whole sequence (begin + n <=
+  // cache.size()): their K/V are recomputed in place and their queries attend to every cached position under the
+  // model's mask. Fast-dLLM's dual cache: the block being denoised is rerun against the cached prefix and suffix.
+  void forward_window(KVCache& cache, int begin, std::span<const int32_t> tokens, float* logits,
+                      std::span<const int32_t> rows = {});
+
   KVCache make_cache(int capacity = 0) const;  // capacity 0: the model's context
 
   // Training (owned f32 weights only: Model::random, or to_trainable()). forward_train computes logits
@@ -106,8 +112,9 @@ class Model {
   struct TrainActs;  // every layer's activations, kept for the backward pass
   Model(ModelConfig c, ModelWeights w);
   void prepare();
+  // cache: K/V of the rows are written at cache positions first_row ...
   void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-           KVCache* cache, float* logits, std::span<const int32_t> rows);
+           KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows);
   void layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                      const LayerBufs& b);
   void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
