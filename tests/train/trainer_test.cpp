@@ -1,17 +1,11 @@
 // The trainer through the `unmask` command: a run killed with SIGKILL and resumed ends bit for bit where an
 // uninterrupted run ends; a NaN loss stops the run and keeps the last checkpoint; bad input is refused.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
+#include "cli.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
 #include "unmask/tokenizer/train.h"
@@ -23,20 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result sh(const std::string& args) {
-  std::string cmd = std::string(UNMASK_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using test::Result;
+using test::sh;
+using test::tensors;
 
 // A data directory of random bytes with the byte-level tokenizer.
 fs::path make_data(const std::string& name) {
@@ -57,16 +40,6 @@ fs::path make_data(const std::string& name) {
 const std::string kRun = " --config tiny --layers 1 --d-model 32 --heads 2 --ffn 48 --batch 2 --seq-len 16 "
                          "--eval-every 1000 --eval-batches 1 -t 1";
 
-// Every tensor of a checkpoint (model and optimizer), by name.
-std::vector<std::pair<std::string, std::string>> tensors(const fs::path& ckpt) {
-  gguf::Reader r(ckpt.string());
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& t : r.tensors())
-    out.emplace_back(t.name, std::string(static_cast<const char*>(t.data), t.nbytes));
-  out.emplace_back("step", std::to_string(r.get_int("unmask.train.step")));
-  return out;
-}
-
 TEST(Trainer, KilledAndResumedEqualsUninterruptedBitForBit) {
   for (const char* objective : {"ar", "mdlm --schedule cosine", "bd3 --block-size 4"}) {
     fs::path data = make_data("resume");
@@ -76,20 +49,8 @@ TEST(Trainer, KilledAndResumedEqualsUninterruptedBitForBit) {
     Result full = sh(args + " --out " + a.string());
     ASSERT_EQ(full.code, 0) << full.out;
 
-    pid_t pid = fork();
-    if (pid == 0) {
-      std::string cmd = std::string(UNMASK_BINARY) + " " + args + " --out " + b.string() + " >/dev/null 2>&1";
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), (char*)nullptr);
-      _exit(127);
-    }
     // Kill at an arbitrary moment after the first checkpoint: whatever the process is doing then.
-    while (!fs::exists(b / "checkpoint.gguf")) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    std::this_thread::sleep_for(std::chrono::milliseconds(Rng(uint64_t(time(nullptr))).below(20)));
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    gguf::Reader killed((b / "checkpoint.gguf").string());  // the checkpoint on disk is whole
-    int64_t at = killed.get_int("unmask.train.step");
+    const int64_t at = test::kill_after_first_checkpoint(args, b);
     ASSERT_LT(at, 150) << objective << ": the run finished before the kill; nothing was tested";
     Result resumed = sh("train --resume " + b.string() + " -t 1");
     ASSERT_EQ(resumed.code, 0) << resumed.out;

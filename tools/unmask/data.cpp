@@ -1,4 +1,5 @@
-// unmask data prepare: tokenize a corpus into train/val token shards with the tokenizer beside them.
+// unmask data prepare: tokenize a corpus into train/val token shards (--format text), or prompt/response pairs into
+// train/val example shards for supervised fine-tuning (--format jsonl), with the tokenizer beside them.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -11,8 +12,10 @@
 #include "unmask/base/error.h"
 #include "unmask/base/timer.h"
 #include "unmask/io/gguf.h"
+#include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
 #include "unmask/tokenizer/train.h"
+#include "unmask/train/sft_data.h"
 #include "unmask/train/shards.h"
 
 namespace unmask::cli {
@@ -22,8 +25,9 @@ namespace {
 namespace fs = std::filesystem;
 
 struct PrepareOptions {
-  std::string input, tokenizer = "byte", out;
+  std::string input, tokenizer = "byte", out, format = "text", chat_template;
   double val_fraction = 0.1;
+  int seq_len = 0;  // jsonl: refuse prompts that leave no answer token in a sequence of this length
 };
 
 std::string read_corpus(const std::string& path) {
@@ -67,8 +71,43 @@ std::vector<int32_t> encode_corpus(const Tokenizer& tok, std::string_view text) 
   return ids;
 }
 
+// Every JSONL pair rendered through the chat template; with --seq-len, a prompt that leaves no room for an answer
+// token is an error naming its line.
+std::vector<SftExample> render_examples(const PrepareOptions& o, const Tokenizer& tok, const ChatTemplate& chat,
+                                        std::string_view text) {
+  const int32_t term = sft_terminator(chat, tok);
+  std::vector<SftExample> out;
+  for (const SftPair& p : parse_sft_jsonl(text, o.input)) {
+    out.push_back(render_sft_example(p, chat, tok, term));
+    check(o.seq_len == 0 || out.back().prompt_len < o.seq_len, "{}:{}: the prompt renders to {} tokens; --seq-len {} "
+          "leaves no room for its answer", o.input, p.line, out.back().prompt_len, o.seq_len);
+  }
+  return out;
+}
+
+void prepare_examples(const PrepareOptions& o, const Tokenizer& tok, std::string_view text, const Timer& t) {
+  const ChatTemplate& chat = resolve_chat_template(tok, o.chat_template);
+  auto ex = render_examples(o, tok, chat, text);
+  const size_t n_val = std::max<size_t>(1, size_t(double(ex.size()) * o.val_fraction));
+  check(ex.size() > n_val, "{}: {} examples are too few to split into train and validation", o.input, ex.size());
+  const size_t n_train = ex.size() - n_val;
+  const int32_t pad = sft_pad(tok);
+  write_sft_shard((fs::path(o.out) / "train.sft").string(), std::span(ex).first(n_train), tok.n_vocab(), pad);
+  write_sft_shard((fs::path(o.out) / "val.sft").string(), std::span(ex).subspan(n_train), tok.n_vocab(), pad);
+  size_t tokens = 0, longest_prompt = 0, longest = 0;
+  for (const auto& e : ex)
+    tokens += e.tokens.size(), longest_prompt = std::max(longest_prompt, size_t(e.prompt_len)),
+        longest = std::max(longest, e.tokens.size());
+  fmt::print("{}: {} train + {} validation examples, {} tokens (longest prompt {}, longest example {}); template {}, "
+             "responses end with {}, padded with {}; {:.1f} s\n", o.out, n_train, n_val, tokens, longest_prompt,
+             longest, chat.name, tok.token_text(sft_terminator(chat, tok)), tok.token_text(pad), t.seconds());
+}
+
 void run_prepare(const PrepareOptions& o) {
   check(o.val_fraction > 0 && o.val_fraction < 1, "--val-fraction {} must be in (0, 1)", o.val_fraction);
+  check(o.format == "text" || o.format == "jsonl", "--format {}: expected text or jsonl", o.format);
+  check(o.format == "jsonl" || (o.chat_template.empty() && o.seq_len == 0),
+        "--chat-template and --seq-len apply to --format jsonl only");
   Timer t;
   const std::string text = read_corpus(o.input);
   fs::create_directories(o.out);
@@ -76,6 +115,7 @@ void run_prepare(const PrepareOptions& o) {
   write_tokenizer(o.tokenizer, tok_path);
   gguf::Reader r(tok_path);
   auto tok = load_tokenizer(r);
+  if (o.format == "jsonl") return prepare_examples(o, *tok, text, t);
   auto ids = encode_corpus(*tok, text);
   const size_t n_val = std::max<size_t>(1, size_t(double(ids.size()) * o.val_fraction));
   check(ids.size() > n_val + 1, "{}: {} tokens are too few to split into train and validation", o.input, ids.size());
@@ -91,13 +131,21 @@ void run_prepare(const PrepareOptions& o) {
 void add_data(CLI::App& app) {
   auto* data = app.add_subcommand("data", "Prepare training data");
   data->require_subcommand(1);
-  auto* cmd = data->add_subcommand("prepare", "Tokenize a corpus into DIR/train.bin, DIR/val.bin, DIR/tokenizer.gguf");
+  auto* cmd = data->add_subcommand("prepare", "Tokenize a corpus into DIR/train.bin, DIR/val.bin, DIR/tokenizer.gguf "
+                                               "(or prompt/response pairs into DIR/train.sft, DIR/val.sft)");
   auto o = std::make_shared<PrepareOptions>();
-  cmd->add_option("--input", o->input, "Text corpus")->required();
+  cmd->add_option("--input", o->input, "Text corpus, or JSONL pairs with --format jsonl")->required();
+  cmd->add_option("--format", o->format, "text (a corpus) or jsonl (one {\"prompt\", \"response\"} or "
+                                         "{\"messages\": [...]} per line, for --objective sft)")->capture_default_str();
+  cmd->add_option("--chat-template", o->chat_template, "jsonl: the template to render with (default: the "
+                                                       "tokenizer's); one of " + chat_template_names());
+  cmd->add_option("--seq-len", o->seq_len, "jsonl: refuse an example whose prompt leaves no answer token in this "
+                                           "sequence length")->check(CLI::PositiveNumber);
   cmd->add_option("--tokenizer", o->tokenizer, "'byte' (256 bytes + specials), a GGUF with a vocabulary, or a "
                                                "tokenizer.json")->capture_default_str();
   cmd->add_option("--out", o->out, "Output directory")->required();
-  cmd->add_option("--val-fraction", o->val_fraction, "Share of the tokens (at the end) kept for validation")
+  cmd->add_option("--val-fraction", o->val_fraction, "Share of the tokens (or examples), at the end, kept for "
+                                                     "validation")
       ->capture_default_str();
   cmd->callback([o] { run_prepare(*o); });
 }

@@ -1,4 +1,4 @@
-// unmask train: ar, mdlm or bd3 on one backbone, with a progress line, a CSV and SVG curve, atomic checkpoints and
+// unmask train: ar, mdlm, bd3 or sft (fine-tuning, usually --init from a model) on one backbone, with a progress line, a CSV and SVG curve, atomic checkpoints and
 // exact resume.
 #include <fmt/format.h>
 
@@ -59,7 +59,10 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   TrainConfig& c = o->c;
   c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
-  cmd->add_option("--objective", c.objective, "ar, mdlm or bd3")->capture_default_str();
+  cmd->add_option("--objective", c.objective, "ar, mdlm, bd3, or sft (prompt/response examples from "
+                                             "`data prepare --format jsonl`)")->capture_default_str();
+  cmd->add_option("--init", c.init, "Start from this model's weights (GGUF; its shape and attention) instead of a "
+                                    "random model");
   cmd->add_option("--schedule", c.schedule, "Noise schedule for mdlm/bd3: linear, cosine, loglinear")
       ->capture_default_str();
   cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");
@@ -97,6 +100,9 @@ void add_train(CLI::App& app) {
             "configuration (only --steps and --threads may be given)", fixed);
     } else {
       check(!o->c.data_dir.empty() && !o->c.out_dir.empty(), "train: --data and --out are required (or --resume)");
+      for (const char* shape : {"--config", "--d-model", "--layers", "--heads", "--ffn"})
+        check(o->c.init.empty() || cmd->get_option(shape)->count() == 0, "train: {} cannot be given with --init (the "
+              "model's shape is the file's)", shape);
       if (o->c.steps == 0) o->c.steps = 2000;
     }
     run_train(*o);

@@ -10,7 +10,8 @@ ObjectiveKind parse_objective(std::string_view name) {
   if (name == "ar") return ObjectiveKind::kAR;
   if (name == "mdlm") return ObjectiveKind::kMDLM;
   if (name == "bd3") return ObjectiveKind::kBD3;
-  fail("unknown objective '{}'; known: ar, mdlm, bd3", name);
+  if (name == "sft") return ObjectiveKind::kSFT;
+  fail("unknown objective '{}'; known: ar, mdlm, bd3, sft", name);
 }
 
 std::string_view objective_name(ObjectiveKind k) {
@@ -18,6 +19,7 @@ std::string_view objective_name(ObjectiveKind k) {
     case ObjectiveKind::kAR: return "ar";
     case ObjectiveKind::kMDLM: return "mdlm";
     case ObjectiveKind::kBD3: return "bd3";
+    case ObjectiveKind::kSFT: return "sft";
   }
   return "?";
 }
@@ -25,7 +27,8 @@ std::string_view objective_name(ObjectiveKind k) {
 MaskKind Objective::mask_kind() const {
   switch (kind) {
     case ObjectiveKind::kAR: return MaskKind::kCausal;
-    case ObjectiveKind::kMDLM: return MaskKind::kBidirectional;
+    case ObjectiveKind::kMDLM:
+    case ObjectiveKind::kSFT: return MaskKind::kBidirectional;
     case ObjectiveKind::kBD3: return MaskKind::kBlockCausal;
   }
   return MaskKind::kCausal;
@@ -72,16 +75,18 @@ void add_ar(LossBatch& lb, std::span<const int32_t> w, int T, float weight) {
   }
 }
 
-void add_mdlm(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, double t, float norm, Rng& rng) {
+// x0 (T) whose first `keep` tokens stay clean (sft's prompt; 0 for mdlm), the rest masked at time t.
+void add_mdlm(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, double t, float norm, Rng& rng,
+              int keep = 0) {
   int row0 = int(lb.batch.tokens.size());
-  std::vector<int32_t> xt;
+  std::vector<int32_t> xt(x0.begin(), x0.begin() + keep);
   std::vector<int> masked;
-  mask_tokens(x0, 1.0 - schedule_alpha(o.schedule, t, o.eps), o.mask_token, rng, xt, masked);
+  mask_tokens(x0.subspan(size_t(keep)), 1.0 - schedule_alpha(o.schedule, t, o.eps), o.mask_token, rng, xt, masked);
   lb.batch.add(xt, MaskKind::kBidirectional);
   const float w = float(schedule_weight(o.schedule, t, o.eps)) * norm;
   for (int i : masked) {
-    lb.batch.rows.push_back(row0 + i);
-    lb.targets.push_back(x0[size_t(i)]);
+    lb.batch.rows.push_back(row0 + keep + i);
+    lb.targets.push_back(x0[size_t(keep + i)]);
     lb.weights.push_back(w);
   }
 }
@@ -145,6 +150,7 @@ LossBatch slice_sequences(const LossBatch& lb, int s0, int s1) {
 LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng) {
   check(windows.size() == size_t(B) * size_t(T + 1), "make_loss_batch: {} tokens for {} windows of {} + 1", windows.size(),
         B, T);
+  check(o.kind != ObjectiveKind::kSFT, "make_loss_batch: sft trains on examples (make_sft_loss_batch), not windows");
   LossBatch lb;
   const float norm = 1.0f / float(B * T);
   auto window = [&](int b) { return windows.subspan(size_t(b) * (T + 1), size_t(T + 1)); };
@@ -158,6 +164,22 @@ LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, 
     auto t = stratified_times(B * blocks, o.eps, rng);
     for (int b = 0; b < B; ++b)
       add_bd3(lb, o, window(b).first(size_t(T)), std::span(t).subspan(size_t(b) * blocks, size_t(blocks)), norm, rng);
+  }
+  return lb;
+}
+
+LossBatch make_sft_loss_batch(const Objective& o, std::span<const int32_t> seqs, std::span<const int32_t> prompt_lens,
+                              int B, int T, Rng& rng) {
+  check(seqs.size() == size_t(B) * size_t(T) && prompt_lens.size() == size_t(B),
+        "make_sft_loss_batch: {} tokens and {} prompt lengths for {} examples of {}", seqs.size(), prompt_lens.size(),
+        B, T);
+  LossBatch lb;
+  auto t = stratified_times(B, o.eps, rng);
+  for (int b = 0; b < B; ++b) {
+    const int P = prompt_lens[size_t(b)];
+    check(P >= 0 && P < T, "make_sft_loss_batch: example {} has a prompt of {} tokens, expected [0, {})", b, P, T);
+    // LLaDA: Σ_masked CE / p_mask / answer_length, then / B.
+    add_mdlm(lb, o, seqs.subspan(size_t(b) * T, size_t(T)), t[size_t(b)], 1.0f / (float(T - P) * float(B)), rng, P);
   }
   return lb;
 }

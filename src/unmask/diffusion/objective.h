@@ -8,6 +8,10 @@
 //   bd3   block diffusion (BD3-LM) with block size Bk: the model sees [x_t ; x_0] (2T rows) under the x_t ⊕ x_0
 //         mask — an x_t row of block b sees its own noisy block and the clean blocks before b; an x_0 row sees the
 //         clean blocks up to its own — with t drawn per block; CE on the masked rows of the x_t half.
+//   sft   LLaDA's supervised fine-tuning: a prompt and its answer (response + terminator + padding to T), t per
+//         example (stratified), prompt tokens never masked, each answer token masked with probability 1 − α(t),
+//         CE on the masked positions weighted by −α'(t)/(1 − α(t)) (1/t, linear) and normalised by the example's
+//         answer length, averaged over the batch; bidirectional mask.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +25,8 @@
 
 namespace unmask {
 
-enum class ObjectiveKind { kAR, kMDLM, kBD3 };
-ObjectiveKind parse_objective(std::string_view name);  // ar, mdlm, bd3; throws listing them
+enum class ObjectiveKind { kAR, kMDLM, kBD3, kSFT };
+ObjectiveKind parse_objective(std::string_view name);  // ar, mdlm, bd3, sft; throws listing them
 std::string_view objective_name(ObjectiveKind k);
 
 struct Objective {
@@ -30,7 +34,7 @@ struct Objective {
   Schedule schedule = Schedule::kLinear;
   double eps = 1e-3;       // t is drawn from [eps, 1]
   int block = 0;           // bd3 block size
-  int32_t mask_token = -1; // mdlm, bd3
+  int32_t mask_token = -1; // mdlm, bd3, sft
   // The mask kind a model trained with this objective uses at inference.
   MaskKind mask_kind() const;
   void validate(const ModelConfig& c) const;  // throws naming what does not fit
@@ -45,6 +49,11 @@ struct LossBatch {
 // windows: B clean sequences of T + 1 tokens each, back to back (ar reads the shifted pair; the diffusion
 // objectives use the first T). Deterministic in rng.
 LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, int B, int T, Rng& rng);
+
+// sft: seqs (B, T) examples already padded to T (prompt, answer), prompt_lens (B) with 0 <= prompt_lens[b] < T.
+// Deterministic in rng.
+LossBatch make_sft_loss_batch(const Objective& o, std::span<const int32_t> seqs, std::span<const int32_t> prompt_lens,
+                              int B, int T, Rng& rng);
 
 // The sequences [s0, s1) of a batch, with their loss rows: one process's share in data-parallel training.
 LossBatch slice_sequences(const LossBatch& lb, int s0, int s1);

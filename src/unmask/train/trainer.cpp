@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "unmask/base/error.h"
@@ -18,6 +19,7 @@
 #include "unmask/train/adamw.h"
 #include "unmask/train/curve.h"
 #include "unmask/train/comm.h"
+#include "unmask/train/sft_data.h"
 #include "unmask/train/shards.h"
 
 namespace unmask {
@@ -29,10 +31,14 @@ namespace fs = std::filesystem;
   X(batch) X(seq_len) X(accum) X(warmup) X(eval_every) X(eval_batches) X(ckpt_every) X(lr) X(min_lr)              \
   X(weight_decay) X(beta1) X(beta2) X(grad_clip) X(eps) X(seed)
 
+// Fields added later: optional when reading, so that older checkpoints still resume.
+#define UNMASK_TRAIN_LATER_FIELDS(X) X(init)
+
 std::string to_json(const TrainConfig& c) {
   nlohmann::json j;
 #define X(f) j[#f] = c.f;
   UNMASK_TRAIN_FIELDS(X)
+  UNMASK_TRAIN_LATER_FIELDS(X)
 #undef X
   return j.dump();
 }
@@ -43,6 +49,9 @@ TrainConfig train_config_from_json(const std::string& text) {
     auto j = nlohmann::json::parse(text);
 #define X(f) j.at(#f).get_to(c.f);
     UNMASK_TRAIN_FIELDS(X)
+#undef X
+#define X(f) if (j.contains(#f)) j.at(#f).get_to(c.f);
+    UNMASK_TRAIN_LATER_FIELDS(X)
 #undef X
   } catch (const std::exception& e) {
     fail("training configuration: {}", e.what());
@@ -85,7 +94,7 @@ ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::R
   if (c.heads > 0) m.n_kv_heads = c.heads;
   m.head_dim = m.d_model / m.n_heads;
   m.vocab = int(tok.get_strings("tokenizer.ggml.tokens").size());
-  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : "llada";
+  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : "llada";  // sft of a fresh model: llada, bidirectional
   m.rope = arch_info(m.arch).rope;
   m.mask = o.mask_kind(), m.block_size = o.kind == ObjectiveKind::kBD3 ? o.block : 0;
   m.ctx = std::max(m.ctx, c.seq_len);
@@ -96,6 +105,42 @@ ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::R
   return m;
 }
 
+// One split of the data directory: token windows (DIR/NAME.bin) for ar, mdlm, bd3; examples (DIR/NAME.sft) for sft.
+class DataSplit {
+ public:
+  DataSplit(const fs::path& dir, const std::string& name, bool sft) {
+    const fs::path want = dir / (name + (sft ? ".sft" : ".bin")), other = dir / (name + (sft ? ".bin" : ".sft"));
+    check(fs::exists(want) || !fs::exists(other), "{}: not found; {} holds {}, expected {}", want.string(),
+          dir.string(), sft ? "a token stream (for ar, mdlm, bd3)" : "examples (for --objective sft)",
+          sft ? "examples from `unmask data prepare --format jsonl`" : "a token stream from `unmask data prepare`");
+    if (sft)
+      examples_.emplace((dir / (name + ".sft")).string());
+    else
+      tokens_.emplace((dir / (name + ".bin")).string());
+  }
+  int32_t vocab() const { return tokens_ ? tokens_->vocab() : examples_->vocab(); }
+  // The objective's loss batch of B sequences of T tokens, drawn from rng (windows or examples, then masks).
+  LossBatch draw(const Objective& o, int B, int T, Rng& rng) {
+    if (tokens_) {
+      sample_windows(*tokens_, B, T + 1, rng, seqs_);
+      return make_loss_batch(o, seqs_, B, T, rng);
+    }
+    sample_examples(*examples_, B, T, rng, seqs_, prompt_lens_);
+    return make_sft_loss_batch(o, seqs_, prompt_lens_, B, T, rng);
+  }
+  // Throws when a sequence of T tokens cannot hold every example's prompt and one answer token.
+  void check_fits(int T) const {
+    if (examples_)
+      check(examples_->max_prompt() < T, "{}: the longest prompt holds {} tokens; --seq-len {} leaves no room for its "
+            "answer (expected > {})", examples_->path(), examples_->max_prompt(), T, examples_->max_prompt());
+  }
+
+ private:
+  std::optional<Shard> tokens_;
+  std::optional<SftShard> examples_;
+  std::vector<int32_t> seqs_, prompt_lens_;
+};
+
 }  // namespace
 
 struct Trainer::State {
@@ -103,11 +148,10 @@ struct Trainer::State {
   Objective obj;
   fs::path out;
   std::shared_ptr<gguf::Reader> tok;  // DIR/tokenizer.gguf, copied into checkpoints
-  Shard train, val;
+  DataSplit train, val;
   Model model;
   std::unique_ptr<AdamW> opt;
   std::vector<float> grads, logits, losses, dloss;
-  std::vector<int32_t> windows;
   std::vector<CurvePoint> curve;
   int64_t step = 0, first_step = 0;  // steps done; the step this process started from
 
@@ -115,11 +159,13 @@ struct Trainer::State {
       : cfg(std::move(c)),
         out(cfg.out_dir),
         tok(std::make_shared<gguf::Reader>((fs::path(cfg.data_dir) / "tokenizer.gguf").string())),
-        train((fs::path(cfg.data_dir) / "train.bin").string()),
-        val((fs::path(cfg.data_dir) / "val.bin").string()),
-        model(std::move(m)) {}
+        train(cfg.data_dir, "train", cfg.objective == "sft"),
+        val(cfg.data_dir, "val", cfg.objective == "sft"),
+        model(std::move(m)) {
+    train.check_fits(cfg.seq_len), val.check_fits(cfg.seq_len);
+  }
 
-  double micro_step(const std::vector<int32_t>& w, Rng& rng, float scale, bool learn);
+  double micro_step(DataSplit& data, Rng& rng, float scale, bool learn);
   void train_step(Timer& timer, const std::function<void(const StepReport&)>& report);
   double evaluate();
   void checkpoint();
@@ -136,14 +182,31 @@ Objective make_objective(const TrainConfig& c, const gguf::Reader& tok) {
   return o;
 }
 
+// --init: the weights of a model file, checked against the data's tokenizer, the objective and the sequence length.
+Model init_model(const TrainConfig& c, const Objective& o, const gguf::Reader& tok) {
+  Model m = Model::load(c.init).to_trainable();
+  const ModelConfig& mc = m.config();
+  const int vocab = int(tok.get_strings("tokenizer.ggml.tokens").size());
+  check(mc.vocab == vocab, "--init {}: the model's vocabulary ({}) differs from the tokenizer's in {} ({})", c.init,
+        mc.vocab, c.data_dir, vocab);
+  check(mc.mask == o.mask_kind(), "--init {}: the model's attention is {}, objective {} needs {}", c.init,
+        mask_kind_name(mc.mask), c.objective, mask_kind_name(o.mask_kind()));
+  check(o.kind != ObjectiveKind::kBD3 || mc.block_size == o.block, "--init {}: the model's block size is {}, "
+        "--block-size {}", c.init, mc.block_size, o.block);
+  check(o.kind == ObjectiveKind::kAR || mc.mask_token < 0 || mc.mask_token == o.mask_token, "--init {}: the model's "
+        "mask token is {}, the tokenizer's in {} is {}", c.init, mc.mask_token, c.data_dir, o.mask_token);
+  check(c.seq_len <= mc.ctx, "--init {}: --seq-len {} exceeds the model's context of {}", c.init, c.seq_len, mc.ctx);
+  return m;
+}
+
 }  // namespace
 
 // One micro-batch: the loss Σ w · CE, and (learn) its gradient · scale accumulated into grads. Every process draws
 // the whole batch and runs its share of the sequences; the caller sums losses and gradients over processes.
-double Trainer::State::micro_step(const std::vector<int32_t>& w, Rng& rng, float scale, bool learn) {
+double Trainer::State::micro_step(DataSplit& data, Rng& rng, float scale, bool learn) {
   const Comm& comm = Comm::world();
   const int share = cfg.batch / comm.size();
-  LossBatch lb = slice_sequences(make_loss_batch(obj, w, cfg.batch, cfg.seq_len, rng), comm.rank() * share,
+  LossBatch lb = slice_sequences(data.draw(obj, cfg.batch, cfg.seq_len, rng), comm.rank() * share,
                                  (comm.rank() + 1) * share);
   const int R = int(lb.targets.size()), V = model.config().vocab;
   if (R == 0) return 0;  // nothing masked in this share: no loss, no gradient
@@ -164,8 +227,7 @@ double Trainer::State::evaluate() {
   double total = 0;
   for (int i = 0; i < cfg.eval_batches; ++i) {
     Rng rng = root.split(uint64_t(i));
-    sample_windows(val, cfg.batch, cfg.seq_len + 1, rng, windows);
-    total += micro_step(windows, rng, 1.0f, false);
+    total += micro_step(val, rng, 1.0f, false);
   }
   Comm::world().sum(&total, 1);
   return total / cfg.eval_batches;
@@ -177,8 +239,7 @@ void Trainer::State::train_step(Timer& timer, const std::function<void(const Ste
   double loss = 0;
   for (int a = 0; a < cfg.accum; ++a) {
     Rng rng = Rng(cfg.seed).split(uint64_t(step) * uint64_t(cfg.accum) + uint64_t(a));
-    sample_windows(train, cfg.batch, cfg.seq_len + 1, rng, windows);
-    loss += micro_step(windows, rng, 1.0f / float(cfg.accum), true) / cfg.accum;
+    loss += micro_step(train, rng, 1.0f / float(cfg.accum), true) / cfg.accum;
   }
   Comm::world().sum(&loss, 1);
   Comm::world().sum(grads.data(), grads.size());
@@ -232,9 +293,10 @@ Trainer Trainer::start(const TrainConfig& c) {
   fs::create_directories(c.out_dir);
   gguf::Reader tok((fs::path(c.data_dir) / "tokenizer.gguf").string());
   Objective o = make_objective(c, tok);
-  ModelConfig mc = model_config(c, o, tok);
+  Model m = c.init.empty() ? Model::random(model_config(c, o, tok), c.seed) : init_model(c, o, tok);
+  const ModelConfig mc = m.config();
   o.validate(mc);
-  auto s = std::make_unique<State>(c, Model::random(mc, c.seed));
+  auto s = std::make_unique<State>(c, std::move(m));
   s->obj = o;
   check(s->train.vocab() == mc.vocab && s->val.vocab() == mc.vocab,
         "{}: the shards' vocabulary ({}) differs from the tokenizer's ({})", c.data_dir, s->train.vocab(), mc.vocab);

@@ -12,12 +12,13 @@
 namespace unmask {
 
 struct TrainConfig {
-  std::string objective = "ar";     // ar, mdlm, bd3
+  std::string objective = "ar";     // ar, mdlm, bd3, sft
   std::string schedule = "linear";  // mdlm/bd3 noise schedule
   std::string preset = "nano";      // model size; the vocabulary comes from the data
   int d_model = 0, layers = 0, heads = 0, ffn = 0;  // overrides when > 0
   int block = 0;                    // bd3 block size
   std::string data_dir, out_dir;
+  std::string init;                 // start from this model file's weights (its shape, not the preset's)
   int steps = 2000, batch = 12, seq_len = 64, accum = 1, warmup = 100;
   int eval_every = 250, eval_batches = 20, ckpt_every = 250;
   float lr = 1e-3f, min_lr = 1e-4f, weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.99f, grad_clip = 1.0f;
@@ -31,7 +32,8 @@ struct StepReport {
   int64_t step = 0, steps = 0;  // step just finished (1-based), of steps
   double loss = 0, lr = 0, grad_norm = 0;
   double tokens_per_s = 0, elapsed_s = 0, eta_s = 0;
-  std::optional<double> val_loss;  // on evaluation steps: mean CE (ar) or the NELBO bound per token (mdlm, bd3)
+  std::optional<double> val_loss;  // on evaluation steps: mean CE (ar), the NELBO bound per token (mdlm, bd3) or
+                                   // per answer token (sft)
   bool checkpointed = false;
 };
 

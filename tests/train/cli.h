@@ -1,0 +1,67 @@
+// Helpers for the tests that drive the `unmask` binary (UNMASK_BINARY): run a command, read a checkpoint's tensors.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "unmask/base/rng.h"
+#include "unmask/io/gguf.h"
+
+namespace unmask::test {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+inline Result sh(const std::string& args) {
+  std::string cmd = std::string(UNMASK_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Every tensor of a checkpoint (model and optimizer) by name, and its step.
+inline std::vector<std::pair<std::string, std::string>> tensors(const std::filesystem::path& ckpt) {
+  gguf::Reader r(ckpt.string());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& t : r.tensors())
+    out.emplace_back(t.name, std::string(static_cast<const char*>(t.data), t.nbytes));
+  out.emplace_back("step", std::to_string(r.get_int("unmask.train.step")));
+  return out;
+}
+
+// Starts `unmask ARGS --out OUT`, kills it with SIGKILL at an arbitrary moment after its first checkpoint, and
+// returns the step of the checkpoint left on disk (which must be whole).
+inline int64_t kill_after_first_checkpoint(const std::string& args, const std::filesystem::path& out) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string cmd = std::string(UNMASK_BINARY) + " " + args + " --out " + out.string() + " >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  while (!std::filesystem::exists(out / "checkpoint.gguf"))
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(Rng(uint64_t(time(nullptr))).below(20)));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  gguf::Reader killed((out / "checkpoint.gguf").string());
+  return killed.get_int("unmask.train.step");
+}
+
+}  // namespace unmask::test
