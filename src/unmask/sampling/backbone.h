@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "unmask/base/error.h"
 #include "unmask/model/config.h"
 #include "unmask/model/model.h"
 
@@ -21,6 +22,12 @@ class Backbone {
   // commit: the cache keeps the span (Model::forward_cached).
   virtual void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                               bool commit) = 0;
+  // tokens (n) replace cached positions [begin, begin + n) and attend to every cached position (Model::forward_window:
+  // the dual cache). Backbones without one refuse.
+  virtual void forward_window(int begin, std::span<const int32_t> tokens, float* logits,
+                              std::span<const int32_t> rows) {
+    fail("this backbone has no window pass over a cached sequence (--cache dual)");
+  }
   virtual int cached() const = 0;       // positions held by the cache
   virtual void truncate(int n) = 0;     // keep the first n cached positions
 };
@@ -34,6 +41,10 @@ class ModelBackbone : public Backbone {
   }
   void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                       bool commit) override;
+  void forward_window(int begin, std::span<const int32_t> tokens, float* logits,
+                      std::span<const int32_t> rows) override {
+    m_.forward_window(cache_, begin, tokens, logits, rows);
+  }
   int cached() const override { return cache_.size(); }
   void truncate(int n) override { cache_.truncate(n); }
 

@@ -13,13 +13,27 @@ void DriftProbe::truncate(int n) {
 void DriftProbe::forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                                 bool commit) {
   in_.forward_cached(tokens, logits, rows, commit);
-  const int V = config().vocab, base = int(cached_tokens_.size());
+  const int base = int(cached_tokens_.size());
   std::vector<int32_t> seq(cached_tokens_);
   seq.insert(seq.end(), tokens.begin(), tokens.end());
   if (commit) {
     cached_tokens_ = seq;
     return;
   }
+  compare(seq, base, logits, rows);
+}
+
+void DriftProbe::forward_window(int begin, std::span<const int32_t> tokens, float* logits,
+                                std::span<const int32_t> rows) {
+  in_.forward_window(begin, tokens, logits, rows);
+  std::vector<int32_t> seq(cached_tokens_);
+  std::copy(tokens.begin(), tokens.end(), seq.begin() + begin);
+  compare(seq, begin, logits, rows);
+}
+
+void DriftProbe::compare(const std::vector<int32_t>& seq, int base, const float* logits,
+                         std::span<const int32_t> rows) {
+  const int V = config().vocab;
   std::vector<int32_t> full_rows;
   for (int32_t r : rows) full_rows.push_back(base + r);
   Batch b;

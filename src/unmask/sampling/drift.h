@@ -24,11 +24,15 @@ class DriftProbe : public Backbone {
   void forward(const Batch& b, float* logits, std::span<const int32_t> rows) override { in_.forward(b, logits, rows); }
   void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                       bool commit) override;
+  void forward_window(int begin, std::span<const int32_t> tokens, float* logits,
+                      std::span<const int32_t> rows) override;
   int cached() const override { return in_.cached(); }
   void truncate(int n) override;
   const DriftStats& stats() const { return s_; }
 
  private:
+  // Runs seq without a cache and compares rows (base + rows[i]) with the cached logits.
+  void compare(const std::vector<int32_t>& seq, int base, const float* logits, std::span<const int32_t> rows);
   Backbone& in_;
   Backbone& exact_;
   std::vector<int32_t> cached_tokens_;

@@ -58,8 +58,6 @@ void validate_model(const SamplerConfig& c, const ModelConfig& m) {
         "--block-length applies to the llada and bd3 samplers; --sampler {} works on the whole canvas", name);
   check(c.cache == CacheMode::kNone || c.kind == SamplerKind::kLlada,
         "--cache prefix/dual: only the llada sampler (with --threshold or steps) uses an approximate cache");
-  check(c.cache != CacheMode::kDual, "--cache dual needs a model pass where a block attends to a cached prefix and "
-        "a cached suffix, which the model does not offer yet; use --cache prefix");
   check(c.cache == CacheMode::kNone || c.cfg_scale == 0, "--cache cannot be combined with --cfg-scale");
   check(c.cache == CacheMode::kNone || m.mask != MaskKind::kCausal, "--cache: a causal model needs no approximate cache");
 }

@@ -63,17 +63,21 @@ int commit_count(const SamplerConfig& c, std::span<const double> conf, int fixed
   return c.factor > 0 ? factor_count(sorted, c.factor) : threshold_count(sorted, c.threshold);
 }
 
-// The logits of the block's masked positions: a full pass, or the prefix cache (full pass at the block's first step,
-// then only canvas[span_begin:] over the cached prefix).
-void block_logits(Run& r, std::span<const int> pos, int block_lo, bool first_step) {
+// The logits of the block's masked positions: a full pass; or the prefix cache (a full pass at the block's first
+// step, then only canvas[span_begin:] over the cached prefix); or the dual cache (a full pass at the block's first
+// step keeps every position's K/V, then only the block, canvas[span_begin:block_hi), over the cached prefix and
+// suffix).
+void block_logits(Run& r, std::span<const int> pos, int block_lo, int block_hi, bool first_step) {
   if (r.cfg.cache == CacheMode::kNone) return r.logits_full(pos);
   const int span_begin = std::max(block_lo - (r.mc.shift_logits ? 1 : 0), 0);
   if (first_step) {
     r.bb.truncate(0);
     r.logits_cached(0, r.size(), pos, true);
-    r.bb.truncate(span_begin);
-  } else {
+    if (r.cfg.cache == CacheMode::kPrefix) r.bb.truncate(span_begin);
+  } else if (r.cfg.cache == CacheMode::kPrefix) {
     r.logits_cached(span_begin, r.size(), pos, false);
+  } else {
+    r.logits_window(span_begin, block_hi, pos);
   }
 }
 
@@ -81,7 +85,7 @@ void block_logits(Run& r, std::span<const int> pos, int block_lo, bool first_ste
 bool llada_step(Run& r, int lo, int hi, int fixed, bool first_step, const TokenRule& rule) {
   std::vector<int> pos = r.masked_in(lo, hi);
   if (pos.empty() || fixed == 0) return true;  // nothing to commit: the reference's pass would change nothing
-  block_logits(r, pos, lo, first_step);
+  block_logits(r, pos, lo, hi, first_step);
   std::vector<Choice> ch = r.choose(pos, rule);
   std::vector<double> conf = confidences(r, pos, ch);
   const int k = commit_count(r.cfg, conf, fixed);

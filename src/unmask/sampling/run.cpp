@@ -62,8 +62,7 @@ void Run::logits_full(std::span<const int> positions) {
   record_forward(int(batch.tokens.size()), int(rows_.size()), t.seconds());
 }
 
-void Run::logits_cached(int begin, int end, std::span<const int> positions, bool commit) {
-  Timer t;
+void Run::span_rows(int begin, int end, std::span<const int> positions) {
   check(cfg.cfg_scale == 0, "classifier-free guidance cannot be combined with a cache");
   rows_.clear();
   for (int p : positions) {
@@ -73,8 +72,21 @@ void Run::logits_cached(int begin, int end, std::span<const int> positions, bool
   }
   if (rows_.empty()) rows_.push_back(end - begin - 1);  // the call must compute at least one row
   logits_.resize(rows_.size() * size_t(mc.vocab));
+}
+
+void Run::logits_cached(int begin, int end, std::span<const int> positions, bool commit) {
+  Timer t;
+  span_rows(begin, end, positions);
   std::span<const int32_t> span(res_.canvas.data() + begin, size_t(end - begin));
   bb.forward_cached(span, logits_.data(), rows_, commit);
+  record_forward(end - begin, int(rows_.size()), t.seconds());
+}
+
+void Run::logits_window(int begin, int end, std::span<const int> positions) {
+  Timer t;
+  span_rows(begin, end, positions);
+  std::span<const int32_t> span(res_.canvas.data() + begin, size_t(end - begin));
+  bb.forward_window(begin, span, logits_.data(), rows_);
   record_forward(end - begin, int(rows_.size()), t.seconds());
 }
 

@@ -36,6 +36,9 @@ class Run {
   void logits_full(std::span<const int> positions);
   // The same from the span canvas[begin, end) continuing the backbone's cache; commit: the cache keeps the span.
   void logits_cached(int begin, int end, std::span<const int> positions, bool commit);
+  void span_rows(int begin, int end, std::span<const int> positions);  // rows_ of the positions in a span
+  // The span [begin, end) of the canvas rerun against the whole cached canvas (the dual cache).
+  void logits_window(int begin, int end, std::span<const int> positions);
   const float* row(size_t i) const { return logits_.data() + i * size_t(mc.vocab); }
   float* row(size_t i) { return logits_.data() + i * size_t(mc.vocab); }
 
