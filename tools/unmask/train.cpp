@@ -85,6 +85,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--eval-every", c.eval_every, "Steps between validations")->capture_default_str();
   cmd->add_option("--eval-batches", c.eval_batches, "Batches per validation")->capture_default_str();
   cmd->add_option("--checkpoint-every", c.ckpt_every, "Steps between checkpoints")->capture_default_str();
+  cmd->add_flag("--bf16", c.bf16, "Mixed precision: bf16 GEMMs (weights copied from the f32 master after each "
+                                  "step, activations rounded), f32 accumulation, gradients and AdamW");
   cmd->add_option("--seed", c.seed, "Seed of the initialisation, data windows and masks")->capture_default_str();
   cmd->add_option("--out", c.out_dir, "Run directory");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory from its checkpoint");

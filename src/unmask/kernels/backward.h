@@ -35,6 +35,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void linear_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w, int T,
                      int OC, int IC);
 
+// The same with bf16 GEMMs (mixed-precision training): W (OC, IC) is a bf16 copy of the f32 master; dout and x are
+// rounded to bf16 on the way in, products accumulate in f32. dx (T, IC) = bf16(dout) · W, dw (OC, IC) +=
+// bf16(dout)ᵀ · bf16(x), db (OC) += Σ_t dout in f32 (unrounded).
+void linear_backward_bf16(float* dx, float* dw, float* db, const float* dout, const float* x, const uint16_t* w,
+                          int T, int OC, int IC);
+
 // Cross-entropy of logits (T, V) against targets (T); a target of -1 is ignored (loss 0, gradient 0).
 // losses (T) = logsumexp(logits_t) - logits_t[target_t].
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int T, int V);
@@ -54,6 +60,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int Hq, int Hkv, int D, float scale);
 void linear_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w, int T,
                      int OC, int IC);
+void linear_backward_bf16(float* dx, float* dw, float* db, const float* dout, const float* x, const uint16_t* w,
+                          int T, int OC, int IC);
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int T, int V);
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dloss, int T,
                             int V);

@@ -104,6 +104,9 @@ class Model {
   void params_changed();
   // A copy of a loaded (memory-mapped, any plain type) model with owned f32 weights, ready to train.
   Model to_trainable() const;
+  // Mixed precision from now on: the forward and backward GEMMs read bf16 copies of the weight matrices (refreshed
+  // from the f32 master by params_changed()) and bf16-rounded activations, accumulating in f32; gradients stay f32.
+  void train_in_bf16();
 
  private:
   struct Segment;    // a run of query rows that attend to one key range
@@ -135,9 +138,15 @@ class Model {
     const float* qkv_b = nullptr;      // (Q + 2 KV) when the model has q/k/v biases
     std::vector<uint8_t> qkv_copy, gate_up_copy;
     std::vector<float> qkv_b_copy;
+    std::vector<uint16_t> qkv16, o16, gate_up16, down16;  // bf16 copies when training in bf16
   };
+  // Calls f(linear, bf16 copy, f32 master, OC, IC) for every weight GEMM.
+  template <typename F>
+  void for_each_gemm(F&& f);
   std::vector<LayerLinears> lin_;
   Linear out_;
+  std::vector<uint16_t> out16_;
+  bool bf16_ = false;
   std::unique_ptr<Scratch> s_;
   std::unique_ptr<TrainActs> t_;
 };

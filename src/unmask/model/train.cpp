@@ -9,6 +9,7 @@
 #include "unmask/kernels/embedding.h"
 #include "unmask/model/model.h"
 #include "unmask/model/scratch.h"
+#include "unmask/tensor/dtype.h"
 
 namespace unmask {
 
@@ -42,6 +43,15 @@ void swiglu_rows_backward(float* dgu, const float* dact, const float* gu, int N,
   }
 }
 
+// linear_backward through the f32 master w, or through its bf16 copy w16 when that is filled (training in bf16).
+void gemm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                   const std::vector<uint16_t>& w16, int T, int OC, int IC) {
+  if (w16.empty())
+    linear_backward(dx, dw, db, dout, x, w, T, OC, IC);
+  else
+    linear_backward_bf16(dx, dw, db, dout, x, w16.data(), T, OC, IC);
+}
+
 }  // namespace
 
 // Each sequence of a training batch attends within itself: its rows are its keys.
@@ -56,10 +66,37 @@ std::vector<Model::Segment> Model::segments_of(const TrainBatch& tb) {
 
 std::span<float> Model::params() { return w_.flat(); }
 
+template <typename F>
+void Model::for_each_gemm(F&& f) {
+  const Weights& w = w_.get();
+  for (size_t l = 0; l < lin_.size(); ++l) {
+    LayerLinears& L = lin_[l];
+    const LayerWeights& W = w.layers[l];
+    const int C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), ffn = cfg_.ffn;
+    f(L.qkv, L.qkv16, L.qkv_w, Q + 2 * KV, C);
+    f(L.o, L.o16, W.wo.f32(), C, Q);
+    f(L.gate_up, L.gate_up16, L.gate_up_w, 2 * ffn, C);
+    f(L.down, L.down16, W.w_down.f32(), C, ffn);
+  }
+  f(out_, out16_, w.output.f32(), cfg_.vocab, cfg_.d_model);
+}
+
 void Model::params_changed() {
-  for (LayerLinears& L : lin_)
-    for (Linear* lin : {&L.qkv, &L.o, &L.gate_up, &L.down}) lin->repack();
-  out_.repack();
+  for_each_gemm([&](Linear& lin, std::vector<uint16_t>& copy, const float* master, int OC, int IC) {
+    if (bf16_) from_f32(DType::BF16, master, copy.data(), int64_t(OC) * IC);
+    lin.repack();
+  });
+}
+
+void Model::train_in_bf16() {
+  params();  // checks that the weights are owned f32
+  if (bf16_) return;
+  bf16_ = true;
+  for_each_gemm([&](Linear& lin, std::vector<uint16_t>& copy, const float* master, int OC, int IC) {
+    copy.resize(size_t(OC) * IC);
+    from_f32(DType::BF16, master, copy.data(), int64_t(OC) * IC);
+    lin = Linear(copy.data(), DType::BF16, OC, IC);
+  });
 }
 
 Model Model::to_trainable() const {
@@ -111,7 +148,7 @@ void Model::backward(const TrainBatch& tb, const float* dlogits, float* grads) {
 
   // logits (R, V) = rmsnorm(x rows) · Woutᵀ
   float* dhr = fit(a.dhr, size_t(R) * C);
-  linear_backward(dhr, g(w.output), nullptr, dlogits, a.hr.data(), w.output.f32(), R, V, C);
+  gemm_backward(dhr, g(w.output), nullptr, dlogits, a.hr.data(), w.output.f32(), out16_, R, V, C);
   float* xr = fit(a.tmp, size_t(R) * C);
   for (int r = 0; r < R; ++r)
     std::copy_n(a.x.data() + size_t(tb.rows.empty() ? r : tb.rows[size_t(r)]) * C, C, xr + size_t(r) * C);
@@ -139,16 +176,16 @@ void Model::layer_backward(int l, int N, const int32_t* pos, const KeySpan* span
 
   // FFN: x_out = x_mid + down(swiglu(h2 · Wguᵀ)), h2 = rmsnorm(x_mid)
   float* dact = fit(a.dact, size_t(N) * F);
-  linear_backward(dact, g(W.w_down), nullptr, dx, A.act.data(), W.w_down.f32(), N, C, F);
+  gemm_backward(dact, g(W.w_down), nullptr, dx, A.act.data(), W.w_down.f32(), L.down16, N, C, F);
   float* dgu = fit(a.dgu, size_t(N) * 2 * F);
   swiglu_rows_backward(dgu, dact, A.gu.data(), N, F);
   float* dh = fit(a.dh, size_t(N) * C);
-  linear_backward(dh, g(W.w_gate), nullptr, dgu, A.h2.data(), L.gate_up_w, N, 2 * F, C);
+  gemm_backward(dh, g(W.w_gate), nullptr, dgu, A.h2.data(), L.gate_up_w, L.gate_up16, N, 2 * F, C);
   rmsnorm_backward(dx, g(W.ffn_norm), dh, A.x_mid.data(), W.ffn_norm.f32(), A.rstd2.data(), N, C, cfg_.norm_eps);
 
   // Attention: x_mid = x_in + o(attention(rope(q), rope(k), v)), [q k v] = h · Wqkvᵀ + b, h = rmsnorm(x_in)
   float* datt = fit(a.datt, size_t(N) * Q);
-  linear_backward(datt, g(W.wo), nullptr, dx, A.att.data(), W.wo.f32(), N, C, Q);
+  gemm_backward(datt, g(W.wo), nullptr, dx, A.att.data(), W.wo.f32(), L.o16, N, C, Q);
   float* dq = fit(a.dq, size_t(N) * Q);
   float* dk = zeroed(a.dk, size_t(N) * KV);
   float* dv = zeroed(a.dv, size_t(N) * KV);
@@ -163,7 +200,7 @@ void Model::layer_backward(int l, int N, const int32_t* pos, const KeySpan* span
   rope_backward(dk, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
   float* dqkv = fit(a.dqkv, size_t(N) * (Q + 2 * KV));
   merge_qkv(dqkv, dq, dk, dv, N, Q, KV);
-  linear_backward(dh, g(W.wq), W.bq.data ? g(W.bq) : nullptr, dqkv, A.h.data(), L.qkv_w, N, Q + 2 * KV, C);
+  gemm_backward(dh, g(W.wq), W.bq.data ? g(W.bq) : nullptr, dqkv, A.h.data(), L.qkv_w, L.qkv16, N, Q + 2 * KV, C);
   rmsnorm_backward(dx, g(W.attn_norm), dh, A.x_in.data(), W.attn_norm.f32(), A.rstd1.data(), N, C, cfg_.norm_eps);
 }
 

@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
   X(weight_decay) X(beta1) X(beta2) X(grad_clip) X(eps) X(seed)
 
 // Fields added later: optional when reading, so that older checkpoints still resume.
-#define UNMASK_TRAIN_LATER_FIELDS(X) X(init)
+#define UNMASK_TRAIN_LATER_FIELDS(X) X(init) X(bf16)
 
 std::string to_json(const TrainConfig& c) {
   nlohmann::json j;
@@ -163,6 +163,7 @@ struct Trainer::State {
         val(cfg.data_dir, "val", cfg.objective == "sft"),
         model(std::move(m)) {
     train.check_fits(cfg.seq_len), val.check_fits(cfg.seq_len);
+    if (cfg.bf16) model.train_in_bf16();
   }
 
   double micro_step(DataSplit& data, Rng& rng, float scale, bool learn);

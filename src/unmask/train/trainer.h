@@ -19,6 +19,7 @@ struct TrainConfig {
   int block = 0;                    // bd3 block size
   std::string data_dir, out_dir;
   std::string init;                 // start from this model file's weights (its shape, not the preset's)
+  bool bf16 = false;                // GEMMs on bf16 copies of the f32 master weights (Model::train_in_bf16)
   int steps = 2000, batch = 12, seq_len = 64, accum = 1, warmup = 100;
   int eval_every = 250, eval_batches = 20, ckpt_every = 250;
   float lr = 1e-3f, min_lr = 1e-4f, weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.99f, grad_clip = 1.0f;
