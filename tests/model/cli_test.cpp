@@ -1,5 +1,6 @@
 // The `unmask` command: bad input gives one line on stderr and exit code 1, never a crash.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <sys/wait.h>
 
@@ -27,7 +28,7 @@ Result run(const std::string& args) {
 }
 
 std::string tmp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("unmask_cli_test_" + name)).string();
+  return (std::filesystem::temp_directory_path() / ("unmask_cli_test_" + std::to_string(getpid()) + "_" + name)).string();
 }
 
 int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }

@@ -1,5 +1,6 @@
 // The transformer: cached forward equals the full forward, batches equal single sequences, bad input is refused.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -199,7 +200,7 @@ TEST(Forward, SameLogitsWhateverTheThreadCount) {
 // ---- bad input -------------------------------------------------------------------------------------------------
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("unmask_model_test_" + name)).string();
+  return (std::filesystem::temp_directory_path() / ("unmask_model_test_" + std::to_string(getpid()) + "_" + name)).string();
 }
 
 template <typename F>

@@ -1,6 +1,7 @@
 // Data-parallel training: `mpirun -np 2 unmask train` follows the loss curve of one process with the same global
 // batch, within the tolerance of summing gradients in a different order.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -33,7 +34,7 @@ std::vector<CurvePoint> curve(const fs::path& dir) {
 
 TEST(DataParallel, TwoProcessesFollowTheSingleProcessCurve) {
   if (run("command -v mpirun") != 0) GTEST_SKIP() << "mpirun is not installed (Debian: openmpi-bin); not tested";
-  fs::path dir = fs::temp_directory_path() / "unmask_mpi_test";
+  fs::path dir = fs::temp_directory_path() / ("unmask_mpi_test_" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   Rng r(2);

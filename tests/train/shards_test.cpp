@@ -1,5 +1,6 @@
 // Token shards: round trips and every malformed header refused with the path in the message.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -12,7 +13,7 @@ namespace unmask {
 namespace {
 
 std::string tmp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("unmask_shard_test_" + name)).string();
+  return (std::filesystem::temp_directory_path() / ("unmask_shard_test_" + std::to_string(getpid()) + "_" + name)).string();
 }
 
 std::string error_of(const std::string& path) {

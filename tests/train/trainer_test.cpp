@@ -1,6 +1,8 @@
 // The trainer through the `unmask` command: a run killed with SIGKILL and resumed ends bit for bit where an
 // uninterrupted run ends; a NaN loss stops the run and keeps the last checkpoint; bad input is refused.
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <unistd.h>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,7 +25,7 @@ using test::tensors;
 
 // A data directory of random bytes with the byte-level tokenizer.
 fs::path make_data(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("unmask_trainer_test_" + name);
+  fs::path dir = fs::temp_directory_path() / ("unmask_trainer_test_" + std::to_string(getpid()) + "_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   Rng r(1);
