@@ -18,15 +18,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from peer import torch_env  # noqa: E402
 REFERENCE = os.path.join(HERE, "..", "tests", "reference")
-
-
-def torch_env(threads):
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    env["LD_LIBRARY_PATH"] = "/usr/lib/x86_64-linux-gnu/openblas-openmp:" + env.get("LD_LIBRARY_PATH", "")
-    env["OMP_NUM_THREADS"] = str(threads)
-    return env
 
 
 def torch_peer(bidir, causal, wtype, tokens, reps, decode, prefix, threads):

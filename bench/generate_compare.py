@@ -13,7 +13,6 @@ number of threads.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,15 +24,9 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 import llada_generate  # noqa: E402
+from harness import run  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 from test_generate import scale_logits  # noqa: E402
-
-
-def run(cmd):
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
-    return res.stdout
 
 
 def unmask_row(args, model, prompt, flags):

@@ -18,20 +18,14 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from peer import torch_env  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 
 CONFIGS = [  # name, init/train flags, batch, seq_len
     ("nanoGPT char (4x128, ctx 64, batch 12)", ["--config", "nano"], 12, 64),
     ("~10M (6x384, ctx 256, batch 8)", ["--config", "small"], 8, 256),
 ]
-
-
-def torch_env(threads):
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    env["LD_LIBRARY_PATH"] = "/usr/lib/x86_64-linux-gnu/openblas-openmp:" + env.get("LD_LIBRARY_PATH", "")
-    env["OMP_NUM_THREADS"] = str(threads)
-    return env
 
 
 def torch_peer(model_path, batch, seq_len, steps, threads):

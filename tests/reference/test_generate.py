@@ -10,12 +10,9 @@ lengths) with margins far above float32 rounding (~1e-6 relative), and the margi
 visible.
 Run: /usr/bin/python3 tests/reference/test_generate.py --unmask build/release/unmask
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 
@@ -23,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dream_generate  # noqa: E402
 import gguf_reader  # noqa: E402
 import llada_generate  # noqa: E402
+from harness import main, run  # noqa: E402
 import numpy as np  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 
@@ -76,13 +74,6 @@ def scale_logits(path, factor):
     with open(path, "r+b") as f:
         f.seek(start + off)
         f.write(w.astype(np.float32).tobytes())
-
-
-def run(cmd):
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
-    return res.stdout
 
 
 def unmask_generate(unmask, model, sampler, kw):
@@ -149,22 +140,14 @@ def dream_cases(unmask, model):
     return results
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--unmask", required=True, help="path to the unmask binary")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        llada, dream = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "dream.gguf")
-        run([args.unmask, "init", "--config", "tiny", "--out", llada] + LLADA_MODEL.split())
-        run([args.unmask, "init", "--config", "tiny", "--out", dream] + DREAM_MODEL.split())
-        scale_logits(llada, LOGIT_SCALE)
-        scale_logits(dream, LOGIT_SCALE)
-        results = llada_cases(args.unmask, llada) + dream_cases(args.unmask, dream)
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if passed == len(results) else 1)
+def check_all(unmask, tmp):
+    llada, dream = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "dream.gguf")
+    run([unmask, "init", "--config", "tiny", "--out", llada] + LLADA_MODEL.split())
+    run([unmask, "init", "--config", "tiny", "--out", dream] + DREAM_MODEL.split())
+    scale_logits(llada, LOGIT_SCALE)
+    scale_logits(dream, LOGIT_SCALE)
+    return llada_cases(unmask, llada) + dream_cases(unmask, dream)
 
 
 if __name__ == "__main__":
-    main()
+    main(check_all)

@@ -7,17 +7,15 @@ backward's two products per stage each add at most K · eps relative rounding (K
 the gradient's own scale. A negative control checks that a reference with the other RoPE layout is caught.
 Run: /usr/bin/python3 tests/reference/test_gradients.py --unmask build/release/unmask
 """
-import argparse
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import main, run  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 
 CASES = [
@@ -27,12 +25,6 @@ CASES = [
     ("dream bidirectional NEOX bias", "--arch dream --vocab 50 --d-model 48 --heads 6 --kv-heads 3 --ffn 40", 11),
     ("llada block-causal B=4", "--arch llada --block-size 4 --vocab 70 --d-model 32 --heads 4 --ffn 64", 14),
 ]
-
-
-def run(cmd):
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
 
 
 def reference_grads(ref, tokens, targets):
@@ -88,17 +80,5 @@ def check_case(unmask, tmp, i, name, flags, T):
     return ok
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--unmask", required=True)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [check_case(args.unmask, tmp, i, *c) for i, c in enumerate(CASES)]
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if passed == len(results) else 1)
-
-
 if __name__ == "__main__":
-    main()
+    main(lambda unmask, tmp: [check_case(unmask, tmp, i, *c) for i, c in enumerate(CASES)])

@@ -15,16 +15,14 @@ A negative control checks that the comparison can fail: the reference with the o
 more than the bound.
 Run: /usr/bin/python3 tests/reference/test_parity.py --unmask build/release/unmask
 """
-import argparse
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import main, run  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 
 CASES = [
@@ -39,12 +37,6 @@ CASES = [
     ("llada bidirectional GQA bf16", "--arch llada --type bf16 --vocab 300 --d-model 64 --heads 8 --kv-heads 2", 40),
     ("qwen2 head_dim != d/heads f32", "--arch qwen2 --vocab 200 --d-model 64 --heads 4 --head-dim 24 --ffn 96", 19),
 ]
-
-
-def run(cmd):
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
 
 
 def check_case(unmask, tmp, i, name, flags, T):
@@ -80,17 +72,5 @@ def check_case(unmask, tmp, i, name, flags, T):
     return ok
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--unmask", required=True, help="path to the unmask binary")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [check_case(args.unmask, tmp, i, *c) for i, c in enumerate(CASES)]
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if passed == len(results) else 1)
-
-
 if __name__ == "__main__":
-    main()
+    main(lambda unmask, tmp: [check_case(unmask, tmp, i, *c) for i, c in enumerate(CASES)])

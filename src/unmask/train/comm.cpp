@@ -34,19 +34,25 @@ Comm::~Comm() {
 #endif
 }
 
+#ifdef UNMASK_MPI
+namespace {
+template <typename T>
+void allreduce_sum(T* x, size_t n, MPI_Datatype type) {
+  for (size_t at = 0; at < n; at += INT_MAX / 2)
+    MPI_Allreduce(MPI_IN_PLACE, x + at, int(std::min<size_t>(n - at, INT_MAX / 2)), type, MPI_SUM, MPI_COMM_WORLD);
+}
+}  // namespace
+#endif
+
 void Comm::sum(float* x, size_t n) const {
 #ifdef UNMASK_MPI
-  for (size_t at = 0; mpi_ && at < n; at += INT_MAX / 2)
-    MPI_Allreduce(MPI_IN_PLACE, x + at, int(std::min<size_t>(n - at, INT_MAX / 2)), MPI_FLOAT, MPI_SUM,
-                  MPI_COMM_WORLD);
+  if (mpi_) allreduce_sum(x, n, MPI_FLOAT);
 #endif
 }
 
 void Comm::sum(double* x, size_t n) const {
 #ifdef UNMASK_MPI
-  for (size_t at = 0; mpi_ && at < n; at += INT_MAX / 2)
-    MPI_Allreduce(MPI_IN_PLACE, x + at, int(std::min<size_t>(n - at, INT_MAX / 2)), MPI_DOUBLE, MPI_SUM,
-                  MPI_COMM_WORLD);
+  if (mpi_) allreduce_sum(x, n, MPI_DOUBLE);
 #endif
 }
 
