@@ -1,6 +1,7 @@
 // Mixed-precision training: the bf16 linear backward against its scalar twin, and a bf16 run's loss curve against
 // the f32 run's.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -63,7 +64,7 @@ TEST(Bf16, LinearBackwardMatchesItsScalarTwin) {
 }
 
 fs::path make_data() {
-  fs::path dir = fs::temp_directory_path() / "unmask_bf16_test";
+  fs::path dir = fs::temp_directory_path() / ("unmask_bf16_test_" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   Rng r(1);

@@ -1,6 +1,7 @@
 // Supervised fine-tuning: the loss batch (prompt never masked, weights normalised by the answer length), the JSONL
 // parser, the example shard and its malformed cases, and a tiny fine-tune through `unmask` that resumes bit for bit.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -183,7 +184,7 @@ TEST(Sft, RenderedExampleIsPromptThenResponseThenTerminator) {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("unmask_sft_test_" + name);
+  fs::path dir = fs::temp_directory_path() / ("unmask_sft_test_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

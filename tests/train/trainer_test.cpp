@@ -2,7 +2,6 @@
 // uninterrupted run ends; a NaN loss stops the run and keeps the last checkpoint; bad input is refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
-#include <unistd.h>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
