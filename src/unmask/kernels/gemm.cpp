@@ -3,12 +3,14 @@
 #include <omp.h>
 
 #include <dnnl.hpp>
+#include <algorithm>
 #include <map>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "unmask/base/error.h"
+#include "unmask/kernels/dnnl_util.h"
 
 #if defined(__AVX512F__)
 // g++ 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized (GCC PR105593).
@@ -21,21 +23,19 @@
 
 namespace unmask {
 
+// One CPU engine and stream for the process (oneDNN objects are thread-safe to share for execution).
+DnnlRuntime& dnnl_runtime() {
+  static DnnlRuntime r;
+  return r;
+}
+
 namespace {
 
 using dnnl::memory;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
-// One CPU engine and stream for the process (oneDNN objects are thread-safe to share for execution).
-struct Runtime {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-};
-Runtime& runtime() {
-  static Runtime r;
-  return r;
-}
+DnnlRuntime& runtime() { return dnnl_runtime(); }
 
 // x (n) f32 -> dst (n) bf16, round to nearest even, NaN kept quiet: the same bits as f32_to_bf16 (dtype.h), subnormals
 // included (unlike vcvtne2ps2bf16, which flushes them).
@@ -72,6 +72,7 @@ struct Linear::Impl {
   std::vector<std::pair<memory::desc, std::unique_ptr<memory>>> packed;  // one per distinct layout
   std::map<std::pair<int, bool>, Plan> plans;              // keyed by (T, has bias)
   std::vector<uint16_t> x_bf16;                            // scratch (T, IC) for bf16 activations
+  std::vector<float> x_pad, out_pad;                       // scratch when T is padded to a planned row count
 
   memory* packed_for(const memory::desc& want) {
     for (auto& [md, mem] : packed)
@@ -121,26 +122,36 @@ Linear::Linear(const void* w, DType dtype, int OC, int IC) : w_(w), dtype_(dtype
   impl_->user_w = memory(user_md, runtime().eng, const_cast<void*>(w));
 }
 
-// x (T, IC), bias (OC) or null -> out (T, OC).
+// x (T, IC), bias (OC) or null -> out (T, OC). The primitive runs on gemm_rows(T) rows, the extra ones zero.
 void Linear::forward(float* out, const float* x, int T, const float* bias) const {
   check(impl_ != nullptr, "Linear::forward: this Linear holds no weight");
   check(T >= 0, "Linear::forward: T = {}, expected >= 0", T);
   if (T == 0) return;
-  Impl::Plan& p = impl_->plan(T, oc_, ic_, bias != nullptr);
+  const int Tp = gemm_rows(T);
+  Impl::Plan& p = impl_->plan(Tp, oc_, ic_, bias != nullptr);
   const void* src = x;
   if (dtype_ == DType::BF16) {
     auto& buf = impl_->x_bf16;
-    if (buf.size() < size_t(T) * ic_) buf.resize(size_t(T) * ic_);
+    buf.resize(size_t(Tp) * ic_);
 #pragma omp parallel for schedule(static) if (int64_t(T) * ic_ >= 65536)
     for (int t = 0; t < T; ++t) to_bf16(buf.data() + int64_t(t) * ic_, x + int64_t(t) * ic_, ic_);
+    std::fill(buf.begin() + int64_t(T) * ic_, buf.begin() + int64_t(Tp) * ic_, uint16_t(0));
+    src = buf.data();
+  } else if (Tp != T) {
+    auto& buf = impl_->x_pad;
+    buf.assign(size_t(Tp) * ic_, 0.0f);
+    std::copy_n(x, size_t(T) * ic_, buf.data());
     src = buf.data();
   }
+  float* dst = out;
+  if (Tp != T) dst = (impl_->out_pad.resize(size_t(Tp) * oc_), impl_->out_pad.data());
   p.src.set_data_handle(const_cast<void*>(src));
-  p.dst.set_data_handle(out);
+  p.dst.set_data_handle(dst);
   if (bias) p.bias.set_data_handle(const_cast<float*>(bias));
   auto& rt = runtime();
   p.prim.execute(rt.strm, p.args);
   rt.strm.wait();
+  if (dst != out) std::copy_n(dst, size_t(T) * oc_, out);
 }
 
 void Linear::repack() {
