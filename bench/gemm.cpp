@@ -2,7 +2,8 @@
 //
 //   bench_gemm                       the default shapes (below), T = 1, 256, 1024
 //   bench_gemm 256,1024,384 1,...    T,OC,IC triples
-//   bench_gemm --attention 1024,12,64   attention T,H,D (bidirectional and causal, and decode over T keys)
+//   bench_gemm --attention 1024,12,64   attention T,H,D (bidirectional and causal, and decode over T keys; f32
+//                                       kernel, then the bf16 one beside it)
 //
 // Each figure is the median of several timed reps after a warmup; GFLOP/s counts 2·T·OC·IC for a GEMM and
 // 4·Tq·Tk·H·D (halved for causal) for attention. Threads: OMP_NUM_THREADS (all cores by default).
@@ -66,22 +67,27 @@ void bench_attention(int T, int H, int D) {
   for (int i = 0; i < T; ++i) causal[i] = {0, i + 1, 0, 0};
   const float scale = 1.0f / std::sqrt(float(D));
   double best = 0;
-  auto run = [&](const std::vector<KeySpan>& s, int Tq) {
+  using Kernel = decltype(&attention_forward);
+  auto run = [&](const std::vector<KeySpan>& s, int Tq, Kernel kernel = attention_forward) {
     return median_seconds(
-        [&] {
-          attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s.data(), Tq, T, H, H, D, scale);
-        },
-        &best);
+        [&] { kernel(out.data(), lse.data(), q.data(), k.data(), v.data(), s.data(), Tq, T, H, H, D, scale); }, &best);
   };
   const double flop = 4.0 * T * T * H * D;
   double tb = run(bi, T), bb = best, tc = run(causal, T), bc = best;
   std::vector<KeySpan> last(1, KeySpan{0, T, 0, 0});
   double td = run(last, 1);
+  const double td_best = best;
+  double tb16 = run(bi, T, attention_forward_bf16), bb16 = best, tc16 = run(causal, T, attention_forward_bf16),
+         bc16 = best;
   std::printf("attention T %d H %d D %d, %d threads (median, best)\n"
               "  bidirectional %.2f ms %.1f GFLOP/s (best %.1f)\n  causal %.2f ms %.1f GFLOP/s (best %.1f)\n"
               "  decode, 1 query over %d keys: %.1f us, %.1f GB/s of K+V (best %.1f us)\n",
               T, H, D, omp_get_max_threads(), tb * 1e3, flop / tb * 1e-9, flop / bb * 1e-9, tc * 1e3,
-              flop / 2 / tc * 1e-9, flop / 2 / bc * 1e-9, T, td * 1e6, 2.0 * T * H * D * 4 / td * 1e-9, best * 1e6);
+              flop / 2 / tc * 1e-9, flop / 2 / bc * 1e-9, T, td * 1e6, 2.0 * T * H * D * 4 / td * 1e-9, td_best * 1e6);
+  std::printf("  bf16 (attention_forward_bf16): bidirectional %.2f ms %.1f GFLOP/s (best %.1f, %.2fx f32)   "
+              "causal %.2f ms %.1f GFLOP/s (best %.1f, %.2fx f32)\n",
+              tb16 * 1e3, flop / tb16 * 1e-9, flop / bb16 * 1e-9, tb / tb16, tc16 * 1e3, flop / 2 / tc16 * 1e-9,
+              flop / 2 / bc16 * 1e-9, tc / tc16);
 }
 
 bool parse_triple(const char* s, int v[3]) { return std::sscanf(s, "%d,%d,%d", &v[0], &v[1], &v[2]) == 3; }

@@ -23,9 +23,22 @@ struct KeySpan {
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                        int Tq, int Tk, int Hq, int Hkv, int D, float scale);
 
+// The same contract, with Q·Kᵀ and P·V as bf16 dot products (AVX512-BF16 vdpbf16ps) accumulated in f32, for models
+// whose weights are bf16. q, k and v are rounded to bf16 (round to nearest even; the instruction flushes subnormal
+// inputs to zero), the probabilities P are rounded to bf16 for P·V only; the online softmax (max, exp, sum) and the
+// output stay f32. K and V are converted once per call into a per-thread scratch. Decode (Tq <= 4) runs the f32
+// kernel above unchanged (memory-bound there). Without AVX512-BF16 it rounds q, k, v and runs the f32 kernel.
+// Deterministic whatever the thread count.
+void attention_forward_bf16(float* out, float* lse, const float* q, const float* k, const float* v,
+                            const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale);
+
 namespace ref {
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                        int Tq, int Tk, int Hq, int Hkv, int D, float scale);
+// The double loop of ref::attention_forward over q, k, v rounded to bf16 (nearest even, subnormals flushed to zero
+// as vdpbf16ps's conversion does); P is not rounded.
+void attention_forward_bf16(float* out, float* lse, const float* q, const float* k, const float* v,
+                            const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale);
 }
 
 }  // namespace unmask
