@@ -1,4 +1,5 @@
-// Helpers for the tests that drive the `unmask` binary (UNMASK_BINARY): run a command, read a checkpoint's tensors.
+// What the test suites share: running the `unmask` binary (UNMASK_BINARY), the message of an expected error, per-process
+// temporary paths, and a checkpoint's tensors.
 #pragma once
 
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "unmask/base/error.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
 
@@ -33,6 +35,23 @@ inline Result sh(const std::string& args) {
   while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The message of the unmask::Error that f() throws, or "" when it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A path in the temporary directory that no other test process uses: unmask_<suite>_<pid>_<name>.
+inline std::string temp_path(const std::string& suite, const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("unmask_" + suite + "_" + std::to_string(getpid()) + "_" + name)).string();
 }
 
 // Every tensor of a checkpoint (model and optimizer) by name, and its step.

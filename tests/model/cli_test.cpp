@@ -10,26 +10,14 @@
 #include <filesystem>
 #include <string>
 
+#include "../common/test_util.h"
+
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using unmask::test::Result;
+Result run(const std::string& args) { return unmask::test::sh(args); }
 
-Result run(const std::string& args) {
-  std::string cmd = std::string(UNMASK_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string tmp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("unmask_cli_test_" + std::to_string(getpid()) + "_" + name)).string();
-}
+std::string tmp(const std::string& name) { return unmask::test::temp_path("cli_test", name); }
 
 int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
 

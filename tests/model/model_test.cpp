@@ -12,6 +12,7 @@
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
 #include "unmask/model/model.h"
+#include "../common/test_util.h"
 
 namespace unmask {
 namespace {
@@ -199,19 +200,8 @@ TEST(Forward, SameLogitsWhateverTheThreadCount) {
 
 // ---- bad input -------------------------------------------------------------------------------------------------
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("unmask_model_test_" + std::to_string(getpid()) + "_" + name)).string();
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string temp_path(const std::string& name) { return test::temp_path("model_test", name); }
+using test::error_of;
 
 TEST(BadInput, TokenOutOfRange) {
   ModelConfig c = small_config("llama", MaskKind::kCausal);

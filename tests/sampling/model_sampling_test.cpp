@@ -15,6 +15,7 @@
 #include "unmask/model/model.h"
 #include "unmask/sampling/drift.h"
 #include "unmask/sampling/sampler.h"
+#include "../common/test_util.h"
 
 namespace unmask {
 namespace {
@@ -108,20 +109,7 @@ TEST(ModelSampling, SeededSamplingIsTheSameWhateverTheThreadCount) {
   omp_set_num_threads(2);
 }
 
-struct Cmd {
-  int code;
-  std::string out;
-};
-
-Cmd run(const std::string& args) {
-  std::string cmd = std::string(UNMASK_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+test::Result run(const std::string& args) { return test::sh(args); }
 
 TEST(GenerateCli, BadInputIsOneClearLine) {
   const std::string dir = std::filesystem::temp_directory_path().string();
@@ -139,15 +127,15 @@ TEST(GenerateCli, BadInputIsOneClearLine) {
       {g + "-n 8 --block-length 3", "does not divide"},
   };
   for (const auto& [args, want] : cases) {
-    Cmd r = run(args);
+    test::Result r = run(args);
     EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
     EXPECT_NE(r.out.find(want), std::string::npos) << args << "\n" << r.out;
   }
-  Cmd ok = run(g + "-n 8 --steps 4 --json");
+  test::Result ok = run(g + "-n 8 --steps 4 --json");
   EXPECT_EQ(ok.code, 0) << ok.out;
   EXPECT_NE(ok.out.find("\"commit_step\""), std::string::npos) << ok.out;
-  Cmd infill = run("generate -m " + llada + " --infill-tokens 1,M3,4 --json");
+  test::Result infill = run("generate -m " + llada + " --infill-tokens 1,M3,4 --json");
   EXPECT_EQ(infill.code, 0) << infill.out;
   std::filesystem::remove(llada), std::filesystem::remove(llama);
 }

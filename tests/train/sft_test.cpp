@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli.h"
+#include "../common/test_util.h"
 #include "unmask/base/error.h"
 #include "unmask/diffusion/noise.h"
 #include "unmask/diffusion/objective.h"
@@ -40,16 +40,7 @@ std::vector<int32_t> sequences(int B, int T) {
   return s;
 }
 
-// The error message of f(), or "" when it does not throw.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Sft, PromptIsNeverMaskedAndAnswerRowsAreTheMaskedOnes) {
   const int B = 3, T = 12;

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli.h"
+#include "../common/test_util.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
 #include "unmask/tokenizer/train.h"
