@@ -1,5 +1,5 @@
-"""Training throughput: unmask against PyTorch training the same model, same batch, threads and precision (f32),
-in one run.
+"""Training throughput: unmask against PyTorch training the same model, same batch, threads and precision, in one
+run (f32; and bf16 GEMMs with f32 master weights: unmask --bf16 against torch.autocast bfloat16).
 
 unmask: `unmask train --objective ar` on the prepared data, tokens/s as the median over the steps after warm-up
 (from the run's log.csv). PyTorch: the reference model of tests/reference/llama_ref.py in float32 with autograd,
@@ -22,13 +22,14 @@ sys.path.insert(0, HERE)
 from peer import torch_env  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 
-CONFIGS = [  # name, init/train flags, batch, seq_len
-    ("nanoGPT char (4x128, ctx 64, batch 12)", ["--config", "nano"], 12, 64),
-    ("~10M (6x384, ctx 256, batch 8)", ["--config", "small"], 8, 256),
+CONFIGS = [  # name, model flags, batch, seq_len, bf16 GEMMs (f32 master weights; PyTorch: autocast)
+    ("nanoGPT char (4x128, ctx 64, batch 12)", ["--config", "nano"], 12, 64, False),
+    ("~10M (6x384, ctx 256, batch 8)", ["--config", "small"], 8, 256, False),
+    ("~10M (6x384, ctx 256, batch 8)", ["--config", "small"], 8, 256, True),
 ]
 
 
-def torch_peer(model_path, batch, seq_len, steps, threads):
+def torch_peer(model_path, batch, seq_len, steps, threads, bf16):
     import torch
     import torch.nn.functional as F
     from llama_ref import Reference
@@ -44,7 +45,8 @@ def torch_peer(model_path, batch, seq_len, steps, threads):
     for _ in range(steps):
         x = torch.randint(0, vocab, (batch, seq_len + 1))
         t0 = time.perf_counter()
-        loss = sum(F.cross_entropy(ref.forward(x[b, :-1]), x[b, 1:]) for b in range(batch)) / batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = sum(F.cross_entropy(ref.forward(x[b, :-1]).float(), x[b, 1:]) for b in range(batch)) / batch
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -60,7 +62,7 @@ def flops_per_token(meta_params, d_attn, layers, seq_len):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--peer", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--data", required=False, help="directory from `unmask data prepare` (byte-level)")
     ap.add_argument("--steps", type=int, default=30)
@@ -69,17 +71,18 @@ def main():
     ap.add_argument("--markdown")
     args = ap.parse_args()
     if args.peer:
-        torch_peer(args.peer[0], int(args.peer[1]), int(args.peer[2]), int(args.peer[3]), args.threads)
+        torch_peer(args.peer[0], int(args.peer[1]), int(args.peer[2]), int(args.peer[3]), args.threads,
+                   args.peer[4] == "bf16")
         return
     unmask = os.path.join(args.build, "unmask")
     rows = ["| configuration | unmask tok/s | PyTorch tok/s | ratio | unmask GFLOP/s |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, flags, batch, seq_len in CONFIGS:
+        for name, flags, batch, seq_len, bf16 in CONFIGS:
             run = os.path.join(tmp, "run" + str(len(rows)))
             subprocess.run([unmask, "train", "--objective", "ar", "--data", args.data, "--batch", str(batch),
                             "--seq-len", str(seq_len), "--steps", str(args.steps), "--eval-every", "100000",
                             "--eval-batches", "1", "--checkpoint-every", "100000", "-t", str(args.threads),
-                            "--out", run] + flags, check=True, capture_output=True)
+                            "--out", run] + flags + (["--bf16"] if bf16 else []), check=True, capture_output=True)
             with open(os.path.join(run, "log.csv")) as f:
                 lines = [l.split(",") for l in f.read().splitlines()[1:]]
             ours = statistics.median(float(l[5]) for l in lines[3:])
@@ -91,14 +94,16 @@ def main():
             subprocess.run([unmask, "init", "--arch", "llama", "--vocab", vocab, "--out", model] + flags, check=True,
                            capture_output=True)
             peer = subprocess.run([sys.executable, __file__, "--peer", model, str(batch), str(seq_len),
-                                   str(min(args.steps, 12)), "--threads", str(args.threads)], check=True,
+                                   str(min(args.steps, 12)), "bf16" if bf16 else "f32", "--threads",
+                                   str(args.threads)], check=True,
                                   capture_output=True, text=True, env=torch_env(args.threads)).stdout
             theirs = json.loads(peer.strip().splitlines()[-1])["tok_per_s"]
             d = int(info.split("d_model ")[1].split(",")[0])
             layers = int(info.split("layers ")[1].split(",")[0])
             embed = int(vocab) * d
             gflops = ours * flops_per_token(params - embed, d, layers, seq_len) / 1e9
-            rows.append(f"| {name}, {params / 1e6:.1f}M params, f32 | {ours:,.0f} | {theirs:,.0f} | "
+            rows.append(f"| {name}, {params / 1e6:.1f}M params, {'bf16 GEMMs' if bf16 else 'f32'} | {ours:,.0f} | "
+                        f"{theirs:,.0f} | "
                         f"{ours / theirs:.2f} | {gflops:.0f} |")
             print(rows[-1], flush=True)
     table = "\n".join(rows)
