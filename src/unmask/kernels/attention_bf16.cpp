@@ -127,7 +127,7 @@ struct Tile {
 
 // st rows [j, j + 8) (R vectors each) = scale · (k rows (8 pointers to Dp/2 pairs) · qt (Dp/2, kBq)).
 template <int R>
-inline void scores_8(float* st, const uint32_t* const* kr, const uint32_t* qt, int Dh, __m512 scale) {
+__attribute__((noinline)) void scores_8(float* st, const uint32_t* const* kr, const uint32_t* qt, int Dh, __m512 scale) {
   __m512 a[kKg][R];
 #pragma GCC unroll 8
   for (int j = 0; j < kKg; ++j)
@@ -151,48 +151,28 @@ inline void scores_8(float* st, const uint32_t* const* kr, const uint32_t* qt, i
 }
 
 // ot rows [d0, d0 + DG) = alpha · ot + Σ_{pairs jp in [pl, ph)} v pair jp, d0.. · pt[jp] (v: pairs of this kv
-// head from the block start, stride ldv). The first / last pair's V is ANDed with mfirst / mlast (a key outside the
-// hull gets V = 0 there, so a NaN in it cannot reach the output).
-template <int R, int DG>
-inline void pv_rows(float* ot, const uint32_t* pt, const uint32_t* v, int64_t ldv, int pl, int ph, uint32_t mfirst,
-                    uint32_t mlast, const __m512* alpha) {
+// head from the block start, stride ldv). With Masked, each V pair is ANDed with `mask` first (the half of a key
+// outside the hull becomes 0, so a NaN there cannot reach the output).
+// Kept out of line: inlined into the big tile function, g++ 12 spills the P vectors to the stack in the loop.
+template <int R, int DG, bool Masked>
+__attribute__((noinline)) void pv_rows(float* ot, const uint32_t* pt, const uint32_t* v, int64_t ldv, int pl, int ph, uint32_t mask,
+                    const __m512* alpha) {
   __m512 a[DG][R];
 #pragma GCC unroll 8
   for (int i = 0; i < DG; ++i)
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) a[i][r] = _mm512_mul_ps(_mm512_load_ps(ot + i * kBq + 16 * r), alpha[r]);
-  auto step = [&](int jp, uint32_t mask) {
+  for (int jp = pl; jp < ph; ++jp) {
     __m512bh p[R];
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) p[r] = as_bh(_mm512_load_si512(pt + jp * kBq + 16 * r));
     const uint32_t* vr = v + jp * ldv;
 #pragma GCC unroll 8
     for (int i = 0; i < DG; ++i) {
-      const __m512bh vv = as_bh(_mm512_set1_epi32(int(vr[i] & mask)));
+      const __m512bh vv = as_bh(_mm512_set1_epi32(int(Masked ? vr[i] & mask : vr[i])));
 #pragma GCC unroll 2
       for (int r = 0; r < R; ++r) a[i][r] = _mm512_dpbf16_ps(a[i][r], vv, p[r]);
     }
-  };
-  auto step_full = [&](int jp) {
-    __m512bh p[R];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; ++r) p[r] = as_bh(_mm512_load_si512(pt + jp * kBq + 16 * r));
-    const uint32_t* vr = v + jp * ldv;
-#pragma GCC unroll 8
-    for (int i = 0; i < DG; ++i) {
-      const __m512bh vv = as_bh(_mm512_set1_epi32(int(vr[i])));
-#pragma GCC unroll 2
-      for (int r = 0; r < R; ++r) a[i][r] = _mm512_dpbf16_ps(a[i][r], vv, p[r]);
-    }
-  };
-  if (ph - pl == 1) {
-    step(pl, mfirst & mlast);
-  } else {
-    int lo = pl, hi = ph;
-    if (mfirst != ~0u) step(lo++, mfirst);
-    if (mlast != ~0u) --hi;
-    for (int jp = lo; jp < hi; ++jp) step_full(jp);
-    if (mlast != ~0u) step(hi, mlast);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < DG; ++i)
@@ -200,13 +180,30 @@ inline void pv_rows(float* ot, const uint32_t* pt, const uint32_t* v, int64_t ld
     for (int r = 0; r < R; ++r) _mm512_store_ps(ot + i * kBq + 16 * r, a[i][r]);
 }
 
+// All of ot (D rows) over pairs [pl, ph).
+template <int R, bool Masked>
+void pv_range(Tile& tl, const uint32_t* v, int64_t ldv, int D, int pl, int ph, uint32_t mask, const __m512* alpha) {
+  int d0 = 0;
+  for (; d0 + kKg <= D; d0 += kKg)
+    pv_rows<R, kKg, Masked>(tl.ot + d0 * kBq, tl.pt, v + d0, ldv, pl, ph, mask, alpha);
+  for (; d0 < D; ++d0) pv_rows<R, 1, Masked>(tl.ot + d0 * kBq, tl.pt, v + d0, ldv, pl, ph, mask, alpha);
+}
+
+// ot = alpha · ot + P·V over pairs [pl, ph); the first / last pair's V is ANDed with mfirst / mlast (~0: none).
+// The edge pairs go through their own passes so that the inner loop of the interior stays unmasked.
 template <int R>
 void pv_block(Tile& tl, const uint32_t* v, int64_t ldv, int D, int pl, int ph, uint32_t mfirst, uint32_t mlast,
               const __m512* alpha) {
-  int d0 = 0;
-  for (; d0 + kKg <= D; d0 += kKg)
-    pv_rows<R, kKg>(tl.ot + d0 * kBq, tl.pt, v + d0, ldv, pl, ph, mfirst, mlast, alpha);
-  for (; d0 < D; ++d0) pv_rows<R, 1>(tl.ot + d0 * kBq, tl.pt, v + d0, ldv, pl, ph, mfirst, mlast, alpha);
+  const __m512 one[2] = {_mm512_set1_ps(1.0f), _mm512_set1_ps(1.0f)};
+  int lo = pl, hi = ph;
+  if (mfirst != ~0u || (ph - pl == 1 && mlast != ~0u)) {
+    pv_range<R, true>(tl, v, ldv, D, lo, lo + 1, mfirst & (ph - pl == 1 ? mlast : ~0u), alpha);
+    ++lo, alpha = one;
+  }
+  const bool last = mlast != ~0u && hi > lo;
+  if (last) --hi;
+  if (hi > lo) pv_range<R, false>(tl, v, ldv, D, lo, hi, ~0u, alpha), alpha = one;
+  if (last) pv_range<R, true>(tl, v, ldv, D, hi, hi + 1, mlast, alpha);
 }
 
 // Sets the scores of keys a row may not see to -inf: key j0 + j for j in [jl, jh).
