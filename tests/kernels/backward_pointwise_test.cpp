@@ -198,7 +198,9 @@ TEST(RmsNormBackward, RefMatchesCentralDifferences) {
   for (auto [T, C] : {std::pair{1, 1}, {2, 3}, {3, 7}}) {
     const Norm n = make_norm(T, C, 40 + C);
     EXPECT_LE(rmsnorm_fd(n, 1.0), 1.0) << "T " << T << " C " << C;
-    if (C > 1) EXPECT_GT(rmsnorm_fd(n, 1.0 + 1e-3), 1.0) << "T " << T << " C " << C;
+    if (C > 1) {
+      EXPECT_GT(rmsnorm_fd(n, 1.0 + 1e-3), 1.0) << "T " << T << " C " << C;
+    }
   }
 }
 

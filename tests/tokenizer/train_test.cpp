@@ -38,7 +38,7 @@ TEST(Train, DeterministicAndUseful) {
   EXPECT_EQ(tok->token_text(tok->role(TokenRole::kBos)), "<|bos|>");
   EXPECT_EQ(tok->token_text(tok->role(TokenRole::kEos)), "<|eos|>");
   EXPECT_EQ(tok->token_text(tok->role(TokenRole::kPad)), "<|pad|>");
-  for (const std::string s : {corpus(), std::string("unseen 🙂 text\xff")}) EXPECT_EQ(tok->decode(tok->encode(s)), s);
+  for (const std::string& s : {corpus(), std::string("unseen 🙂 text\xff")}) EXPECT_EQ(tok->decode(tok->encode(s)), s);
 }
 
 TEST(Train, TooSmallVocabularyIsAnError) { EXPECT_THROW(train_bpe("abc", {100, "gpt-2", 2, nullptr}), Error); }

@@ -65,7 +65,9 @@ TEST(DataParallel, TwoProcessesFollowTheSingleProcessCurve) {
       // compounding through the optimizer over the steps.
       EXPECT_NEAR(a[i].loss, b[i].loss, 1e-4 * std::abs(a[i].loss)) << objective << " step " << a[i].step;
       EXPECT_EQ(a[i].val_loss.has_value(), b[i].val_loss.has_value());
-      if (a[i].val_loss) EXPECT_NEAR(*a[i].val_loss, *b[i].val_loss, 1e-4 * *a[i].val_loss);
+      if (a[i].val_loss) {
+        EXPECT_NEAR(*a[i].val_loss, *b[i].val_loss, 1e-4 * *a[i].val_loss);
+      }
     }
   }
   fs::remove_all(dir);

@@ -57,7 +57,9 @@ TEST(Objective, MdlmMasksAtRateTAndWeighsByOneOverT) {
     for (int i = 0; i < T; ++i) {
       int32_t tok = lb.batch.tokens[size_t(b * T + i)];
       masked += tok == 99;
-      if (tok != 99) EXPECT_EQ(tok, w[size_t(b * (T + 1) + i)]);
+      if (tok != 99) {
+        EXPECT_EQ(tok, w[size_t(b * (T + 1) + i)]);
+      }
       EXPECT_EQ(lb.batch.spans[size_t(b * T + i)].end0, T);  // bidirectional
     }
     double p = t[size_t(b)], frac = double(masked) / T;

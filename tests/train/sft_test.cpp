@@ -62,7 +62,9 @@ TEST(Sft, PromptIsNeverMaskedAndAnswerRowsAreTheMaskedOnes) {
       const bool in_prompt = row % T < P[size_t(row / T)];
       // A position is masked exactly when it carries a loss; the prompt always keeps its clean tokens.
       EXPECT_EQ(lb.batch.tokens[size_t(row)] == kMask, bool(is_row[size_t(row)])) << "seed " << seed << " row " << row;
-      if (in_prompt || !is_row[size_t(row)]) EXPECT_EQ(lb.batch.tokens[size_t(row)], seqs[size_t(row)]);
+      if (in_prompt || !is_row[size_t(row)]) {
+        EXPECT_EQ(lb.batch.tokens[size_t(row)], seqs[size_t(row)]);
+      }
     }
     for (const KeySpan& s : lb.batch.spans) EXPECT_EQ(s.end0 - s.begin0, T);  // bidirectional: every key
   }

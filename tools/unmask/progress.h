@@ -3,6 +3,7 @@
 // terminal (a log file, CI), one line at each tenth instead.
 #pragma once
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -18,15 +19,13 @@ inline void draw_progress(std::string_view label, int64_t done, int64_t total, s
   static const bool tty = isatty(2);
   if (!tty) {
     if (done * 10 / total == (done - 1) * 10 / total && done != total) return;
-    std::fprintf(stderr, "%.*s %lld/%lld %.*s  %.*s\n", int(label.size()), label.data(), (long long)done,
-                 (long long)total, int(unit.size()), unit.data(), int(extra.size()), extra.data());
+    fmt::print(stderr, "{} {}/{} {}  {}\n", label, done, total, unit, extra);
     return;
   }
   if (extra.empty() && done * 100 / total == (done - 1) * 100 / total && done != total) return;
   const int width = 30, fill = int(done * width / total);
-  std::fprintf(stderr, "\r%.*s [%s%s] %lld/%lld %.*s  %.*s\033[K", int(label.size()), label.data(),
-               std::string(size_t(fill), '#').c_str(), std::string(size_t(width - fill), '.').c_str(),
-               (long long)done, (long long)total, int(unit.size()), unit.data(), int(extra.size()), extra.data());
+  fmt::print(stderr, "\r{} [{}{}] {}/{} {}  {}\033[K", label, std::string(size_t(fill), '#'),
+             std::string(size_t(width - fill), '.'), done, total, unit, extra);
   if (done == total) std::fputc('\n', stderr);
   std::fflush(stderr);
 }
