@@ -3,7 +3,8 @@
 It loads a GGUF written with llama.cpp's names and keys and computes logits for one sequence with the mask kind the
 file declares (causal, bidirectional, or block-causal through unmask.block_size), grouped-query attention, optional
 q/k/v biases, and RoPE in the layout of the architecture: adjacent pairs for llama/llada, half-split for qwen2/dream.
-With act_bf16=True every matmul input is rounded to bfloat16 first, as unmask does for bf16 weights.
+With act_bf16=True every matmul input, and q, k, v of attention, are rounded to bfloat16 first, as unmask does for
+bf16 weights.
 """
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,8 @@ class Reference:
         k = self.linear(h, p + "attn_k", act_bf16).view(T, self.n_kv, self.head_dim)
         v = self.linear(h, p + "attn_v", act_bf16).view(T, self.n_kv, self.head_dim)
         q, k = self.rope(q, pos), self.rope(k, pos)
+        if act_bf16:  # unmask's bf16 attention takes q, k, v rounded to bf16
+            q, k, v = (t.to(torch.bfloat16).to(t.dtype) for t in (q, k, v))
         if cache is not None:  # keys and values of earlier positions, extended by this span's
             if p in cache:
                 k, v = torch.cat((cache[p][0], k)), torch.cat((cache[p][1], v))

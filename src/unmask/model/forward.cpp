@@ -162,8 +162,10 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
   rope_forward(b.q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
   rope_forward(b.k + b.first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(float(D));
+  // bf16 weights: attention in bf16 as well (products and P·V through AVX512-BF16, f32 softmax).
+  const auto attend = cfg_.wtype == DType::BF16 ? attention_forward_bf16 : attention_forward;
   for (const Segment& g : segs)
-    attention_forward(b.att + size_t(g.row0) * Q, b.lse ? b.lse + size_t(g.row0) * cfg_.n_heads : nullptr,
+    attend(b.att + size_t(g.row0) * Q, b.lse ? b.lse + size_t(g.row0) * cfg_.n_heads : nullptr,
                       b.q + size_t(g.row0) * Q, b.k + size_t(g.key0) * KV, b.v + size_t(g.key0) * KV,
                       spans + g.row0, g.n, g.n_keys, cfg_.n_heads, cfg_.n_kv_heads, D, scale);
   L.o.forward(b.tmp, b.att, N);
