@@ -1,0 +1,141 @@
+// Requests run as one batch give exactly the tokens each gives alone, with fewer model calls; a failing request
+// leaves the others running; the thread count changes nothing.
+#include "unmask/sampling/batch.h"
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <atomic>
+
+namespace unmask {
+namespace {
+
+// A tiny random LLaDA-style model whose logits are scaled by 12 (its final norm): the random model's logits are
+// otherwise so flat that top choices differ in the 6th digit, within the float rounding that a larger batch's GEMMs
+// may change. Scaled, selection margins lie far above it (as in tests/reference/test_generate.py).
+Model decisive_model(uint64_t seed) {
+  ModelConfig c = preset_config("tiny");
+  const ArchInfo& a = arch_info("llada");
+  c.arch = "llada", c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias, c.shift_logits = a.shift_logits;
+  c.mask_token = c.vocab - 1, c.eos_token = 2;
+  Model m = Model::random(c, seed);
+  std::span<float> p = m.params();
+  const size_t off = m.weights().offset_of(m.weights().get().output_norm);
+  for (int i = 0; i < c.d_model; ++i) p[off + size_t(i)] *= 12.0f;
+  m.params_changed();
+  return m;
+}
+
+Request request(SamplerKind kind, int gen_length, int steps, uint64_t seed, std::vector<int32_t> prompt) {
+  Request q;
+  q.cfg.kind = kind, q.cfg.gen_length = gen_length, q.cfg.steps = steps, q.cfg.seed = seed;
+  q.prompt = std::move(prompt);
+  return q;
+}
+
+// Three samplers with different settings, lengths and seeds (temperature > 0, CFG's sequence pair, MDLM's skipped
+// passes).
+std::vector<Request> mixed_requests() {
+  std::vector<Request> r;
+  r.push_back(request(SamplerKind::kLlada, 16, 8, 123, {11, 25, 7, 301, 42}));
+  r.back().cfg.block_length = 8, r.back().cfg.temperature = 1, r.back().cfg.cfg_scale = 1;
+  r.push_back(request(SamplerKind::kDream, 12, 6, 5, {3, 9, 100}));
+  r.back().cfg.alg = DreamAlg::kEntropy, r.back().cfg.temperature = 0.7;
+  r.push_back(request(SamplerKind::kMdlm, 20, 10, 9, {17, 18, 19, 20, 21, 22, 23}));
+  r.back().cfg.temperature = 1;
+  return r;
+}
+
+GenerateResult alone(Model& m, const Request& q) {
+  ModelBackbone bb(m);
+  return q.canvas ? generate_canvas(bb, q.cfg, *q.canvas) : generate(bb, q.cfg, q.prompt);
+}
+
+// Each outcome succeeded and equals the request's solo run; returns the solo runs' forward passes in total.
+int expect_same_as_alone(Model& m, std::span<const Request> reqs, const BatchResult& b) {
+  int passes = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_TRUE(b.outcomes[i].ok()) << "request " << i << ": " << b.outcomes[i].error;
+    GenerateResult solo = alone(m, reqs[i]);
+    EXPECT_EQ(b.outcomes[i].result.canvas, solo.canvas) << "request " << i;
+    EXPECT_EQ(b.outcomes[i].result.commit_step, solo.commit_step) << "request " << i;
+    EXPECT_EQ(b.outcomes[i].result.stats.forward_passes, solo.stats.forward_passes) << "request " << i;
+    passes += solo.stats.forward_passes;
+  }
+  return passes;
+}
+
+TEST(Batch, EachRequestGetsItsSoloTokensWithFewerModelCalls) {
+  Model m = decisive_model(7);
+  const std::vector<Request> reqs = mixed_requests();
+  BatchResult b = generate_batch(m, reqs);
+  ASSERT_EQ(b.outcomes.size(), reqs.size());
+  const int passes = expect_same_as_alone(m, reqs, b);
+  EXPECT_LT(b.model_calls, passes);
+  EXPECT_GT(b.shared_passes, 0);
+  // Every round serves every request still running, so the calls are as many as the longest request's passes.
+  int longest = 0;
+  for (const BatchOutcome& o : b.outcomes) longest = std::max(longest, o.result.stats.forward_passes);
+  EXPECT_EQ(b.model_calls, longest);
+}
+
+TEST(Batch, CachedRequestsRunAloneInsideTheBatch) {
+  Model m = decisive_model(8);
+  std::vector<Request> reqs = mixed_requests();
+  reqs.push_back(request(SamplerKind::kLlada, 16, 8, 4, {5, 6, 7}));
+  reqs.back().cfg.block_length = 8, reqs.back().cfg.cache = CacheMode::kDual;
+  reqs.push_back(request(SamplerKind::kLlada, 16, 16, 4, {5, 6, 7, 8}));
+  reqs.back().cfg.block_length = 4, reqs.back().cfg.cache = CacheMode::kPrefix, reqs.back().cfg.threshold = 0.9;
+  BatchResult b = generate_batch(m, reqs);
+  const int passes = expect_same_as_alone(m, reqs, b);
+  EXPECT_LT(b.model_calls, passes);
+}
+
+TEST(Batch, AFailingOrCancelledRequestLeavesTheOthersRunning) {
+  Model m = decisive_model(9);
+  std::vector<Request> reqs = mixed_requests();
+  Request bad = request(SamplerKind::kLlada, 8, 0, 1, {1, 2});  // --steps 0
+  reqs.insert(reqs.begin() + 1, bad);
+  Request cancel = request(SamplerKind::kMdlm, 16, 8, 3, {4, 5});
+  std::atomic<int> seen{0};
+  cancel.on_step = [&seen](const StepEvent& e) { return ++seen < 2 && e.step < 1; };
+  reqs.push_back(cancel);
+  Request huge = request(SamplerKind::kDream, 4096, 8, 1, {1});  // beyond the context
+  reqs.push_back(huge);
+  BatchResult b = generate_batch(m, reqs);
+  ASSERT_EQ(b.outcomes.size(), reqs.size());
+  EXPECT_FALSE(b.outcomes[1].ok());
+  EXPECT_NE(b.outcomes[1].error.find("--steps 0"), std::string::npos) << b.outcomes[1].error;
+  EXPECT_FALSE(b.outcomes[5].ok());
+  EXPECT_NE(b.outcomes[5].error.find("context"), std::string::npos) << b.outcomes[5].error;
+  EXPECT_TRUE(b.outcomes[4].ok()) << b.outcomes[4].error;
+  EXPECT_TRUE(b.outcomes[4].result.cancelled);
+  EXPECT_EQ(b.outcomes[4].result.stats.steps, 2);
+  const std::vector<Request> good{reqs[0], reqs[2], reqs[3]};
+  const BatchResult kept{{b.outcomes[0], b.outcomes[2], b.outcomes[3]}, b.model_calls, b.shared_passes};
+  expect_same_as_alone(m, good, kept);
+}
+
+TEST(Batch, SameOutputWhateverTheThreadCount) {
+  Model m = decisive_model(10);
+  const std::vector<Request> reqs = mixed_requests();
+  std::vector<std::vector<std::vector<int32_t>>> runs;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    BatchResult b = generate_batch(m, reqs);
+    runs.emplace_back();
+    for (const BatchOutcome& o : b.outcomes) runs.back().push_back(o.result.canvas);
+  }
+  omp_set_num_threads(2);
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST(Batch, NoRequestsIsAnEmptyResult) {
+  Model m = decisive_model(11);
+  BatchResult b = generate_batch(m, {});
+  EXPECT_TRUE(b.outcomes.empty());
+  EXPECT_EQ(b.model_calls, 0);
+}
+
+}  // namespace
+}  // namespace unmask
