@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "unmask/base/error.h"
+#include "unmask/kernels/attention_tile.h"
 #include "unmask/kernels/vec_math.h"
 
 // Two paths, both computing each output row on exactly one thread in a fixed order (deterministic whatever the
@@ -23,8 +24,8 @@ namespace unmask {
 
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int kDirectMaxTq = 4;
+using namespace attn;
+
 
 struct Dims {
   int Tq, Tk, Hq, Hkv, D;
@@ -32,17 +33,6 @@ struct Dims {
   int64_t ld() const { return int64_t(Hkv) * D; }  // stride between key rows of one head
 };
 
-void check_spans(const KeySpan* spans, int Tq, int Tk) {
-  for (int i = 0; i < Tq; ++i) {
-    const KeySpan& s = spans[i];
-    bool ok0 = s.begin0 == s.end0 || (0 <= s.begin0 && s.begin0 < s.end0 && s.end0 <= Tk);
-    bool ok1 = s.begin1 == s.end1 || (0 <= s.begin1 && s.begin1 < s.end1 && s.end1 <= Tk);
-    bool both = s.begin0 < s.end0 && s.begin1 < s.end1;
-    bool ok = ok0 && ok1 && (!both || s.end0 <= s.begin1) && (s.end0 > s.begin0 || s.end1 > s.begin1);
-    check(ok, "attention_forward: query {} sees keys [{}, {}) + [{}, {}); expected disjoint ordered ranges in "
-          "[0, Tk = {}) holding at least one key", i, s.begin0, s.end0, s.begin1, s.end1, Tk);
-  }
-}
 
 // ---- direct path: one query row, its visible keys only ----
 
@@ -99,17 +89,7 @@ void attention_direct(float* out, float* lse, const float* q, const float* k, co
 // running max, sum and rescale of the online softmax are then plain vector operations with no horizontal
 // reductions, and K and V are read in place (broadcasts from their rows), with no packing.
 
-constexpr int kBq = 32;  // queries per tile: two vectors of 16
-constexpr int kBk = 64;  // keys per block
-constexpr int kKg = 8;   // keys per score micro-kernel call, d values per P·V call
 
-// Bit j of the result: key j0 + j lies in [b, e).
-inline uint64_t range_bits(int b, int e, int j0) {
-  const int lo = std::max(b, j0) - j0, hi = std::min(e, j0 + kBk) - j0;
-  if (hi <= lo) return 0;
-  const uint64_t w = uint64_t(hi - lo);
-  return (w == 64 ? ~0ull : (1ull << w) - 1) << lo;
-}
 
 // Per-thread state of one (head, query tile). Row vectors: R = 1 or 2 vectors of 16 queries.
 struct Tile {
@@ -179,22 +159,6 @@ void pv_block(Tile& tl, const float* v, int64_t ldv, int D, int jl, int jh) {
   for (; d0 < D; ++d0) pv_rows<R, 1>(tl.ot + d0 * kBq, tl.st, v + d0, ldv, jl, jh);
 }
 
-// Sets the scores of keys a row may not see to -inf: key j0 + j for j in [jl, jh).
-template <int R>
-void mask_block(Tile& tl, int j0, int jl, int jh) {
-  const __m512 ninf = _mm512_set1_ps(kNegInf);
-  for (int r = 0; r < R; ++r) {
-    const __m512i b0 = _mm512_load_si512(tl.b0 + 16 * r), e0 = _mm512_load_si512(tl.e0 + 16 * r);
-    const __m512i b1 = _mm512_load_si512(tl.b1 + 16 * r), e1 = _mm512_load_si512(tl.e1 + 16 * r);
-    for (int j = jl; j < jh; ++j) {
-      const __m512i key = _mm512_set1_epi32(j0 + j);
-      const __mmask16 in0 = _mm512_cmple_epi32_mask(b0, key) & _mm512_cmplt_epi32_mask(key, e0);
-      const __mmask16 in1 = _mm512_cmple_epi32_mask(b1, key) & _mm512_cmplt_epi32_mask(key, e1);
-      float* s = tl.st + j * kBq + 16 * r;
-      _mm512_store_ps(s, _mm512_mask_mov_ps(ninf, in0 | in1, _mm512_load_ps(s)));
-    }
-  }
-}
 
 // Online softmax over keys [jl, jh) of the block: new running max, p = exp(s - max) in place, running sum, and
 // the numerator rescaled. Rows that have seen no key yet keep max -inf and get p = 0.
@@ -327,10 +291,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   check(Tq >= 0 && Tk > 0 && Hkv > 0 && Hq > 0 && Hq % Hkv == 0 && D > 0,
         "attention_forward: Tq {} Tk {} Hq {} Hkv {} D {}; expected positive sizes with Hq a multiple of Hkv", Tq,
         Tk, Hq, Hkv, D);
-  check_spans(spans, Tq, Tk);
+  attn::check_spans(spans, Tq, Tk, "attention_forward");
   const Dims d{Tq, Tk, Hq, Hkv, D, scale};
 #if defined(__AVX512F__)
-  if (Tq > kDirectMaxTq) return attention_tiled(out, lse, q, k, v, spans, d);
+  if (Tq > attn::kDirectMaxTq) return attention_tiled(out, lse, q, k, v, spans, d);
 #endif
   attention_direct(out, lse, q, k, v, spans, d);
 }

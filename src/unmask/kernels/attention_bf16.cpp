@@ -7,6 +7,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/kernels/attention.h"
+#include "unmask/kernels/attention_tile.h"
 #include "unmask/kernels/vec_math.h"
 
 // attention_forward_bf16: the tiled flash-style kernel of attention.cpp (tiles of 32 queries × 64 keys per head,
@@ -27,26 +28,12 @@ namespace unmask {
 
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int kDirectMaxTq = 4;
+using namespace attn;
 
-void check_spans_bf16(const KeySpan* spans, int Tq, int Tk) {
-  for (int i = 0; i < Tq; ++i) {
-    const KeySpan& s = spans[i];
-    bool ok0 = s.begin0 == s.end0 || (0 <= s.begin0 && s.begin0 < s.end0 && s.end0 <= Tk);
-    bool ok1 = s.begin1 == s.end1 || (0 <= s.begin1 && s.begin1 < s.end1 && s.end1 <= Tk);
-    bool both = s.begin0 < s.end0 && s.begin1 < s.end1;
-    bool ok = ok0 && ok1 && (!both || s.end0 <= s.begin1) && (s.end0 > s.begin0 || s.end1 > s.begin1);
-    check(ok, "attention_forward_bf16: query {} sees keys [{}, {}) + [{}, {}); expected disjoint ordered ranges in "
-          "[0, Tk = {}) holding at least one key", i, s.begin0, s.end0, s.begin1, s.end1, Tk);
-  }
-}
+
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 
-constexpr int kBq = 32;  // queries per tile: two vectors of 16
-constexpr int kBk = 64;  // keys per block
-constexpr int kKg = 8;   // keys per score micro-kernel call, d values per P·V call
 
 struct Dims {
   int Tq, Tk, Hq, Hkv, D;
@@ -106,13 +93,6 @@ void pack_pair(PackedKV kv, const float* k, const float* v, const Dims& d, int j
   }
 }
 
-// Bit j of the result: key j0 + j lies in [b, e).
-inline uint64_t range_bits(int b, int e, int j0) {
-  const int lo = std::max(b, j0) - j0, hi = std::min(e, j0 + kBk) - j0;
-  if (hi <= lo) return 0;
-  const uint64_t w = uint64_t(hi - lo);
-  return (w == 64 ? ~0ull : (1ull << w) - 1) << lo;
-}
 
 // Per-thread state of one (head, query tile).
 struct Tile {
@@ -206,22 +186,6 @@ void pv_block(Tile& tl, const uint32_t* v, int64_t ldv, int D, int pl, int ph, u
   if (last) pv_range<R, true>(tl, v, ldv, D, hi, hi + 1, mlast, alpha);
 }
 
-// Sets the scores of keys a row may not see to -inf: key j0 + j for j in [jl, jh).
-template <int R>
-void mask_block(Tile& tl, int j0, int jl, int jh) {
-  const __m512 ninf = _mm512_set1_ps(kNegInf);
-  for (int r = 0; r < R; ++r) {
-    const __m512i b0 = _mm512_load_si512(tl.b0 + 16 * r), e0 = _mm512_load_si512(tl.e0 + 16 * r);
-    const __m512i b1 = _mm512_load_si512(tl.b1 + 16 * r), e1 = _mm512_load_si512(tl.e1 + 16 * r);
-    for (int j = jl; j < jh; ++j) {
-      const __m512i key = _mm512_set1_epi32(j0 + j);
-      const __mmask16 in0 = _mm512_cmple_epi32_mask(b0, key) & _mm512_cmplt_epi32_mask(key, e0);
-      const __mmask16 in1 = _mm512_cmple_epi32_mask(b1, key) & _mm512_cmplt_epi32_mask(key, e1);
-      float* s = tl.st + j * kBq + 16 * r;
-      _mm512_store_ps(s, _mm512_mask_mov_ps(ninf, in0 | in1, _mm512_load_ps(s)));
-    }
-  }
-}
 
 // Online softmax over key pairs [pl, ph) of the block (scores outside [jl, jh) already -inf): new running max,
 // p = exp(s - max) rounded to bf16 pairs into pt, running sum of the unrounded p; alpha (R) receives the factor
@@ -402,11 +366,11 @@ std::vector<float> rounded(const float* x, int64_t n) {
 // q (Tq, Hq, D), k (Tk, Hkv, D), v (Tk, Hkv, D), spans (Tq) -> out (Tq, Hq, D), lse (Tq, Hq) or null.
 void attention_forward_bf16(float* out, float* lse, const float* q, const float* k, const float* v,
                             const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale) {
-  if (Tq <= kDirectMaxTq) return attention_forward(out, lse, q, k, v, spans, Tq, Tk, Hq, Hkv, D, scale);
+  if (Tq <= attn::kDirectMaxTq) return attention_forward(out, lse, q, k, v, spans, Tq, Tk, Hq, Hkv, D, scale);
   check(Tk > 0 && Hkv > 0 && Hq > 0 && Hq % Hkv == 0 && D > 0,
         "attention_forward_bf16: Tq {} Tk {} Hq {} Hkv {} D {}; expected positive sizes with Hq a multiple of Hkv",
         Tq, Tk, Hq, Hkv, D);
-  check_spans_bf16(spans, Tq, Tk);
+  attn::check_spans(spans, Tq, Tk, "attention_forward_bf16");
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
   const Dims d{Tq, Tk, Hq, Hkv, D, scale, (D + 1) / 2 * 2, (Tk + kBk - 1) / kBk * kBk};
   attention_tiled_bf16(out, lse, q, k, v, spans, d);
