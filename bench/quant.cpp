@@ -1,0 +1,66 @@
+// matvec on quantized weights against a plain read of the same bytes, 2 threads, same run.
+//   ./build/quant/bench/bench_quant
+#include <omp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "unmask/base/rng.h"
+#include "unmask/kernels/quant.h"
+
+using namespace unmask;
+
+namespace {
+
+double seconds_best(int reps, auto&& fn) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+// Sum of the bytes as 64-bit words, split over the threads: the memory-read ceiling.
+uint64_t read_all(const uint8_t* p, size_t bytes) {
+  uint64_t total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    __m512i acc = _mm512_setzero_si512();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < int64_t(bytes / 64); ++i) acc = _mm512_add_epi64(acc, _mm512_loadu_si512(p + 64 * i));
+    total += uint64_t(_mm512_reduce_add_epi64(acc));
+  }
+  return total;
+}
+
+}  // namespace
+
+int main() {
+  omp_set_num_threads(2);
+  Rng rng(1);
+  for (DType t : {DType::Q8_0, DType::Q4_K})
+    for (auto [OC, IC] : {std::pair{4096, 4096}, std::pair{11008, 4096}}) {
+      std::vector<float> row(IC), x(IC), y(OC);
+      const size_t rb = row_bytes(t, IC);
+      std::vector<uint8_t> w(rb * size_t(OC));
+      for (int o = 0; o < OC; ++o) {
+        for (auto& f : row) f = 2 * rng.uniform_f() - 1;
+        quantize_row(t, row.data(), w.data() + size_t(o) * rb, IC);
+      }
+      for (auto& f : x) f = 2 * rng.uniform_f() - 1;
+      volatile uint64_t sink = 0;
+      const double t_read = seconds_best(20, [&] { sink = sink + read_all(w.data(), w.size()); });
+      const double t_mv = seconds_best(20, [&] { matvec(t, w.data(), OC, IC, x.data(), y.data()); });
+      const double gb = double(w.size()) / 1e9;
+      std::printf("matvec %-4s %5d x %d  %6.1f MB  %7.3f ms  %6.2f GB/s   read %6.2f GB/s   ratio %.2f\n",
+                  std::string(dtype_name(t)).c_str(), OC, IC, gb * 1e3, t_mv * 1e3, gb / t_mv, gb / t_read,
+                  t_read / t_mv);
+    }
+  return 0;
+}
