@@ -278,24 +278,10 @@ void attend_tile(Tile& tl, float* out, float* lse, const float* q, PackedKV kv, 
   const int nq = std::min(kBq, d.Tq - t0);
   const int g = h / (d.Hq / d.Hkv);
   load_tile(tl, q, spans, d, h, t0, nq);
-  int lo = std::numeric_limits<int>::max(), hi = 0;
-  for (int r = 0; r < nq; ++r) {
-    if (tl.b0[r] < tl.e0[r]) lo = std::min(lo, tl.b0[r]), hi = std::max(hi, tl.e0[r]);
-    if (tl.b1[r] < tl.e1[r]) lo = std::min(lo, tl.b1[r]), hi = std::max(hi, tl.e1[r]);
-  }
-  for (int j0 = lo / kBk * kBk; j0 < hi; j0 += kBk) {
-    uint64_t any = 0, all = ~0ull;
-    for (int r = 0; r < nq; ++r) {
-      const uint64_t bits = range_bits(tl.b0[r], tl.e0[r], j0) | range_bits(tl.b1[r], tl.e1[r], j0);
-      any |= bits, all &= bits;
-    }
-    if (!any) continue;
-    // No mask needed when every row sees every key of [jl, jh) (padding rows see zeros: harmless, discarded).
-    const int jl = std::countr_zero(any), w = kBk - std::countl_zero(any) - jl;
-    const bool full = all == any && any == (w == 64 ? ~0ull : ((1ull << w) - 1) << jl);
+  for_each_key_block(tl, nq, [&](int j0, uint64_t any, bool full) {
     if (nq > 16) tile_block<2>(tl, kv, d, g, j0, any, full);
     else tile_block<1>(tl, kv, d, g, j0, any, full);
-  }
+  });
   store_tile(tl, out, lse, d, h, t0, nq);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 
@@ -40,6 +41,29 @@ inline uint64_t range_bits(int b, int e, int j0) {
   if (hi <= lo) return 0;
   const uint64_t w = uint64_t(hi - lo);
   return (w == 64 ? ~0ull : (1ull << w) - 1) << lo;
+}
+
+// Calls block(j0, any, full) for each key block [j0, j0 + kBk) that some of the tile's nq rows see: any has bit j set
+// when some row sees key j0 + j; full when every row sees every key of the range [jl, jh) that any spans, so that
+// no score needs masking (padding rows see zeros: harmless, discarded). The tile holds the rows' spans b0, e0, b1,
+// e1.
+template <typename Tile, typename Block>
+void for_each_key_block(const Tile& tl, int nq, Block&& block) {
+  int lo = std::numeric_limits<int>::max(), hi = 0;
+  for (int r = 0; r < nq; ++r) {
+    if (tl.b0[r] < tl.e0[r]) lo = std::min(lo, tl.b0[r]), hi = std::max(hi, tl.e0[r]);
+    if (tl.b1[r] < tl.e1[r]) lo = std::min(lo, tl.b1[r]), hi = std::max(hi, tl.e1[r]);
+  }
+  for (int j0 = lo / kBk * kBk; j0 < hi; j0 += kBk) {
+    uint64_t any = 0, all = ~0ull;
+    for (int r = 0; r < nq; ++r) {
+      const uint64_t bits = range_bits(tl.b0[r], tl.e0[r], j0) | range_bits(tl.b1[r], tl.e1[r], j0);
+      any |= bits, all &= bits;
+    }
+    if (!any) continue;
+    const int jl = std::countr_zero(any), w = kBk - std::countl_zero(any) - jl;
+    block(j0, any, all == any && any == (w == 64 ? ~0ull : ((1ull << w) - 1) << jl));
+  }
 }
 
 #if defined(__AVX512F__)
