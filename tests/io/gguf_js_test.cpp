@@ -13,6 +13,7 @@
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
+#include "gguf_values.h"
 
 namespace unmask::gguf {
 namespace {
@@ -49,14 +50,7 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-Value make(ValueType t, std::variant<uint64_t, int64_t, double, bool, std::string, Value::Array> v,
-           ValueType elem = ValueType::kUint8) {
-  Value x;
-  x.type = t;
-  x.elem = elem;
-  x.v = std::move(v);
-  return x;
-}
+using test::make;
 
 // What the JS parser yields for one of our values: numbers for widths up to 32 bits and floats, decimal strings
 // for 64-bit integers (BigInt), booleans, strings, arrays.

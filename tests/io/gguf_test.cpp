@@ -15,6 +15,8 @@
 
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
+#include "../common/test_util.h"
+#include "gguf_values.h"
 
 namespace unmask::gguf {
 namespace {
@@ -104,27 +106,12 @@ void expect_read_error(const std::string& path, std::initializer_list<std::strin
   }
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using unmask::test::error_of;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Round trips
 
-Value make(ValueType t, std::variant<uint64_t, int64_t, double, bool, std::string, Value::Array> v,
-           ValueType elem = ValueType::kUint8) {
-  Value x;
-  x.type = t;
-  x.elem = elem;
-  x.v = std::move(v);
-  return x;
-}
+using test::make;
 
 std::vector<std::pair<std::string, Value>> every_value_type() {
   using VT = ValueType;

@@ -259,19 +259,6 @@ void load_tile(Tile& tl, const float* q, const KeySpan* spans, const Dims& d, in
   tl.l[0] = tl.l[1] = _mm512_setzero_ps();
 }
 
-// out rows (nq, D) at stride Hq·D = ot / l; lse = m + log l.
-void store_tile(Tile& tl, float* out, float* lse, const Dims& d, int h, int t0, int nq) {
-  alignas(64) float m[kBq], l[kBq];
-  _mm512_store_ps(m, tl.m[0]), _mm512_store_ps(m + 16, tl.m[1]);
-  _mm512_store_ps(l, tl.l[0]), _mm512_store_ps(l + 16, tl.l[1]);
-  for (int r = 0; r < nq; ++r) {
-    const float inv = 1.0f / l[r];
-    float* o = out + (int64_t(t0 + r) * d.Hq + h) * d.D;
-    for (int c = 0; c < d.D; ++c) o[c] = tl.ot[c * kBq + r] * inv;
-    if (lse) lse[int64_t(t0 + r) * d.Hq + h] = m[r] + std::log(l[r]);
-  }
-}
-
 // One head h, queries [t0, t0 + nq).
 void attend_tile(Tile& tl, float* out, float* lse, const float* q, PackedKV kv, const KeySpan* spans, const Dims& d,
                  int h, int t0) {

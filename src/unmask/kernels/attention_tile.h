@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -82,6 +83,21 @@ void mask_block(Tile& tl, int j0, int jl, int jh) {
       float* s = tl.st + j * kBq + 16 * r;
       _mm512_store_ps(s, _mm512_mask_mov_ps(ninf, in0 | in1, _mm512_load_ps(s)));
     }
+  }
+}
+
+// The tile's output rows (nq, D) at stride Hq·D = ot / l (ot (D, kBq) transposed); lse = m + log l. The tile holds
+// the running numerator ot and, per 16 rows, the running max m and sum l.
+template <typename Tile, typename Dims>
+void store_tile(const Tile& tl, float* out, float* lse, const Dims& d, int h, int t0, int nq) {
+  alignas(64) float m[kBq], l[kBq];
+  _mm512_store_ps(m, tl.m[0]), _mm512_store_ps(m + 16, tl.m[1]);
+  _mm512_store_ps(l, tl.l[0]), _mm512_store_ps(l + 16, tl.l[1]);
+  for (int r = 0; r < nq; ++r) {
+    const float inv = 1.0f / l[r];
+    float* o = out + (int64_t(t0 + r) * d.Hq + h) * d.D;
+    for (int c = 0; c < d.D; ++c) o[c] = tl.ot[c * kBq + r] * inv;
+    if (lse) lse[int64_t(t0 + r) * d.Hq + h] = m[r] + std::log(l[r]);
   }
 }
 #endif

@@ -25,9 +25,22 @@ struct BlockQ4_0 {
 struct BlockQ4_K {
   uint16_t d;         // f16 super-scale of the sub-block scales
   uint16_t dmin;      // f16 super-scale of the sub-block mins
-  uint8_t scales[12]; // 8 scales + 8 mins, 6 bits each (see quant.cpp, scale_min_k4)
+  uint8_t scales[12]; // 8 scales + 8 mins, 6 bits each (see scale_min_k4)
   uint8_t qs[128];    // per 64 values: 32 bytes, low nibbles = first 32, high nibbles = next 32
 };
+// Q4_K packs 8 six-bit scales and 8 six-bit mins into 12 bytes: sub-blocks 0-3 use the low 6 bits of bytes 0-3
+// (scale) and 4-7 (min); sub-blocks 4-7 take their low 4 bits from the nibbles of bytes 8-11 and their top 2 bits
+// from the spare top bits of bytes 0-3 (scale) and 4-7 (min). Sub-block j's scale and min from scales q.
+inline void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
 struct BlockQ6_K {
   uint8_t ql[128];    // low 4 bits
   uint8_t qh[64];     // high 2 bits

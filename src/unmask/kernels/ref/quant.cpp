@@ -7,19 +7,6 @@
 namespace unmask::ref {
 namespace {
 
-// Q4_K packs 8 six-bit scales and 8 six-bit mins into 12 bytes: sub-blocks 0-3 use the low 6 bits of bytes 0-3
-// (scale) and 4-7 (min); sub-blocks 4-7 take their low 4 bits from the nibbles of bytes 8-11 and their top 2 bits
-// from the spare top bits of bytes 0-3 (scale) and 4-7 (min).
-void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 }  // namespace
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
