@@ -12,52 +12,14 @@
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
 #include "unmask/kernels/attention.h"
+#include "attention_cases.h"
 
 namespace unmask {
 namespace {
 
+using namespace attention_test;
+
 constexpr double kEps = std::numeric_limits<float>::epsilon();
-
-std::vector<float> randn(size_t n, Rng& rng) {
-  std::vector<float> v(n);
-  for (auto& x : v) x = float(rng.normal());
-  return v;
-}
-
-enum class Mask { kCausal, kBidirectional, kBlockCausal5, kTwoRange, kWideGap, kCacheOffset };
-const char* mask_name(Mask m) {
-  const char* names[] = {"causal", "bidirectional", "block-causal-5", "two-range", "wide-gap", "cache-offset"};
-  return names[int(m)];
-}
-
-// Query i sits at absolute position Tk - Tq + i (a KV cache holding Tk - Tq earlier keys).
-std::vector<KeySpan> make_spans(Mask mask, int Tq, int Tk) {
-  std::vector<KeySpan> s(Tq);
-  const int off = Tk - Tq;
-  for (int i = 0; i < Tq; ++i) {
-    const int p = off + i;
-    switch (mask) {
-      case Mask::kCausal:
-      case Mask::kCacheOffset: s[i] = {0, p + 1, 0, 0}; break;
-      case Mask::kBidirectional: s[i] = {0, Tk, 0, 0}; break;
-      case Mask::kBlockCausal5: s[i] = {0, std::min(Tk, (p / 5 + 1) * 5), 0, 0}; break;
-      case Mask::kTwoRange: {
-        const int e0 = 1 + (i * 7) % std::max(1, Tk / 2), b1 = e0 + 1 + i % 3;
-        s[i] = b1 < Tk ? KeySpan{0, e0, b1, Tk} : KeySpan{0, e0, 0, 0};
-        break;
-      }
-      case Mask::kWideGap: s[i] = Tk > 150 ? KeySpan{i % 10, 10 + i % 5, 140 + i % 7, Tk} : KeySpan{0, Tk, 0, 0}; break;
-    }
-  }
-  return s;
-}
-
-struct Case {
-  int Tq, Tk, Hq, Hkv, D;
-  Mask mask;
-};
-
-bool sees(const KeySpan& s, int j) { return (j >= s.begin0 && j < s.end0) || (j >= s.begin1 && j < s.end1); }
 
 // Checks out/lse of one (t, h) against ref with the derived bound.
 void check_row(const Case& c, const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
