@@ -72,8 +72,6 @@ void ModelConfig::validate() const {
         n_kv_heads);
   check(head_dim % 2 == 0, "model config: head_dim = {} must be even for RoPE", head_dim);
   check(norm_eps > 0 && rope_theta > 0, "model config: norm_eps and rope_theta must be > 0");
-  check(wtype == DType::F32 || wtype == DType::BF16, "model config: weight type {} is not supported yet",
-        dtype_name(wtype));
   if (mask == MaskKind::kBlockCausal)
     check(block_size > 0, "model config: block-causal attention needs block_size > 0, got {}", block_size);
   for (int32_t t : {mask_token, bos_token, eos_token})

@@ -53,7 +53,16 @@ struct ModelConfig {
   MaskKind mask = MaskKind::kCausal;
   int block_size = 0;  // kBlockCausal only
   int32_t mask_token = -1, bos_token = -1, eos_token = -1;
-  DType wtype = DType::F32;  // matrices and embedding; norms and biases are f32
+  // The type of the matrices and the embedding of a model made here (random, init); a loaded file may mix types per
+  // tensor (a Q4_K_M file holds Q4_K and Q6_K matrices) and its tensors keep theirs. Norms and biases are f32.
+  DType wtype = DType::F32;
+  // q/k norm (llada-moe): RMSNorm over each head of q and of k, per-head weights (head_dim), before RoPE.
+  bool qk_norm = false;
+  // Mixture of experts (llada-moe): each layer's FFN is n_experts SwiGLU experts of width expert_ffn; a softmax
+  // router picks n_experts_used per token, whose weights are renormalised to sum to 1 when expert_norm.
+  // n_experts = 0: the dense FFN of width ffn.
+  int n_experts = 0, n_experts_used = 0, expert_ffn = 0;
+  bool expert_norm = false;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

@@ -43,6 +43,8 @@ Model Model::load(const std::string& path) {
 
 Model Model::random(const ModelConfig& c, uint64_t seed) { return Model(c, ModelWeights::random(c, seed)); }
 
+Model Model::from_weights(ModelConfig c, ModelWeights w) { return Model(std::move(c), std::move(w)); }
+
 namespace {
 
 // The Linear of a weight (OC, IC) stored with ne = {IC, OC}.

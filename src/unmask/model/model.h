@@ -63,9 +63,11 @@ KeySpan visible_keys(MaskKind mask, int block, int pos, int n_keys);
 
 class Model {
  public:
-  // Opens a GGUF model (weights stay memory-mapped). Throws Error naming the file and what was wrong.
+  // Opens a GGUF file or a Hugging Face checkpoint folder (config.json + safetensors); weights stay
+  // memory-mapped. Throws Error naming the file and what was wrong.
   static Model load(const std::string& path);
   static Model random(const ModelConfig& c, uint64_t seed);
+  static Model from_weights(ModelConfig c, ModelWeights w);
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();

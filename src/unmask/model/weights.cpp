@@ -119,17 +119,60 @@ size_t ModelWeights::offset_of(const TensorView& t) const {
 }
 
 ModelWeights ModelWeights::from_gguf(std::shared_ptr<const gguf::Reader> file, const ModelConfig& c) {
-  ModelWeights m;
-  for (auto s : tensor_specs(c)) {
+  std::vector<TensorView> views;
+  for (const auto& s : tensor_specs(c)) {
     const gguf::TensorInfo& t = file->tensor(s.name, s.ne);
-    bool ok = t.type == DType::F32 || (!is_norm_or_bias(s.name) && t.type == DType::BF16);
-    check(ok, "{}: tensor {} has type {}, expected {}", file->path(), s.name, dtype_name(t.type),
-          is_norm_or_bias(s.name) ? "f32" : "f32 or bf16");
-    m.all_.emplace_back(s, view_of(s, t.data));
-    m.all_.back().first.type = t.type;
-    m.all_.back().second.dtype = t.type;
+    views.push_back(view_of({s.name, s.ne, t.type}, t.data));
   }
-  m.file_ = std::move(file);
+  try {
+    return from_views(file, views, c);
+  } catch (const Error& e) {
+    fail("{}: {}", file->path(), e.what());
+  }
+}
+
+namespace {
+
+// Matrices and embeddings may be of any type the GEMMs and the embedding lookup take; norms and biases are read
+// as f32 (converted from f16/bf16 at load).
+void check_tensor(const TensorSpec& s, const TensorView& v) {
+  check(v.shape() == s.ne, "tensor {} has shape {}, expected {}", s.name, gguf::shape_str(v.shape()),
+        gguf::shape_str(s.ne));
+  const bool plain = v.dtype == DType::F32 || v.dtype == DType::F16 || v.dtype == DType::BF16;
+  const bool quant = v.dtype == DType::Q8_0 || v.dtype == DType::Q4_0 || v.dtype == DType::Q4_K ||
+                     v.dtype == DType::Q6_K;
+  check(plain || (quant && !is_norm_or_bias(s.name)), "tensor {} has type {}, expected {}", s.name,
+        dtype_name(v.dtype), is_norm_or_bias(s.name) ? "f32, f16 or bf16" : "f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
+}
+
+}  // namespace
+
+ModelWeights ModelWeights::from_views(std::shared_ptr<const void> owner, const std::vector<TensorView>& views,
+                                      const ModelConfig& c) {
+  const auto specs = tensor_specs(c);
+  check(views.size() == specs.size(), "{} tensors given, the configuration needs {}", views.size(), specs.size());
+  ModelWeights m;
+  size_t converted = 0;  // bytes of the f32 copies of norms and biases stored in another type
+  for (size_t i = 0; i < specs.size(); ++i) {
+    check_tensor(specs[i], views[i]);
+    if (is_norm_or_bias(specs[i].name) && views[i].dtype != DType::F32)
+      converted += align_up(size_t(views[i].nelements()) * sizeof(float));
+  }
+  m.owned_.assign(converted, 0);
+  size_t at = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    TensorSpec s = specs[i];
+    TensorView v = views[i];
+    if (is_norm_or_bias(s.name) && v.dtype != DType::F32) {
+      auto* dst = reinterpret_cast<float*>(m.owned_.data() + at);
+      to_f32(v.dtype, v.data, dst, v.nelements());
+      at += align_up(size_t(v.nelements()) * sizeof(float));
+      v.data = dst, v.dtype = DType::F32;
+    }
+    s.type = v.dtype;
+    m.all_.emplace_back(s, v);
+  }
+  m.file_ = std::move(owner);
   m.bind(c);
   return m;
 }
