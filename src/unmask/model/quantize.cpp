@@ -1,0 +1,144 @@
+#include "unmask/model/quantize.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <string>
+
+#include "unmask/base/error.h"
+#include "unmask/base/parallel.h"
+#include "unmask/io/gguf.h"
+#include "unmask/kernels/quant.h"
+
+namespace unmask {
+
+namespace {
+
+struct SchemeInfo {
+  QuantScheme scheme;
+  std::string_view name;
+  int file_type;  // LLAMA_FTYPE_*
+  DType base;     // the type of a matrix no rule singles out
+};
+
+constexpr SchemeInfo kSchemes[] = {
+    {QuantScheme::kF32, "f32", 0, DType::F32},      {QuantScheme::kF16, "f16", 1, DType::F16},
+    {QuantScheme::kBF16, "bf16", 32, DType::BF16},  {QuantScheme::kQ8_0, "q8_0", 7, DType::Q8_0},
+    {QuantScheme::kQ4_0, "q4_0", 2, DType::Q4_0},   {QuantScheme::kQ4_K_M, "q4_k_m", 15, DType::Q4_K},
+};
+
+const SchemeInfo& info_of(QuantScheme s) {
+  for (const auto& i : kSchemes)
+    if (i.scheme == s) return i;
+  fail("unknown quantization scheme {}", int(s));
+}
+
+bool has(const std::string& name, std::string_view part) { return name.find(part) != std::string::npos; }
+
+// llama.cpp quantizes matrices (2-D) and stacked experts (3-D) only, never norms nor the MoE router.
+bool quantizable(const TensorSpec& spec) {
+  return spec.ne.size() >= 2 && !has(spec.name, "_norm.weight") && !has(spec.name, "ffn_gate_inp.weight");
+}
+
+// The layer of "blk.N.…"; -1 for a tensor outside the layers.
+int layer_of(const std::string& name) {
+  int layer = -1;
+  return std::sscanf(name.c_str(), "blk.%d.", &layer) == 1 ? layer : -1;
+}
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer between them.
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// The output projection (or the embedding standing in for it when tied): Q6_K unless the scheme is q8_0, Q8_0
+// when its rows are not whole blocks of the base type.
+DType output_type(DType base, int64_t row) {
+  if (row % dtype_info(base).block_size != 0) return DType::Q8_0;
+  return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
+}
+
+// llama.cpp's llama_tensor_get_type for the schemes here (LLaMA-like architectures). Deviations, for types this
+// project does not implement: the 8-expert bump of attn_output to Q5_K gives Q6_K (at least the bits llama.cpp
+// spends); the 70B-only bump of attn_v to Q5_K (llama.cpp keys it on the model size class) is not made.
+DType mixed_type(QuantScheme s, DType base, const TensorSpec& spec, const ModelConfig& c) {
+  const std::string& name = spec.name;
+  const bool q4_k_m = s == QuantScheme::kQ4_K_M;
+  if (name == "output.weight" || (c.tied_output && name == "token_embd.weight")) return output_type(base, spec.ne[0]);
+  if (name == "token_embd.weight") return base;
+  const int layer = layer_of(name);
+  if (has(name, "attn_v.weight")) {
+    if (c.n_experts == 8) return DType::Q8_0;
+    return q4_k_m && use_more_bits(layer, c.n_layers) ? DType::Q6_K : base;
+  }
+  if (has(name, "attn_k.weight")) return c.n_experts == 8 ? DType::Q8_0 : base;
+  if (has(name, "ffn_down")) return q4_k_m && use_more_bits(layer, c.n_layers) ? DType::Q6_K : base;
+  if (has(name, "attn_output.weight")) return q4_k_m && c.n_experts == 8 ? DType::Q6_K : base;
+  return base;
+}
+
+// A row that is not whole blocks of the chosen type: llama.cpp falls back Q6_K -> Q8_0 and Q4_K -> Q5_0. There is
+// no Q5_0 here: Q4_K falls back to Q8_0 instead (larger, and at least as accurate as llama.cpp's choice). A row
+// that is not whole blocks of 32 either stays f16, as in llama.cpp.
+DType fallback(DType t, int64_t row) {
+  if (row % dtype_info(t).block_size == 0) return t;
+  if (t == DType::Q4_K || t == DType::Q6_K) t = DType::Q8_0;
+  return row % dtype_info(t).block_size == 0 ? t : DType::F16;
+}
+
+// Converts the rows of src (any type) into type t at dst, in parallel over rows (each row by one thread).
+void convert_rows(const TensorView& src, DType t, uint8_t* dst) {
+  const int64_t n = src.ne[0], rows = src.rows();
+  const size_t in_bytes = row_bytes(src.dtype, n), out_bytes = row_bytes(t, n);
+  const auto* in = static_cast<const uint8_t*>(src.data);
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(n));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      to_f32(src.dtype, in + size_t(r) * in_bytes, row.data(), n);
+      if (is_quant_dtype(t)) quantize_row(t, row.data(), dst + size_t(r) * out_bytes, n);
+      else from_f32(t, row.data(), dst + size_t(r) * out_bytes, n);
+    }
+  }
+}
+
+}  // namespace
+
+QuantScheme parse_quant_scheme(std::string_view name) {
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string known;
+  for (const auto& i : kSchemes) {
+    if (i.name == lower) return i.scheme;
+    known += (known.empty() ? "" : ", ") + std::string(i.name);
+  }
+  fail("unknown quantization type '{}'; known types: {}", name, known);
+}
+
+std::string_view quant_scheme_name(QuantScheme s) { return info_of(s).name; }
+
+int quant_file_type(QuantScheme s) { return info_of(s).file_type; }
+
+DType quant_type_for(QuantScheme s, const TensorSpec& spec, const ModelConfig& c) {
+  if (!quantizable(spec)) return spec.type == DType::F16 || spec.type == DType::BF16 ? spec.type : DType::F32;
+  const DType base = info_of(s).base;
+  if (!is_quant_dtype(base)) return base;
+  return fallback(mixed_type(s, base, spec, c), spec.ne[0]);
+}
+
+void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const ModelConfig& c, QuantScheme s,
+                           std::vector<std::vector<uint8_t>>& store) {
+  out.set("general.file_type", gguf::Value::u32(uint32_t(quant_file_type(s))));
+  out.set("general.quantization_version", gguf::Value::u32(2));  // ggml's GGML_QNT_VERSION
+  for (const auto& [spec, view] : w.tensors()) {
+    const DType t = quant_type_for(s, spec, c);
+    const void* data = view.data;
+    if (t != view.dtype) {
+      auto& buf = store.emplace_back(row_bytes(t, view.ne[0]) * size_t(view.rows()));
+      convert_rows(view, t, buf.data());
+      data = buf.data();
+    }
+    out.add_tensor(spec.name, t, spec.ne, data);
+  }
+}
+
+}  // namespace unmask
