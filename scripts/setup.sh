@@ -7,6 +7,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   python3-torch python3-numpy libopenblas0-openmp
+  clang libclang-rt-14-dev libomp-dev  # the fuzz targets: clang++, libFuzzer + sanitizer runtimes, OpenMP for clang
 )
 missing=()
 for p in "${packages[@]}"; do
