@@ -54,9 +54,10 @@ int main() {
         quantize_row(t, row.data(), w.data() + size_t(o) * rb, IC);
       }
       for (auto& f : x) f = 2 * rng.uniform_f() - 1;
+      QuantizedActs scratch;
       volatile uint64_t sink = 0;
       const double t_read = seconds_best(20, [&] { sink = sink + read_all(w.data(), w.size()); });
-      const double t_mv = seconds_best(20, [&] { matvec(t, w.data(), OC, IC, x.data(), y.data()); });
+      const double t_mv = seconds_best(20, [&] { matvec(t, w.data(), OC, IC, x.data(), y.data(), scratch); });
       const double gb = double(w.size()) / 1e9;
       std::printf("matvec %-4s %5d x %d  %6.1f MB  %7.3f ms  %6.2f GB/s   read %6.2f GB/s   ratio %.2f\n",
                   std::string(dtype_name(t)).c_str(), OC, IC, gb * 1e3, t_mv * 1e3, gb / t_mv, gb / t_read,

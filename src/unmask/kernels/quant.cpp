@@ -1,10 +1,9 @@
-// Quantized blocks: ggml's reference quantization, AVX-512 dequantization and VNNI dot products.
-// The activations x are quantized to int8 (Q8: 32 values and one f32 scale per block, with the block sums) so a
-// row dot is Σ_blocks scale_w · scale_x · (integer dot); _mm512_dpbusd_epi32 takes unsigned × signed bytes, so the
-// weights go in as unsigned codes (Q4_0: q, Q4_K: q, Q6_K: q + 32) and the offset is taken out with the x sums.
+// Quantized blocks: ggml's reference quantization, activation quantization, and the portable integer dot
+// products; the AVX-512 VNNI kernels (quant_avx512.cpp) take over where cpu_features() allows.
+// The activations x are quantized to int8 (one scale per group, with the sums of every 16 codes) so a row dot is
+// Σ_blocks scale_w · scale_x · (integer dot); the offsets of Q4_0 (q - 8) and Q6_K (q - 32) and the mins of Q4_K
+// come out of the code sums.
 #include "unmask/kernels/quant.h"
-
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +11,8 @@
 #include <vector>
 
 #include "unmask/base/error.h"
+#include "unmask/kernels/cpu.h"
+#include "unmask/kernels/quant_avx512.h"
 
 namespace unmask {
 namespace {
@@ -234,160 +235,65 @@ void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb) {
   }
 }
 
-// ---- activations: int8 blocks of 32 with an f32 scale and the block sum ----
-struct Q8Act {
-  std::vector<int8_t> q;     // n
-  std::vector<float> d;      // n/32
-  std::vector<int32_t> sum;  // n/32: Σ q over the block
-  std::vector<int32_t> sum16;  // n/16
+// ---- portable integer dots: per block an exact int32 sum, then the scales in f32 ----
+
+struct ActRow {
+  const int8_t* q;     // n
+  const float* d;      // n/32
+  const int16_t* s16;  // n/16
 };
 
-// Q8_0 / Q4_0 take one scale per 32 values (ggml's Q8_0); the K-quants one per 256 (ggml's Q8_K), stored here
-// repeated per 32 so that one layout serves both.
-void quantize_act(const float* x, int64_t n, int group, Q8Act& a) {
-  a.q.resize(static_cast<size_t>(n));
-  a.d.resize(size_t(n / 32));
-  a.sum.resize(size_t(n / 32));
-  a.sum16.resize(size_t(n / 16));
-  for (int64_t g = 0; g < n; g += group) {
-    float amax = 0;
-    for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[g + j]));
-    const float d = amax / 127.f, id = d != 0 ? 1.f / d : 0.f;
-    for (int j = 0; j < group; ++j) a.q[size_t(g + j)] = int8_t(nearest_int(x[g + j] * id));
-    for (int j = 0; j < group; j += 32) a.d[size_t((g + j) / 32)] = d;
-  }
-  for (int64_t s = 0; s < n / 16; ++s) {
+float dot_q8_0(const BlockQ8_0* w, ActRow x, int64_t nb) {
+  float r = 0;
+  for (int64_t b = 0; b < nb; ++b) {
     int32_t t = 0;
-    for (int j = 0; j < 16; ++j) t += a.q[size_t(16 * s + j)];
-    a.sum16[size_t(s)] = t;
-  }
-  for (int64_t s = 0; s < n / 32; ++s) a.sum[size_t(s)] = a.sum16[size_t(2 * s)] + a.sum16[size_t(2 * s + 1)];
-}
-
-inline __m512i load2x256(const void* a, const void* b) {
-  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
-                            _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
-}
-
-// One row, x already quantized.
-float dot_q8_0(const BlockQ8_0* w, const Q8Act& a, int64_t nb) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const __m512i wq = load2x256(w[b].qs, w[b + 1].qs);
-    const __m512i xq = _mm512_loadu_si512(&a.q[size_t(32 * b)]);
-    // |w| (unsigned) · (x with w's sign)
-    const __m512i xs = _mm512_mask_sub_epi8(xq, _mm512_movepi8_mask(wq), _mm512_setzero_si512(), xq);
-    const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wq), xs);
-    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(w[b].d) * a.d[size_t(b)]),
-                                        _mm256_set1_ps(f16_to_f32(w[b + 1].d) * a.d[size_t(b + 1)]), 1);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), s, acc);
-  }
-  float r = _mm512_reduce_add_ps(acc);
-  for (; b < nb; ++b) {
-    int32_t t = 0;
-    for (int j = 0; j < 32; ++j) t += w[b].qs[j] * a.q[size_t(32 * b + j)];
-    r += f16_to_f32(w[b].d) * a.d[size_t(b)] * float(t);
+    for (int j = 0; j < 32; ++j) t += w[b].qs[j] * x.q[32 * b + j];
+    r += f16_to_f32(w[b].d) * x.d[b] * float(t);
   }
   return r;
 }
 
-float dot_q4_0(const BlockQ4_0* w, const Q8Act& a, int64_t nb) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  for (; b + 2 <= nb; b += 2) {
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b + 1].qs));
-    // per block: 16 low nibbles (values 0-15) then 16 high (values 16-31)
-    const __m256i v0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q0, 4), q0), m4);
-    const __m256i v1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q1, 4), q1), m4);
-    const __m512i wq = _mm512_inserti64x4(_mm512_zextsi256_si512(v0), v1, 1);
-    const __m512i xq = _mm512_loadu_si512(&a.q[size_t(32 * b)]);
-    const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
-    // Σ (q - 8) x = Σ q x - 8 Σ x: the offset goes to lane 0 of each half (exact in int32)
-    const __m512i corr = _mm512_maskz_mov_epi32(
-        0x0101, _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(8 * a.sum[size_t(b)])),
-                                   _mm256_set1_epi32(8 * a.sum[size_t(b + 1)]), 1));
-    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(w[b].d) * a.d[size_t(b)]),
-                                        _mm256_set1_ps(f16_to_f32(w[b + 1].d) * a.d[size_t(b + 1)]), 1);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dp, corr)), s, acc);
-  }
-  float r = _mm512_reduce_add_ps(acc);
-  for (; b < nb; ++b) {
+float dot_q4_0(const BlockQ4_0* w, ActRow x, int64_t nb) {
+  float r = 0;
+  for (int64_t b = 0; b < nb; ++b) {
     int32_t t = 0;
     for (int j = 0; j < 16; ++j)
-      t += ((w[b].qs[j] & 0xF) - 8) * a.q[size_t(32 * b + j)] + ((w[b].qs[j] >> 4) - 8) * a.q[size_t(32 * b + j + 16)];
-    r += f16_to_f32(w[b].d) * a.d[size_t(b)] * float(t);
+      t += ((w[b].qs[j] & 0xF) - 8) * x.q[32 * b + j] + ((w[b].qs[j] >> 4) - 8) * x.q[32 * b + j + 16];
+    r += f16_to_f32(w[b].d) * x.d[b] * float(t);
   }
   return r;
 }
 
-float dot_q4_k(const BlockQ4_K* w, const Q8Act& a, int64_t nb) {
+float dot_q4_k(const BlockQ4_K* w, ActRow x, int64_t nb) {
   float r = 0;
-  const __m512i m4 = _mm512_set1_epi8(0xF);
-  const __m512i half_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ4_K& blk = w[b];
-    const int8_t* xq = &a.q[size_t(256 * b)];
-    int sc[8], m[8];
-    for (int j = 0; j < 8; ++j) scale_min_k4(j, blk.scales, sc[j], m[j]);
-    __m512i acc = _mm512_setzero_si512();
-    for (int c = 0; c < 4; ++c) {  // 64 values: low nibbles = sub-block 2c, high = 2c+1
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
-      const __m512i qq = _mm512_inserti64x4(_mm512_zextsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-      const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(qq, m4),
-                                             _mm512_loadu_si512(xq + 64 * c));
-      const __m512i scv = _mm512_permutexvar_epi32(half_idx, _mm512_zextsi128_si512(_mm_setr_epi32(sc[2 * c], sc[2 * c + 1], 0, 0)));
-      acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dp, scv));
+    int32_t t = 0, mins = 0;
+    for (int j = 0; j < 8; ++j) {
+      int sc, m, s = 0;
+      scale_min_k4(j, w[b].scales, sc, m);
+      const uint8_t* q = w[b].qs + 32 * (j / 2);
+      for (int l = 0; l < 32; ++l) s += ((j % 2 == 0) ? (q[l] & 0xF) : (q[l] >> 4)) * x.q[256 * b + 32 * j + l];
+      t += sc * s;
+      mins += m * (x.s16[16 * b + 2 * j] + x.s16[16 * b + 2 * j + 1]);
     }
-    int32_t msum = 0;
-    for (int j = 0; j < 8; ++j) msum += m[j] * a.sum[size_t(8 * b + j)];
-    const float dx = a.d[size_t(8 * b)];
-    r += dx * (f16_to_f32(blk.d) * float(_mm512_reduce_add_epi32(acc)) - f16_to_f32(blk.dmin) * float(msum));
+    r += x.d[8 * b] * (f16_to_f32(w[b].d) * float(t) - f16_to_f32(w[b].dmin) * float(mins));
   }
   return r;
 }
 
-float dot_q6_k(const BlockQ6_K* w, const Q8Act& a, int64_t nb) {
+float dot_q6_k(const BlockQ6_K* w, ActRow x, int64_t nb) {
   float r = 0;
-  const __m512i m4 = _mm512_set1_epi8(0xF), m3 = _mm512_set1_epi8(3);
-  const __m512i shift_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // 0 | 2
-  const __m512i shift_hi = _mm512_add_epi16(shift_lo, _mm512_set1_epi16(4));                      // 4 | 6
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ6_K& blk = w[b];
-    const int8_t* xq = &a.q[size_t(256 * b)];
-    const __m512i sc_all = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
-    __m512i acc = _mm512_setzero_si512();
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
-      const __m256i qh256 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
-      const __m512i qh = _mm512_inserti64x4(_mm512_zextsi256_si512(qh256), qh256, 1);
-      for (int p = 0; p < 2; ++p) {  // p=0: values 0-63 of this half, p=1: values 64-127
-        const __m512i lo4 = _mm512_and_si512(p == 0 ? ql : _mm512_srli_epi16(ql, 4), m4);
-        const __m512i hi2 = _mm512_and_si512(_mm512_srlv_epi16(qh, p == 0 ? shift_lo : shift_hi), m3);
-        const __m512i q = _mm512_or_si512(lo4, _mm512_slli_epi16(hi2, 4));  // 0..63
-        const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(xq + 128 * h + 64 * p));
-        const int c = 2 * h + p;  // 64-value chunk: scales 4c..4c+3, four lanes each
-        const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(4 * c),
-                                             _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2));
-        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dp, _mm512_permutexvar_epi32(idx, sc_all)));
-      }
+    int32_t t = 0;
+    for (int i = 0; i < 256; ++i) {  // the layout of ref::dequantize_row
+      const int half = i / 128, rem = i % 128, quarter = rem / 32, l = rem % 32;
+      const uint8_t lo = w[b].ql[half * 64 + (quarter % 2) * 32 + l];
+      const int q = ((quarter < 2 ? (lo & 0xF) : (lo >> 4)) | (((w[b].qh[half * 32 + l] >> (2 * quarter)) & 3) << 4)) - 32;
+      t += w[b].scales[i / 16] * q * x.q[256 * b + i];
     }
-    int32_t off = 0;  // Σ sc_j · 32 · Σx over sub-block j
-    for (int j = 0; j < 16; ++j) off += blk.scales[j] * a.sum16[size_t(16 * b + j)];
-    r += a.d[size_t(8 * b)] * f16_to_f32(blk.d) * float(_mm512_reduce_add_epi32(acc) - 32 * off);
+    r += x.d[8 * b] * f16_to_f32(w[b].d) * float(t);
   }
   return r;
-}
-
-float dot_quantized(DType t, const void* w, const Q8Act& a, int64_t n) {
-  switch (t) {
-    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w), a, n / 32);
-    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w), a, n / 32);
-    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w), a, n / 256);
-    default: return dot_q6_k(static_cast<const BlockQ6_K*>(w), a, n / 256);
-  }
 }
 
 void check_row(const char* what, DType t, int64_t n) {
@@ -402,6 +308,45 @@ bool is_quant_dtype(DType t) {
   return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
 }
 
+int act_group(DType t) {
+  check_row("act_group", t, 0);
+  return t == DType::Q8_0 || t == DType::Q4_0 ? 32 : 256;
+}
+
+void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a) {
+  const int group = act_group(t);
+  check(T >= 0 && n >= 0 && n % group == 0, "quantize_acts: (T, n) = ({}, {}), n must be a multiple of {} for {}", T,
+        n, group, dtype_name(t));
+  a.T = T, a.n = int(n);
+  a.q.resize(size_t(T) * size_t(n));
+  a.d.resize(size_t(T) * size_t(n / 32));
+  a.sum16.resize(size_t(T) * size_t(n / 16));
+  for (int64_t g = 0; g < int64_t(T) * n; g += group) {  // rows are whole groups
+    float amax = 0;
+    for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[g + j]));
+    const float d = amax / 127.f, id = d != 0 ? 1.f / d : 0.f;
+    for (int j = 0; j < group; ++j) a.q[size_t(g + j)] = int8_t(nearest_int(x[g + j] * id));
+    for (int j = 0; j < group; j += 32) a.d[size_t((g + j) / 32)] = d;
+    for (int j = 0; j < group; j += 16) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += a.q[size_t(g + j + l)];
+      a.sum16[size_t((g + j) / 16)] = int16_t(s);
+    }
+  }
+}
+
+float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
+  if (cpu_features().avx512_int8()) return avx512::dot_acts(t, w_row, a, row);
+  const ActRow x{a.q.data() + size_t(row) * size_t(a.n), a.d.data() + size_t(row) * size_t(a.n / 32),
+                 a.sum16.data() + size_t(row) * size_t(a.n / 16)};
+  switch (t) {
+    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, a.n / 32);
+    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, a.n / 32);
+    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, a.n / 256);
+    default: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, a.n / 256);
+  }
+}
+
 void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   check_row("quantize_row", t, n);
   switch (t) {
@@ -414,51 +359,31 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   check_row("dequantize_row", t, n);
-  if (t == DType::Q8_0) {
-    const BlockQ8_0* w = static_cast<const BlockQ8_0*>(src);
-    for (int64_t b = 0; b < n / 32; ++b) {
-      const __m512 d = _mm512_set1_ps(f16_to_f32(w[b].d));
-      for (int k = 0; k < 2; ++k) {
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs + 16 * k));
-        _mm512_storeu_ps(dst + 32 * b + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
-      }
-    }
-  } else if (t == DType::Q4_K) {
-    const BlockQ4_K* w = static_cast<const BlockQ4_K*>(src);
-    for (int64_t b = 0; b < n / 256; ++b) {
-      const float d = f16_to_f32(w[b].d), dmin = f16_to_f32(w[b].dmin);
-      for (int j = 0; j < 8; ++j) {
-        int sc, m;
-        scale_min_k4(j, w[b].scales, sc, m);
-        const __m512 d1 = _mm512_set1_ps(d * float(sc)), m1 = _mm512_set1_ps(dmin * float(m));
-        for (int k = 0; k < 2; ++k) {
-          __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs + 32 * (j / 2) + 16 * k)));
-          q = (j % 2 == 0) ? _mm512_and_si512(q, _mm512_set1_epi32(0xF)) : _mm512_srli_epi32(q, 4);
-          _mm512_storeu_ps(dst + 256 * b + 32 * j + 16 * k, _mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q)), m1));
-        }
-      }
-    }
-  } else {
-    ref::dequantize_row(t, src, dst, n);  // Q4_0 and Q6_K: not on a hot path yet
-  }
+  row_to_f32(t, src, dst, n);
+}
+
+// The portable path is the scalar twin itself (and to_f32 for plain types): both give the same bits as AVX-512.
+void row_to_f32(DType t, const void* src, float* dst, int64_t n) {
+  if (cpu_features().avx512_int8()) return avx512::row_to_f32(t, src, dst, n);
+  if (is_quant_dtype(t)) return ref::dequantize_row(t, src, dst, n);
+  to_f32(t, src, dst, n);
 }
 
 float vec_dot(DType t, int64_t n, const void* w_row, const float* x) {
   check_row("vec_dot", t, n);
-  Q8Act a;
-  quantize_act(x, n, dtype_info(t).block_size, a);
-  return dot_quantized(t, w_row, a, n);
+  QuantizedActs a;
+  quantize_acts(t, x, 1, n, a);
+  return dot_acts(t, w_row, a, 0);
 }
 
-void matvec(DType t, const void* w, int OC, int IC, const float* x, float* y) {
+void matvec(DType t, const void* w, int OC, int IC, const float* x, float* y, QuantizedActs& scratch) {
   check_row("matvec", t, IC);
   check(OC >= 0, "matvec: OC = {} is negative", OC);
-  Q8Act a;
-  quantize_act(x, IC, dtype_info(t).block_size, a);
+  quantize_acts(t, x, 1, IC, scratch);
   const size_t rb = row_bytes(t, IC);
   const uint8_t* base = static_cast<const uint8_t*>(w);
 #pragma omp parallel for schedule(static)
-  for (int o = 0; o < OC; ++o) y[o] = dot_quantized(t, base + size_t(o) * rb, a, IC);
+  for (int o = 0; o < OC; ++o) y[o] = dot_acts(t, base + size_t(o) * rb, scratch, 0);
 }
 
 }  // namespace unmask

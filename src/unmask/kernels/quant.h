@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "unmask/tensor/dtype.h"
 
@@ -53,16 +54,37 @@ static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210);
 // True for the four block types above.
 bool is_quant_dtype(DType t);
 
+// Activations quantized for the integer dot products with rows of type t: T rows of n values as int8 with one
+// scale per group (32 values for Q8_0/Q4_0, 256 for the K-quants, as ggml's Q8_0/Q8_K activations; the scale is
+// stored once per 32 values either way) and the sum of every 16 codes (the K-quants' offsets and mins). The
+// buffers grow to the largest call and are reused: no allocation once warm.
+struct QuantizedActs {
+  int T = 0, n = 0;
+  std::vector<int8_t> q;       // (T, n)
+  std::vector<float> d;        // (T, n/32)
+  std::vector<int16_t> sum16;  // (T, n/16)
+  // The value the dot products see for x[t][k]: d · q.
+  float value(int t, int64_t k) const { return d[size_t(t) * size_t(n / 32) + size_t(k / 32)] * float(q[size_t(t) * size_t(n) + size_t(k)]); }
+};
+// Values per activation scale for weights of type t: 32 (Q8_0, Q4_0) or 256 (Q4_K, Q6_K).
+int act_group(DType t);
+// x (T, n) -> a; n a multiple of act_group(t) (checked). Rounding to nearest, ties to even.
+void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a);
+// Dot product of one quantized row (a.n values) with row `row` of a (quantized for t): Σ_blocks of integer dots
+// times the block scales, accumulated in f32. AVX-512 VNNI where the CPU has it (cpu.h), portable C++ otherwise.
+float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
+
 // src: n/block_size blocks -> dst (n). n a multiple of the block size (checked).
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+// A row of any type (quantized, f16, bf16, f32) -> dst (n) in f32, exactly as ref::dequantize_row / to_f32 give it.
+void row_to_f32(DType t, const void* src, float* dst, int64_t n);
 // The reference quantization of ggml (quantize_row_*_ref): src (n) -> dst, n/block_size blocks.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
-// Dot product of one quantized row (n values) with x (n). Q8_0/Q4_0 quantize x to int8 blocks of 32 and
-// Q4_K/Q6_K to int8 blocks of 256 (as ggml's Q8_0 / Q8_K activations) and use VNNI integer dots.
+// Dot product of one quantized row (n values) with x (n): x quantized as quantize_acts does, then dot_acts.
 float vec_dot(DType t, int64_t n, const void* w_row, const float* x);
-// w (OC, IC) quantized rows, x (IC) -> y (OC). x is quantized once; rows run in parallel (OpenMP), each y[o] by
-// one thread, so the result does not depend on the thread count.
-void matvec(DType t, const void* w, int OC, int IC, const float* x, float* y);
+// w (OC, IC) quantized rows, x (IC) -> y (OC). x is quantized once into scratch; rows run in parallel (OpenMP),
+// each y[o] by one thread, so the result does not depend on the thread count.
+void matvec(DType t, const void* w, int OC, int IC, const float* x, float* y, QuantizedActs& scratch);
 
 namespace ref {
 // Value by value from the block formulas above.

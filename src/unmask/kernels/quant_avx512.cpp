@@ -1,0 +1,297 @@
+// AVX-512 kernels for quantized rows: VNNI integer dots on int8 activations, dequantization to f32, and the f32
+// register-tiled product the quantized Linear runs on dequantized panels. The target pragma below compiles only
+// these functions for AVX-512 (F, BW, DQ, VL, VNNI) and F16C; the headers above it keep the project's target, so
+// no inline function shared with the portable code is ever emitted with AVX-512 instructions.
+#include "unmask/kernels/quant_avx512.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "unmask/kernels/quant.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c,fma")
+// g++ 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized (GCC PR105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace unmask::avx512 {
+namespace {
+
+inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float reduce8(__m256 v) { return _mm512_reduce_add_ps(_mm512_zextps256_ps512(v)); }
+
+// The activations of one row.
+struct ActRow {
+  const int8_t* q;    // n
+  const float* d;     // n/32
+  const int16_t* s16; // n/16
+};
+
+ActRow act_row(const QuantizedActs& a, int row) {
+  return {a.q.data() + size_t(row) * size_t(a.n), a.d.data() + size_t(row) * size_t(a.n / 32),
+          a.sum16.data() + size_t(row) * size_t(a.n / 16)};
+}
+
+// Q8_0 · x, one block in a 256-bit half: |w| (unsigned) times x with w's sign, so that dpbusd takes it.
+inline __m512 q8_block_pair(__m512i wq, __m512i xv, __m512 scale, __m512 acc) {
+  const __m512i xs = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wq), _mm512_setzero_si512(), xv);
+  const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wq), xs);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), scale, acc);
+}
+
+float dot_q8_0(const BlockQ8_0* w, ActRow x, int64_t nb) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)w[b].qs)),
+                                          _mm256_loadu_si256((const __m256i*)w[b + 1].qs), 1);
+    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(half(w[b].d) * x.d[b]),
+                                        _mm256_set1_ps(half(w[b + 1].d) * x.d[b + 1]), 1);
+    acc = q8_block_pair(wq, _mm512_loadu_si512(x.q + 32 * b), s, acc);
+  }
+  if (b < nb) {
+    const __m512i wq = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i*)w[b].qs));
+    const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i*)(x.q + 32 * b)));
+    acc = q8_block_pair(wq, xv, _mm512_zextps256_ps512(_mm256_set1_ps(half(w[b].d) * x.d[b])), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Q4_0 block b's 32 codes (0..15), in value order.
+inline __m256i q4_0_codes(const BlockQ4_0& blk) {
+  const __m128i q = _mm_loadu_si128((const __m128i*)blk.qs);
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
+}
+
+float dot_q4_0(const BlockQ4_0* w, ActRow x, int64_t nb) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    // Σ (q - 8) x = Σ q x - 8 Σ x, in int32: the offset is taken from lane 0.
+    const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_codes(w[b]),
+                                           _mm256_loadu_si256((const __m256i*)(x.q + 32 * b)));
+    const int32_t off = 8 * (int32_t(x.s16[2 * b]) + x.s16[2 * b + 1]);
+    const __m256i v = _mm256_sub_epi32(dp, _mm256_setr_epi32(off, 0, 0, 0, 0, 0, 0, 0));
+    acc = _mm512_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(v)),
+                          _mm512_set1_ps(half(w[b].d) * x.d[b]), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Q4_K's 8 six-bit scales and 8 mins (scale_min_k4) as 8 bytes each, unpacked a 32-bit word at a time.
+inline void k4_scales(const uint8_t* s, uint64_t& sc, uint64_t& m) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4), std::memcpy(&u1, s + 4, 4), std::memcpy(&u2, s + 8, 4);
+  const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+  const uint32_t sc_hi = (u2 & lo4) | (((u0 >> 6) & lo2) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & lo4) | (((u1 >> 6) & lo2) << 4);
+  sc = (u0 & lo6) | uint64_t(sc_hi) << 32;
+  m = (u1 & lo6) | uint64_t(m_hi) << 32;
+}
+
+// Per 256-value block: 4 chunks of 64 (low nibbles = sub-block 2c, high = 2c+1); maddubs gives pair sums in
+// int16 (|15·127·2| fits), dpwssd multiplies them by the sub-block scale and accumulates in int32; the mins take
+// Σ m_j · (sum of the activation codes of sub-block j) from the precomputed sums.
+float dot_q4_k(const BlockQ4_K* w, ActRow x, int64_t nb) {
+  const __m512i m4 = _mm512_set1_epi8(0xF);
+  __m512i idx[4];
+  for (int c = 0; c < 4; ++c)
+    idx[c] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(short(2 * c)), _mm512_set1_epi16(short(2 * c + 1)));
+  __m512 acc = _mm512_setzero_ps();
+  __m256 acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    uint64_t sc8, m8;
+    k4_scales(w[b].scales, sc8, m8);
+    const __m512i scv = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(sc8))));
+    __m512i acc_i = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256((const __m256i*)(w[b].qs + 32 * c));
+      const __m512i qq = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+      const __m512i p16 = _mm512_maddubs_epi16(qq, _mm512_loadu_si512(x.q + 256 * b + 64 * c));
+      acc_i = _mm512_dpwssd_epi32(acc_i, p16, _mm512_permutexvar_epi16(idx[c], scv));
+    }
+    const float dx = x.d[8 * b];
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_i), _mm512_set1_ps(dx * half(w[b].d)), acc);
+    const __m128i mv = _mm_cvtsi64_si128(int64_t(m8));
+    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv)),
+                                           _mm256_loadu_si256((const __m256i*)(x.s16 + 16 * b)));
+    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dx * half(w[b].dmin)), acc_min);
+  }
+  return _mm512_reduce_add_ps(acc) - reduce8(acc_min);
+}
+
+// The 64 six-bit codes (0..63) of Q6_K chunk (h, p): values 128h + 64p + (0..63), in order.
+inline __m512i q6_codes(const BlockQ6_K& blk, int h, int p) {
+  const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
+  const __m256i qh256 = _mm256_loadu_si256((const __m256i*)(blk.qh + 32 * h));
+  const __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh256), qh256, 1);
+  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(short(4 * p)), _mm256_set1_epi16(short(4 * p + 2)), 1);
+  const __m512i lo4 = _mm512_and_si512(p == 0 ? ql : _mm512_srli_epi16(ql, 4), _mm512_set1_epi8(0xF));
+  const __m512i hi2 = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), _mm512_set1_epi8(3));
+  return _mm512_or_si512(lo4, _mm512_slli_epi16(hi2, 4));
+}
+
+// Σ sc_j · Σ (q - 32) x over 16-value sub-blocks: maddubs pair sums (|63·127·2| fits int16), dpwssd by the scale,
+// and the offset 32 · Σ sc_j · (sum of the codes of sub-block j) from the precomputed sums.
+float dot_q6_k(const BlockQ6_K* w, ActRow x, int64_t nb) {
+  __m512i idx[4];  // chunk c: lanes 8g .. 8g+7 (16 values) take scale 4c + g
+  for (int c = 0; c < 4; ++c)
+    idx[c] = _mm512_add_epi16(_mm512_set1_epi16(short(4 * c)),
+                              _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18,
+                                                                 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
+                                                                 2, 1, 0), 3));
+  __m512 acc = _mm512_setzero_ps();
+  __m256 acc_off = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)w[b].scales));
+    const __m512i scv = _mm512_zextsi256_si512(sc16);
+    __m512i acc_i = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      const __m512i p16 = _mm512_maddubs_epi16(q6_codes(w[b], c / 2, c % 2), _mm512_loadu_si512(x.q + 256 * b + 64 * c));
+      acc_i = _mm512_dpwssd_epi32(acc_i, p16, _mm512_permutexvar_epi16(idx[c], scv));
+    }
+    const float dd = x.d[8 * b] * half(w[b].d);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_i), _mm512_set1_ps(dd), acc);
+    const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i*)(x.s16 + 16 * b)));
+    acc_off = _mm256_fmadd_ps(_mm256_cvtepi32_ps(off), _mm256_set1_ps(32 * dd), acc_off);
+  }
+  return _mm512_reduce_add_ps(acc) - reduce8(acc_off);
+}
+
+// ---- rows to f32 (the same products as ref::dequantize_row, so the same bits) ----
+
+void q8_0_to_f32(const BlockQ8_0* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d = _mm512_set1_ps(half(w[b].d));
+    for (int k = 0; k < 2; ++k) {
+      const __m128i q = _mm_loadu_si128((const __m128i*)(w[b].qs + 16 * k));
+      _mm512_storeu_ps(y + 32 * b + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+    }
+  }
+}
+
+void q4_0_to_f32(const BlockQ4_0* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d = _mm512_set1_ps(half(w[b].d));
+    const __m256i q = _mm256_sub_epi8(q4_0_codes(w[b]), _mm256_set1_epi8(8));
+    for (int k = 0; k < 2; ++k) {
+      const __m128i h = k == 0 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+      _mm512_storeu_ps(y + 32 * b + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(h))));
+    }
+  }
+}
+
+void q4_k_to_f32(const BlockQ4_K* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = half(w[b].d), dmin = half(w[b].dmin);
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      scale_min_k4(j, w[b].scales, sc, m);
+      const __m512 d1 = _mm512_set1_ps(d * float(sc)), m1 = _mm512_set1_ps(dmin * float(m));
+      for (int k = 0; k < 2; ++k) {
+        __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(w[b].qs + 32 * (j / 2) + 16 * k)));
+        q = (j % 2 == 0) ? _mm512_and_si512(q, _mm512_set1_epi32(0xF)) : _mm512_srli_epi32(q, 4);
+        _mm512_storeu_ps(y + 256 * b + 32 * j + 16 * k, _mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q)), m1));
+      }
+    }
+  }
+}
+
+void q6_k_to_f32(const BlockQ6_K* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = half(w[b].d);
+    for (int c = 0; c < 4; ++c) {
+      const __m512i q = _mm512_sub_epi8(q6_codes(w[b], c / 2, c % 2), _mm512_set1_epi8(32));
+      for (int g = 0; g < 4; ++g) {
+        const __m512 s = _mm512_set1_ps(d * float(w[b].scales[4 * c + g]));
+        const __m128i q16 = _mm512_extracti32x4_epi32(q, 0);
+        const __m128i qg = g == 0 ? q16 : g == 1 ? _mm512_extracti32x4_epi32(q, 1)
+                                    : g == 2 ? _mm512_extracti32x4_epi32(q, 2) : _mm512_extracti32x4_epi32(q, 3);
+        _mm512_storeu_ps(y + 256 * b + 64 * c + 16 * g, _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qg))));
+      }
+    }
+  }
+}
+
+// f32, f16 and bf16 rows, 16 values at a time with a masked tail.
+void plain_to_f32(DType t, const void* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    __m512 v;
+    if (t == DType::F32) {
+      v = _mm512_maskz_loadu_ps(k, static_cast<const float*>(src) + i);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(src) + i);
+      v = t == DType::F16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    _mm512_mask_storeu_ps(y + i, k, v);
+  }
+}
+
+// One MR × NR tile of gemm_nt_f32: 16-lane partial sums over k (a masked tail), reduced in one fixed order.
+template <int MR, int NR>
+void tile_nt(const float* x, const float* w, int K, float* out, int64_t ldo) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1u);
+    __m512 b[NR];
+    for (int j = 0; j < NR; ++j) b[j] = _mm512_maskz_loadu_ps(m, w + int64_t(j) * K + k);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_maskz_loadu_ps(m, x + int64_t(i) * K + k);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) out[i * ldo + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+using TileFn = void (*)(const float*, const float*, int, float*, int64_t);
+
+template <int MR>
+constexpr TileFn tile_for(int nr) {
+  return nr == 1 ? tile_nt<MR, 1> : nr == 2 ? tile_nt<MR, 2> : nr == 3 ? tile_nt<MR, 3> : tile_nt<MR, 4>;
+}
+
+TileFn tile_for(int mr, int nr) {
+  return mr == 1 ? tile_for<1>(nr) : mr == 2 ? tile_for<2>(nr) : mr == 3 ? tile_for<3>(nr) : tile_for<4>(nr);
+}
+
+}  // namespace
+
+float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
+  const ActRow x = act_row(a, row);
+  switch (t) {
+    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, a.n / 32);
+    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, a.n / 32);
+    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, a.n / 256);
+    default: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, a.n / 256);
+  }
+}
+
+void row_to_f32(DType t, const void* src, float* dst, int64_t n) {
+  switch (t) {
+    case DType::Q8_0: return q8_0_to_f32(static_cast<const BlockQ8_0*>(src), dst, n / 32);
+    case DType::Q4_0: return q4_0_to_f32(static_cast<const BlockQ4_0*>(src), dst, n / 32);
+    case DType::Q4_K: return q4_k_to_f32(static_cast<const BlockQ4_K*>(src), dst, n / 256);
+    case DType::Q6_K: return q6_k_to_f32(static_cast<const BlockQ6_K*>(src), dst, n / 256);
+    default: return plain_to_f32(t, src, dst, n);
+  }
+}
+
+void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo) {
+  for (int t = 0; t < T; t += 4)
+    for (int n = 0; n < N; n += 4) {
+      const int mr = T - t < 4 ? T - t : 4, nr = N - n < 4 ? N - n : 4;
+      tile_for(mr, nr)(x + int64_t(t) * K, w + int64_t(n) * K, K, out + t * ldo + n, ldo);
+    }
+}
+
+}  // namespace unmask::avx512
+
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
