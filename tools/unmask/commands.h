@@ -15,5 +15,6 @@ void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_convert(CLI::App& app);
 
 }  // namespace unmask::cli

@@ -132,7 +132,7 @@ void run_train(const TrainArgs& a) {
 void add_tokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text, space-separated on one line");
   auto a = std::make_shared<TokenizeArgs>();
-  cmd->add_option("-m,--model", a->model, "GGUF file or tokenizer.json")->required();
+  cmd->add_option("-m,--model", a->model, "GGUF file, tokenizer.json or Hugging Face folder")->required();
   auto* text = cmd->add_option("--text", a->text, "The text to encode");
   auto* file = cmd->add_option("--file", a->file, "Read the text from this file");
   text->excludes(file);
@@ -153,7 +153,7 @@ void add_detokenize(CLI::App& app) {
   auto model = std::make_shared<std::string>();
   auto ids = std::make_shared<std::string>();
   auto skip = std::make_shared<bool>(false);
-  cmd->add_option("-m,--model", *model, "GGUF file or tokenizer.json")->required();
+  cmd->add_option("-m,--model", *model, "GGUF file, tokenizer.json or Hugging Face folder")->required();
   cmd->add_option("--ids", *ids, "Token ids separated by spaces or commas");
   cmd->add_flag("--skip-special", *skip, "Leave out control tokens");
   cmd->callback([model, ids, skip] { run_detokenize(*model, *ids, *skip); });

@@ -56,9 +56,13 @@ class Checkpoint {
   std::vector<std::string> names() const;
 
  private:
+  struct Entry {
+    const TensorInfo* info;
+    const File* file;  // the shard that holds it, for messages
+  };
   std::string dir_;
   std::vector<std::unique_ptr<File>> files_;
-  std::map<std::string, const TensorInfo*, std::less<>> index_;
+  std::map<std::string, Entry, std::less<>> index_;
 };
 
 }  // namespace unmask::safetensors

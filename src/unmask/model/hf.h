@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "unmask/model/config.h"
 #include "unmask/model/model.h"
@@ -16,6 +17,9 @@
 namespace unmask {
 
 class Tokenizer;
+namespace safetensors {
+class Checkpoint;
+}
 
 // True when path is a directory holding a config.json.
 bool is_hf_folder(const std::string& path);
@@ -24,8 +28,25 @@ bool is_hf_folder(const std::string& path);
 // the key on a missing or inconsistent value, and listing the known architectures on an unknown one.
 ModelConfig read_hf_config(const std::string& dir);
 
-// The folder's model, its weights mapped from the safetensors files.
+// The tensors of a folder with config c, one view per spec of tensor_specs(c) and in that order, pointing into the
+// mapped safetensors files that `files` keeps open. Shapes are checked against c, messages name the file.
+struct HfTensors {
+  std::shared_ptr<const safetensors::Checkpoint> files;
+  std::vector<TensorView> views;
+};
+HfTensors hf_tensors(const std::string& dir, const ModelConfig& c);
+
+// The folder's model, its weights mapped from the safetensors files (RoPE NEOX, q/k as the folder has them).
 Model load_hf(const std::string& dir);
+
+// The folder's weights laid out for a GGUF of its architecture (config.rope = the architecture's layout): the q/k
+// rows (and biases) of llama/llada permuted from half-split into adjacent pairs, per head, as llama.cpp's converter
+// does; every other tensor a view into the mapped files.
+struct GgufWeights {
+  ModelConfig config;
+  ModelWeights weights;
+};
+GgufWeights hf_weights_for_gguf(const std::string& dir);
 
 // The folder's tokenizer (tokenizer.json, with tokenizer_config.json for roles and the chat template).
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir);

@@ -2,6 +2,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/io/gguf.h"
+#include "unmask/model/hf.h"
 #include "unmask/model/scratch.h"
 
 namespace unmask {
@@ -35,6 +36,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Model Model::load(const std::string& path) {
+  if (is_hf_folder(path)) return load_hf(path);
   auto file = std::make_shared<const gguf::Reader>(path);
   ModelConfig c = read_config(*file);
   ModelWeights w = ModelWeights::from_gguf(std::move(file), c);

@@ -94,7 +94,7 @@ void convert_rows(const TensorView& src, DType t, uint8_t* dst) {
     std::vector<float> row(static_cast<size_t>(n));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      to_f32(src.dtype, in + size_t(r) * in_bytes, row.data(), n);
+      row_to_f32(src.dtype, in + size_t(r) * in_bytes, row.data(), n);
       if (is_quant_dtype(t)) quantize_row(t, row.data(), dst + size_t(r) * out_bytes, n);
       else from_f32(t, row.data(), dst + size_t(r) * out_bytes, n);
     }
@@ -126,9 +126,11 @@ DType quant_type_for(QuantScheme s, const TensorSpec& spec, const ModelConfig& c
 }
 
 void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const ModelConfig& c, QuantScheme s,
-                           std::vector<std::vector<uint8_t>>& store) {
+                           std::vector<std::vector<uint8_t>>& store,
+                           const std::function<void(size_t, size_t)>& progress) {
   out.set("general.file_type", gguf::Value::u32(uint32_t(quant_file_type(s))));
   out.set("general.quantization_version", gguf::Value::u32(2));  // ggml's GGML_QNT_VERSION
+  size_t done = 0;
   for (const auto& [spec, view] : w.tensors()) {
     const DType t = quant_type_for(s, spec, c);
     const void* data = view.data;
@@ -138,6 +140,7 @@ void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const Model
       data = buf.data();
     }
     out.add_tensor(spec.name, t, spec.ne, data);
+    if (progress) progress(++done, w.tensors().size());
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -27,8 +28,9 @@ int quant_file_type(QuantScheme s);
 DType quant_type_for(QuantScheme s, const TensorSpec& spec, const ModelConfig& c);
 
 // Converts/quantizes every tensor of w and adds it to out (with general.file_type); the new tensor data lives in
-// store, which must outlive out.write(). Progress on stderr is the caller's business.
+// store, which must outlive out.write(). progress(done, total) is called after each tensor (for a progress bar).
 void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const ModelConfig& c, QuantScheme s,
-                           std::vector<std::vector<uint8_t>>& store);
+                           std::vector<std::vector<uint8_t>>& store,
+                           const std::function<void(size_t, size_t)>& progress = {});
 
 }  // namespace unmask

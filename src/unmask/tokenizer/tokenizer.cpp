@@ -1,6 +1,7 @@
 #include "unmask/tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "unmask/base/error.h"
 #include "unmask/io/gguf.h"
@@ -164,6 +165,8 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) { return
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   if (path.ends_with(".json")) return load_tokenizer_json(path);
+  if (std::filesystem::is_directory(path))
+    return load_tokenizer_json((std::filesystem::path(path) / "tokenizer.json").string());
   gguf::Reader reader(path);
   return load_tokenizer(reader);
 }

@@ -1,0 +1,113 @@
+// unmask convert HF_DIR --out FILE.gguf: a Hugging Face folder as a GGUF file llama.cpp reads (its architecture
+// names, metadata keys and tensor names, q/k permuted into adjacent pairs for llama/llada, the tokenizer), with the
+// tensors in the type --type asks for.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "progress.h"
+#include "unmask/base/error.h"
+#include "unmask/base/parallel.h"
+#include "unmask/io/gguf.h"
+#include "unmask/model/hf.h"
+#include "unmask/model/quantize.h"
+#include "unmask/tokenizer/pretokenize.h"
+#include "unmask/tokenizer/vocab.h"
+
+namespace unmask::cli {
+
+namespace {
+
+struct ConvertOptions {
+  std::string dir, out, type = "bf16";
+  int threads = 0;
+};
+
+// Text on which the pre-tokenizers of GGUF's names cut differently: contractions in both cases, runs of digits,
+// letters of several scripts, emoji, runs of spaces, tabs and newlines, punctuation runs.
+constexpr const char* kProbe =
+    "I've 'RE you'll 'd WE'VE it's\n \n\n\n\t\t x  y   z\r\n7 42 1234 12345 3.14 -- == ''' ... !!?? "
+    "Straße naïve Ελληνικά русский 日本語テキスト 한국어 مرحبا 🦙🚀 end  ";
+
+std::vector<std::string_view> pieces_of(const tok::Pretokenizer& p) {
+  std::vector<std::string_view> out;
+  p.split(kProbe, out);
+  return out;
+}
+
+// The llama.cpp name (tokenizer.ggml.pre) of the pre-tokenizer a tokenizer.json describes: the first whose pieces
+// of the probe text are the same, as llama.cpp's converter identifies it by the tokens of its own probe.
+std::string pre_name_of(const Vocab& v, const std::string& where) {
+  const auto want = pieces_of(tok::Pretokenizer(v.pre_patterns));
+  constexpr std::string_view kNames[] = {"gpt-2", "llama-bpe", "qwen2",  "bailingmoe", "deepseek-llm",
+                                         "deepseek-coder", "falcon", "starcoder", "default"};
+  for (auto name : kNames) {
+    if (pieces_of(tok::Pretokenizer::by_name(name)) == want) return std::string(name);
+  }
+  fail("{}: its pre-tokenizer matches none that llama.cpp knows by name ({})", where, fmt::join(kNames, ", "));
+}
+
+// The folder's vocabulary for the GGUF: llama.cpp's pre-tokenizer name, padded with [PAD<i>] tokens to the
+// embedding's rows (as llama.cpp's converter does), roles the tokenizer files lack taken from config.json.
+Vocab gguf_vocab(const std::string& dir, const ModelConfig& c) {
+  const std::string path = (std::filesystem::path(dir) / "tokenizer.json").string();
+  Vocab v = vocab_from_json(path);
+  v.pre = pre_name_of(v, path);
+  v.pre_patterns.clear();
+  check(v.size() <= c.vocab, "{}: {} tokens, but the model's embedding has only {} rows", path, v.size(), c.vocab);
+  for (int32_t i = v.size(); i < c.vocab; ++i) {
+    v.tokens.push_back(fmt::format("[PAD{}]", i));
+    v.types.push_back(TokenType::kUnused);
+    if (!v.lstrip.empty()) v.lstrip.push_back(0), v.rstrip.push_back(0);
+  }
+  for (auto [role, id] : {std::pair{&v.mask, c.mask_token}, {&v.bos, c.bos_token}, {&v.eos, c.eos_token}})
+    if (*role < 0) *role = id;
+  validate_vocab(v, path);
+  return v;
+}
+
+// "LLaDA-8B-Instruct" for "models/LLaDA-8B-Instruct/".
+std::string folder_name(const std::string& dir) {
+  auto p = std::filesystem::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+void run_convert(const ConvertOptions& o) {
+  set_num_threads(o.threads);
+  check(is_hf_folder(o.dir), "{}: not a Hugging Face checkpoint folder (expected a directory with config.json)",
+        o.dir);
+  const QuantScheme scheme = parse_quant_scheme(o.type);
+  const GgufWeights g = hf_weights_for_gguf(o.dir);
+  const Vocab v = gguf_vocab(o.dir, g.config);
+  gguf::Writer w;
+  write_config(g.config, w);
+  w.set("general.name", gguf::Value::str(folder_name(o.dir)));
+  vocab_to_gguf(v, w);
+  std::vector<std::vector<uint8_t>> store;
+  add_quantized_tensors(w, g.weights, g.config, scheme, store, [](size_t done, size_t total) {
+    draw_progress("convert", int64_t(done), int64_t(total), "tensors");
+  });
+  w.write(o.out);
+  fmt::print(stderr, "{}: {} ({}), {} tensors, vocabulary {}\n", o.out, g.config.summary(),
+             quant_scheme_name(scheme), g.weights.tensors().size(), v.size());
+}
+
+}  // namespace
+
+void add_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand("convert", "Convert a Hugging Face checkpoint folder into a GGUF file");
+  auto o = std::make_shared<ConvertOptions>();
+  cmd->add_option("dir", o->dir, "Folder with config.json, the safetensors and tokenizer.json")->required();
+  cmd->add_option("--out", o->out, "Output GGUF file")->required();
+  cmd->add_option("--type", o->type, "Tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (norms stay f32)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] { run_convert(*o); });
+}
+
+}  // namespace unmask::cli
