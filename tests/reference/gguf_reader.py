@@ -1,7 +1,8 @@
 """A small GGUF reader in numpy, written from the format description, independent of unmask's C++ parser.
 
 read_gguf(path) -> (metadata: dict, tensors: dict name -> numpy array shaped in row-major order, i.e. ne reversed).
-Only the types the reference needs: f32, f16, bf16 tensors.
+Only the types the reference needs: f32, f16, bf16 tensors. rewrite_f32(path, name, fn) replaces the values of an f32
+tensor in place (tests that need other values than a random initialisation gives).
 """
 import struct
 
@@ -47,8 +48,8 @@ def _tensor(buf, offset, ggml_type, ne):
     raise ValueError(f"tensor type {ggml_type} is not supported by the reference")
 
 
-def read_gguf(path):
-    buf = open(path, "rb").read()
+def _layout(buf, path):
+    """-> (metadata, [(name, ne, ggml type, offset of the data in the file)])"""
     c = _Cursor(buf)
     if buf[:4] != b"GGUF":
         raise ValueError(f"{path}: not a GGUF file")
@@ -66,5 +67,22 @@ def read_gguf(path):
         infos.append((name, ne, c.take("<I"), c.take("<Q")))
     align = meta.get("general.alignment", 32)
     data_start = (c.pos + align - 1) // align * align
-    tensors = {name: _tensor(buf, data_start + off, t, ne) for name, ne, t, off in infos}
-    return meta, tensors
+    return meta, [(name, ne, t, data_start + off) for name, ne, t, off in infos]
+
+
+def read_gguf(path):
+    buf = open(path, "rb").read()
+    meta, infos = _layout(buf, path)
+    return meta, {name: _tensor(buf, off, t, ne) for name, ne, t, off in infos}
+
+
+def rewrite_f32(path, name, fn):
+    """Replaces the f32 tensor `name` of the GGUF file by fn(its values), in place (same shape)."""
+    buf = open(path, "rb").read()
+    ne, t, off = next((ne, t, off) for n, ne, t, off in _layout(buf, path)[1] if n == name)
+    assert t == 0, f"{name} is expected in f32"
+    new = np.asarray(fn(_tensor(buf, off, t, ne)), dtype=np.float32)
+    assert new.shape == tuple(reversed(ne)), f"{name}: new values of shape {new.shape}"
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(new.tobytes())

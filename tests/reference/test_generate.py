@@ -53,27 +53,7 @@ DREAM_CASES = [
 
 def scale_logits(path, factor):
     """Multiplies output_norm.weight (f32) in the GGUF file in place, so every logit is scaled by factor."""
-    buf = open(path, "rb").read()
-    c = gguf_reader._Cursor(buf)
-    c.pos = 4
-    _, n_tensors, n_kv = c.take("<I"), c.take("<Q"), c.take("<Q")
-    meta = {}
-    for _ in range(n_kv):
-        key = c.string()
-        meta[key] = c.value(c.take("<I"))
-    infos = {}
-    for _ in range(n_tensors):
-        name = c.string()
-        ne = [c.take("<Q") for _ in range(c.take("<I"))]
-        infos[name] = (ne, c.take("<I"), c.take("<Q"))
-    align = meta.get("general.alignment", 32)
-    start = (c.pos + align - 1) // align * align
-    ne, gtype, off = infos["output_norm.weight"]
-    assert gtype == 0, "output_norm.weight is expected in f32"
-    w = np.frombuffer(buf, np.float32, int(np.prod(ne)), start + off) * np.float32(factor)
-    with open(path, "r+b") as f:
-        f.seek(start + off)
-        f.write(w.astype(np.float32).tobytes())
+    gguf_reader.rewrite_f32(path, "output_norm.weight", lambda w: w * np.float32(factor))
 
 
 def unmask_generate(unmask, model, sampler, kw):

@@ -14,8 +14,15 @@ from the arithmetic:
                 probabilities, rounded to bf16 for P·V (which the float64 reference cannot mimic: it has no
                 online softmax): one bf16 step (2^-8) of each layer's attention output, carried to the logits at
                 their scale: + L · 2^-8 · max|logit|.
+  experts:      one more stage per layer for the router (its logits pick the experts and weigh their outputs), K
+                including the expert width: (3L + 1) stages.
 A negative control checks that the comparison can fail: the reference with the other RoPE layout must differ by
-more than the bound.
+more than the bound; for the first mixture-of-experts case, so must the reference with the other choice of weight
+renormalisation. A mixture of experts compares only where every row's choice of experts is far from a tie: the
+smallest router logit gap between a chosen expert and the best one left out is printed, and where it is not above
+the error the router's logits may carry the case fails as inconclusive. The router reads a hidden state that may
+differ from the reference's by the logits' relative bound (bound / max|logit|), so its logits by that much of their
+largest magnitude; and never less than float32 rounding (1e-6).
 Run: /usr/bin/python3 tests/reference/test_parity.py --unmask build/release/unmask
 """
 import os
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_reader import read_gguf, rewrite_f32  # noqa: E402
 from harness import main, run  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 
@@ -39,12 +47,33 @@ CASES = [
     ("llama causal tied bf16", "--arch llama --type bf16 --tied --vocab 300 --d-model 80 --heads 4 --ffn 150", 33),
     ("llada bidirectional GQA bf16", "--arch llada --type bf16 --vocab 300 --d-model 64 --heads 8 --kv-heads 2", 40),
     ("qwen2 head_dim != d/heads f32", "--arch qwen2 --vocab 200 --d-model 64 --heads 4 --head-dim 24 --ffn 96", 19),
+    ("llada-moe bidirectional experts 8 top-2 f32",
+     "--arch llada-moe --experts 8 --experts-used 2 --expert-ffn 48 --vocab 300 --d-model 64 --heads 4", 33),
+    ("llada-moe expert_norm experts 6 top-3 f32",
+     "--arch llada-moe --expert-norm --experts 6 --experts-used 3 --expert-ffn 40 --vocab 280 --d-model 64 --layers 3",
+     29),
+    ("llada-moe GQA experts 4 top-2 f32",
+     "--arch llada-moe --experts 4 --experts-used 2 --expert-ffn 56 --vocab 260 --d-model 96 --heads 8 --kv-heads 2",
+     31),
+    # bf16: the router's error allowance is ~1% of its logits, so few experts and rows keep every choice clear of it
+    ("llada-moe experts 2 top-1 bf16",
+     "--arch llada-moe --type bf16 --experts 2 --experts-used 1 --expert-ffn 48 --vocab 300 --d-model 64", 16),
 ]
+MIN_ROUTER_GAP = 1e-6
+
+
+def vary_qk_norms(path, seed):
+    """Random q/k norm weights instead of init's ones, so that a norm ignored, swapped or applied across heads shows."""
+    rng = np.random.default_rng(seed)
+    for name in read_gguf(path)[1]:
+        if name.endswith(("attn_q_norm.weight", "attn_k_norm.weight")):
+            rewrite_f32(path, name, lambda w: 1 + 0.5 * rng.standard_normal(w.shape))
 
 
 def check_case(unmask, tmp, i, name, flags, T):
     model, out = os.path.join(tmp, f"m{i}.gguf"), os.path.join(tmp, f"l{i}.f32")
     run([unmask, "init", "--config", "tiny", "--seed", str(100 + i), "--out", model] + flags.split())
+    vary_qk_norms(model, i)
     ref = Reference(model)
     rng = np.random.default_rng(i)
     vocab = ref.w["token_embd.weight"].shape[0]
@@ -55,24 +84,35 @@ def check_case(unmask, tmp, i, name, flags, T):
     with torch.no_grad():
         want = ref.forward(tokens, act_bf16=bf16).numpy()
     d = ref.w["token_embd.weight"].shape[1]
-    ffn = ref.w["blk.0.ffn_up.weight"].shape[0]
+    moe = "blk.0.ffn_up_exps.weight" in ref.w
+    ffn = ref.w["blk.0.ffn_up_exps.weight"].shape[1] if moe else ref.w["blk.0.ffn_up.weight"].shape[0]
     K = max(d, ffn, T, ref.n_heads * ref.head_dim)
-    stages = 2 * ref.n_layers + 1
+    stages = (3 if moe else 2) * ref.n_layers + 1
     per_stage = K * 2.0 ** -24 + (2.0 ** -8 / np.sqrt(K) if bf16 else 0.0)
     bound = (stages * per_stage + (ref.n_layers * 2.0 ** -8 if bf16 else 0.0)) * np.abs(want).max()
     err = np.abs(got - want).max()
-    ok = err <= bound and np.isfinite(got).all()
+    min_gap = max(MIN_ROUTER_GAP, bound / np.abs(want).max() * ref.router_scale)
+    ok = err <= bound and np.isfinite(got).all() and (not moe or ref.router_margin > min_gap)
     print(f"{'ok  ' if ok else 'FAIL'} {name:36s} T={T:3d} max|diff| {err:.3e}  bound {bound:.3e}  "
-          f"max|logit| {np.abs(want).max():.3f}")
+          f"max|logit| {np.abs(want).max():.3f}"
+          + (f"  min router gap {ref.router_margin:.2e} (needs > {min_gap:.2e})" if moe else ""))
+    if moe and name == next(c[0] for c in CASES if "--experts" in c[1]):
+        ok = negative_control(ref, tokens, got, bound, bf16, "other expert weight renormalisation", "expert_norm") and ok
     if i == 0:  # negative control: a reference with the wrong RoPE layout must be caught
-        ref.neox = not ref.neox
-        with torch.no_grad():
-            wrong = np.abs(got - ref.forward(tokens, act_bf16=bf16).numpy()).max()
-        caught = wrong > bound
-        print(f"{'ok  ' if caught else 'FAIL'} negative control (other RoPE layout): max|diff| {wrong:.3e} "
-              f"{'>' if caught else '<='} bound")
-        ok = ok and caught
+        ok = negative_control(ref, tokens, got, bound, bf16, "other RoPE layout", "neox") and ok
     return ok
+
+
+def negative_control(ref, tokens, got, bound, bf16, what, flag):
+    """The reference with the boolean attribute flag flipped must differ from unmask's logits by more than bound."""
+    setattr(ref, flag, not getattr(ref, flag))
+    with torch.no_grad():
+        wrong = np.abs(got - ref.forward(tokens, act_bf16=bf16).numpy()).max()
+    setattr(ref, flag, not getattr(ref, flag))
+    caught = wrong > bound
+    print(f"{'ok  ' if caught else 'FAIL'} negative control ({what}): max|diff| {wrong:.3e} {'>' if caught else '<='} "
+          "bound")
+    return caught
 
 
 if __name__ == "__main__":

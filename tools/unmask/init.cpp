@@ -14,8 +14,9 @@ namespace {
 struct InitOptions {
   std::string preset = "tiny", arch = "llama", out, wtype = "f32";
   int vocab = 0, d_model = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, ctx = 0, block = 0;
+  int experts = 0, experts_used = 0, expert_ffn = 0;
   float rope_theta = 0;
-  bool qkv_bias = false, tied = false;
+  bool qkv_bias = false, tied = false, expert_norm = false;
   uint64_t seed = 1;
 };
 
@@ -23,7 +24,7 @@ ModelConfig make_config(const InitOptions& o) {
   ModelConfig c = preset_config(o.preset);
   const ArchInfo& a = arch_info(o.arch);
   c.arch = o.arch, c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias || o.qkv_bias;
-  c.shift_logits = a.shift_logits;
+  c.shift_logits = a.shift_logits, c.qk_norm = a.qk_norm;
   auto over = [](int& field, int v) { if (v > 0) field = v; };
   over(c.vocab, o.vocab), over(c.d_model, o.d_model), over(c.n_layers, o.layers), over(c.n_heads, o.heads);
   c.n_kv_heads = o.kv_heads > 0 ? o.kv_heads : (o.heads > 0 ? o.heads : c.n_kv_heads);
@@ -32,6 +33,8 @@ ModelConfig make_config(const InitOptions& o) {
   if (o.rope_theta > 0) c.rope_theta = o.rope_theta;
   if (o.block > 0) c.mask = MaskKind::kBlockCausal, c.block_size = o.block;
   c.tied_output = o.tied;
+  c.n_experts = o.experts, c.n_experts_used = o.experts_used, c.expert_ffn = o.expert_ffn;
+  c.expert_norm = o.expert_norm;
   c.wtype = parse_dtype(o.wtype);
   if (c.mask != MaskKind::kCausal) c.mask_token = c.vocab - 1;  // diffusion models need a [MASK] id
   c.validate();
@@ -53,7 +56,8 @@ void add_init(CLI::App& app) {
   auto o = std::make_shared<InitOptions>();
   cmd->add_option("--config", o->preset, "Size: tiny, nano, small (13.8M), medium (~98M)")->capture_default_str();
   cmd->add_option("--arch", o->arch, "llama (causal), qwen2 (causal, NEOX rope, qkv bias), llada (bidirectional), "
-                                     "dream (bidirectional, NEOX rope, qkv bias)")->capture_default_str();
+                                     "dream (bidirectional, NEOX rope, qkv bias), llada-moe (bidirectional, NEOX "
+                                     "rope, q/k norms, experts: give --experts)")->capture_default_str();
   cmd->add_option("--out", o->out, "Output GGUF file")->required();
   cmd->add_option("--type", o->wtype, "Weight type: f32 or bf16")->capture_default_str();
   cmd->add_option("--vocab", o->vocab, "Vocabulary size")->check(CLI::PositiveNumber);
@@ -68,6 +72,10 @@ void add_init(CLI::App& app) {
   cmd->add_option("--block-size", o->block, "Block-causal attention with this block size")->check(CLI::PositiveNumber);
   cmd->add_flag("--qkv-bias", o->qkv_bias, "Add q/k/v biases");
   cmd->add_flag("--tied", o->tied, "Tie the output projection to the embedding");
+  cmd->add_option("--experts", o->experts, "Experts per layer (llada-moe)")->check(CLI::PositiveNumber);
+  cmd->add_option("--experts-used", o->experts_used, "Experts each token is routed to")->check(CLI::PositiveNumber);
+  cmd->add_option("--expert-ffn", o->expert_ffn, "Feed-forward width of one expert")->check(CLI::PositiveNumber);
+  cmd->add_flag("--expert-norm", o->expert_norm, "Renormalise the chosen experts' weights to sum to 1");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->callback([o] { run_init(*o); });
 }

@@ -12,10 +12,13 @@ namespace unmask {
 namespace {
 
 constexpr ArchInfo kArchs[] = {
-    {"llama", MaskKind::kCausal, RopeLayout::kNorm, false, false},
-    {"qwen2", MaskKind::kCausal, RopeLayout::kNeox, true, false},
-    {"llada", MaskKind::kBidirectional, RopeLayout::kNorm, false, false},
-    {"dream", MaskKind::kBidirectional, RopeLayout::kNeox, true, true},
+    // name        mask                        rope              qkv_bias shift  qk_norm moe
+    {"llama",     MaskKind::kCausal,        RopeLayout::kNorm, false, false, false, false},
+    {"qwen2",     MaskKind::kCausal,        RopeLayout::kNeox, true,  false, false, false},
+    {"llada",     MaskKind::kBidirectional, RopeLayout::kNorm, false, false, false, false},
+    {"dream",     MaskKind::kBidirectional, RopeLayout::kNeox, true,  true,  false, false},
+    // LLaDA-MoE-7B-A1B: llama.cpp's LLM_ARCH_LLADA_MOE (NEOX rope, the converter does not permute q/k).
+    {"llada-moe", MaskKind::kBidirectional, RopeLayout::kNeox, false, false, true,  true},
 };
 
 std::string key(const ModelConfig& c, std::string_view k) { return fmt::format("{}.{}", c.arch, k); }
@@ -24,6 +27,17 @@ int read_count(const gguf::Reader& r, const std::string& k, int64_t lo, int64_t 
   int64_t v = r.get_int(k);
   check(v >= lo && v <= hi, "{}: key {} = {}, expected a value in [{}, {}]", r.path(), k, v, lo, hi);
   return int(v);
+}
+
+// llama.cpp's keys; without expert_feed_forward_length the expert width is feed_forward_length / expert_used_count,
+// as llama.cpp falls back to.
+void read_experts(const gguf::Reader& r, ModelConfig& c) {
+  c.n_experts = read_count(r, key(c, "expert_count"), 1, 4096);
+  c.n_experts_used = read_count(r, key(c, "expert_used_count"), 1, c.n_experts);
+  c.expert_ffn = r.has(key(c, "expert_feed_forward_length"))
+                     ? read_count(r, key(c, "expert_feed_forward_length"), 1, 1 << 20)
+                     : c.ffn / c.n_experts_used;
+  c.expert_norm = r.get_bool(key(c, "expert_weights_norm"), false);
 }
 
 }  // namespace
@@ -51,7 +65,11 @@ int64_t ModelConfig::n_params() const {
   per_layer += 2 * d;                                          // attn_norm, ffn_norm
   per_layer += d * q_dim() + 2 * d * kv_dim() + q_dim() * d;  // q, k, v, o
   if (qkv_bias) per_layer += q_dim() + 2 * kv_dim();
-  per_layer += 3 * d * int64_t(ffn);  // gate, up, down
+  if (qk_norm) per_layer += 2 * head_dim;
+  if (n_experts > 0)
+    per_layer += n_experts * d + 3 * d * int64_t(expert_ffn) * n_experts;  // router; gate, up, down per expert
+  else
+    per_layer += 3 * d * int64_t(ffn);  // gate, up, down
   int64_t total = int64_t(vocab) * d + d + n_layers * per_layer;
   if (!tied_output) total += int64_t(vocab) * d;
   return total;
@@ -76,15 +94,32 @@ void ModelConfig::validate() const {
     check(block_size > 0, "model config: block-causal attention needs block_size > 0, got {}", block_size);
   for (int32_t t : {mask_token, bos_token, eos_token})
     check(t >= -1 && t < vocab, "model config: special token id {} is outside the vocabulary of {}", t, vocab);
+  validate_experts();
+}
+
+void ModelConfig::validate_experts() const {
+  if (!arch_info(arch).moe) {
+    check(n_experts == 0, "model config: architecture {} has no experts, got n_experts = {}", arch, n_experts);
+    return;
+  }
+  check(n_experts > 0, "model config: architecture {} is a mixture of experts, n_experts = {}, expected > 0", arch,
+        n_experts);
+  check(n_experts_used > 0 && n_experts_used <= n_experts,
+        "model config: n_experts_used = {}, expected 1 to n_experts = {}", n_experts_used, n_experts);
+  check(expert_ffn > 0, "model config: expert_ffn = {}, expected > 0", expert_ffn);
 }
 
 std::string ModelConfig::summary() const {
   return fmt::format(
       "arch {}, {} attention{}, vocab {}, d_model {}, layers {}, heads {} (kv {}), head_dim {}, ffn {}, ctx {}, "
-      "rope {} theta {}, eps {}, qkv bias {}, {} output, weights {}",
+      "rope {} theta {}, eps {}, qkv bias {}, {} output, weights {}{}{}",
       arch, mask_kind_name(mask), mask == MaskKind::kBlockCausal ? fmt::format(" (block {})", block_size) : "",
       vocab, d_model, n_layers, n_heads, n_kv_heads, head_dim, ffn, ctx, rope == RopeLayout::kNorm ? "norm" : "neox",
-      rope_theta, norm_eps, qkv_bias ? "yes" : "no", tied_output ? "tied" : "untied", dtype_name(wtype));
+      rope_theta, norm_eps, qkv_bias ? "yes" : "no", tied_output ? "tied" : "untied", dtype_name(wtype),
+      qk_norm ? ", q/k norm" : "",
+      n_experts > 0 ? fmt::format(", experts {} (top {}{}, width {})", n_experts, n_experts_used,
+                                  expert_norm ? ", renormalised" : "", expert_ffn)
+                    : "");
 }
 
 ModelConfig preset_config(std::string_view name) {
@@ -134,6 +169,8 @@ ModelConfig read_config(const gguf::Reader& r) {
   c.wtype = emb->type;
   c.tied_output = r.find_tensor("output.weight") == nullptr;
   c.qkv_bias = r.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.qk_norm = r.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+  if (a.moe) read_experts(r, c);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -161,6 +198,12 @@ void write_config(const ModelConfig& c, gguf::Writer& w) {
   if (c.shift_logits != arch_info(c.arch).shift_logits)
     w.set("diffusion.shift_logits", Value::boolean(c.shift_logits));
   if (c.mask == MaskKind::kBlockCausal) w.set("unmask.block_size", Value::u32(uint32_t(c.block_size)));
+  if (c.n_experts > 0) {
+    w.set(key(c, "expert_count"), Value::u32(uint32_t(c.n_experts)));
+    w.set(key(c, "expert_used_count"), Value::u32(uint32_t(c.n_experts_used)));
+    w.set(key(c, "expert_feed_forward_length"), Value::u32(uint32_t(c.expert_ffn)));
+    if (c.expert_norm) w.set(key(c, "expert_weights_norm"), Value::boolean(true));
+  }
   if (c.mask_token >= 0) w.set("tokenizer.ggml.mask_token_id", Value::u32(uint32_t(c.mask_token)));
   if (c.bos_token >= 0) w.set("tokenizer.ggml.bos_token_id", Value::u32(uint32_t(c.bos_token)));
   if (c.eos_token >= 0) w.set("tokenizer.ggml.eos_token_id", Value::u32(uint32_t(c.eos_token)));

@@ -30,6 +30,8 @@ struct ArchInfo {
   RopeLayout rope;        // adjacent pairs (NORM) or half-split (NEOX)
   bool qkv_bias;          // q/k/v projections carry a bias
   bool shift_logits;      // position i is predicted from row i-1 (Dream)
+  bool qk_norm;           // per-head RMSNorm of q and k before RoPE (a loaded file: whether it holds the weights)
+  bool moe;               // the FFN is a mixture of experts ({arch}.expert_count > 0 required)
 };
 // Throws Error listing the known names.
 const ArchInfo& arch_info(std::string_view name);
@@ -69,6 +71,7 @@ struct ModelConfig {
   int64_t n_params() const;
   // Throws Error saying which field is inconsistent and what was expected.
   void validate() const;
+  void validate_experts() const;  // part of validate(): the expert counts against the architecture
   std::string summary() const;
 };
 

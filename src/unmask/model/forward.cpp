@@ -1,5 +1,5 @@
-// The forward pass: embedding, n_layers × (RMSNorm, attention, residual, RMSNorm, SwiGLU, residual), final norm and
-// the output projection for the rows a caller reads.
+// The forward pass: embedding, n_layers × (RMSNorm, attention, residual, RMSNorm, SwiGLU or a mixture of SwiGLU
+// experts, residual), final norm and the output projection for the rows a caller reads.
 #include <algorithm>
 #include <cmath>
 
@@ -159,6 +159,10 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
   rmsnorm_forward(b.h, b.rstd1, x, W.attn_norm.f32(), N, C, cfg_.norm_eps);
   L.qkv.forward(b.qkv, b.h, N, L.qkv_b);
   split_qkv(b.q, b.k + b.first, b.v + b.first, b.qkv, N, Q, KV);
+  if (cfg_.qk_norm) {  // each head of q (N·Hq, D) and of k (N·Hkv, D) normed on its own
+    rmsnorm_forward(b.q, nullptr, b.q, W.q_norm.f32(), N * cfg_.n_heads, D, cfg_.norm_eps);
+    rmsnorm_forward(b.k + b.first, nullptr, b.k + b.first, W.k_norm.f32(), N * cfg_.n_kv_heads, D, cfg_.norm_eps);
+  }
   rope_forward(b.q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
   rope_forward(b.k + b.first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(float(D));
@@ -173,9 +177,13 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
   if (b.x_mid) std::copy_n(x, size_t(N) * C, b.x_mid);
 
   rmsnorm_forward(b.h2, b.rstd2, x, W.ffn_norm.f32(), N, C, cfg_.norm_eps);
-  L.gate_up.forward(b.gu, b.h2, N);
-  swiglu_rows(b.act, b.gu, N, F);
-  L.down.forward(b.tmp, b.act, N);
+  if (cfg_.n_experts > 0) {
+    moe_forward(l, N, b.h2, b.tmp);
+  } else {
+    L.gate_up.forward(b.gu, b.h2, N);
+    swiglu_rows(b.act, b.gu, N, F);
+    L.down.forward(b.tmp, b.act, N);
+  }
   add_inplace(x, b.tmp, int64_t(N) * C);
 }
 

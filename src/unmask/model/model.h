@@ -96,7 +96,8 @@ class Model {
 
   KVCache make_cache(int capacity = 0) const;  // capacity 0: the model's context
 
-  // Training (owned f32 weights only: Model::random, or to_trainable()). forward_train computes logits
+  // Training (owned f32 weights only: Model::random, or to_trainable(); not models with q/k norms or experts,
+  // which have no backward pass: those calls throw). forward_train computes logits
   // (rows, V) and keeps the activations; backward takes dlogits (rows, V) and ACCUMULATES the gradient of every
   // parameter into grads, a flat buffer laid out as params().
   void forward_train(const TrainBatch& b, float* logits);
@@ -125,7 +126,11 @@ class Model {
   void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
   void layer_backward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                       float* dx, float* grads);
+  // The mixture-of-experts FFN of layer l: h (N, C) -> out (N, C).
+  void moe_forward(int l, int N, const float* h, float* out);
+  void prepare_experts(size_t l);  // the expert Linears and router of layer l
   void check_tokens(std::span<const int32_t> tokens) const;
+  void check_trainable() const;  // throws for architectures without a backward pass
   static std::vector<Segment> segments_of(const TrainBatch& tb);
 
   ModelConfig cfg_;
@@ -141,6 +146,11 @@ class Model {
     std::vector<uint8_t> qkv_copy, gate_up_copy;
     std::vector<float> qkv_b_copy;
     std::vector<uint16_t> qkv16, o16, gate_up16, down16;  // bf16 copies when training in bf16
+    // Mixture of experts: per expert, a Linear over its (FE, C) slice of gate_exps and up_exps and its (C, FE)
+    // slice of down_exps, read in place (whatever their type); the router as f32 (E, C).
+    std::vector<Linear> gate_e, up_e, down_e;
+    const float* router = nullptr;
+    std::vector<float> router_copy;  // when the file stores the router in another type
   };
   // Calls f(linear, bf16 copy, f32 master, OC, IC) for every weight GEMM.
   template <typename F>

@@ -7,6 +7,7 @@
 
 #include "unmask/kernels/attention.h"
 #include "unmask/model/model.h"
+#include "unmask/model/moe.h"
 
 namespace unmask {
 
@@ -47,6 +48,11 @@ T* fit(std::vector<T>& b, size_t n) {
 struct Model::Scratch {
   std::vector<float> x, h, q, k, v, wide, att, act, tmp, hr;  // (N, ...) rows
   std::vector<KeySpan> spans;                               // (N)
+  // Mixture of experts: router logits (N, E), picks and weights (N, K), one expert's rows (n <= N) on their way
+  // through its GEMMs: input (n, C), gate and up (n, FE), output (n, C).
+  std::vector<float> router, route_w, expert_x, expert_gate, expert_up, expert_y;
+  std::vector<int32_t> route_sel;
+  ExpertRows groups;
 };
 
 struct Model::TrainActs {

@@ -64,7 +64,15 @@ std::vector<Model::Segment> Model::segments_of(const TrainBatch& tb) {
   return segs;
 }
 
-std::span<float> Model::params() { return w_.flat(); }
+void Model::check_trainable() const {
+  check(!cfg_.qk_norm && cfg_.n_experts == 0,
+        "training {} models is not supported (q/k norms and experts have no backward pass yet)", cfg_.arch);
+}
+
+std::span<float> Model::params() {
+  check_trainable();
+  return w_.flat();
+}
 
 template <typename F>
 void Model::for_each_gemm(F&& f) {
@@ -100,6 +108,7 @@ void Model::train_in_bf16() {
 }
 
 Model Model::to_trainable() const {
+  check_trainable();
   ModelConfig c = cfg_;
   c.wtype = DType::F32;
   return Model(c, w_.to_owned_f32(cfg_));
@@ -139,6 +148,7 @@ void Model::forward_train(const TrainBatch& tb, float* logits) {
 }
 
 void Model::backward(const TrainBatch& tb, const float* dlogits, float* grads) {
+  check_trainable();
   check(t_ != nullptr, "backward: no forward_train before it");
   TrainActs& a = *t_;
   const int N = int(tb.tokens.size()), C = cfg_.d_model, V = cfg_.vocab;

@@ -58,11 +58,23 @@ std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
       s.push_back({name("attn_k.bias"), {KV}, f});
       s.push_back({name("attn_v.bias"), {KV}, f});
     }
+    if (c.qk_norm) {
+      s.push_back({name("attn_q_norm.weight"), {c.head_dim}, f});
+      s.push_back({name("attn_k_norm.weight"), {c.head_dim}, f});
+    }
     s.push_back({name("attn_output.weight"), {Q, C}, w});
     s.push_back({name("ffn_norm.weight"), {C}, f});
-    s.push_back({name("ffn_gate.weight"), {C, F}, w});
-    s.push_back({name("ffn_up.weight"), {C, F}, w});
-    s.push_back({name("ffn_down.weight"), {F, C}, w});
+    if (c.n_experts > 0) {
+      const int64_t E = c.n_experts, FE = c.expert_ffn;
+      s.push_back({name("ffn_gate_inp.weight"), {C, E}, f});  // the router stays f32, as llama.cpp's converter keeps it
+      s.push_back({name("ffn_gate_exps.weight"), {C, FE, E}, w});
+      s.push_back({name("ffn_up_exps.weight"), {C, FE, E}, w});
+      s.push_back({name("ffn_down_exps.weight"), {FE, C, E}, w});
+    } else {
+      s.push_back({name("ffn_gate.weight"), {C, F}, w});
+      s.push_back({name("ffn_up.weight"), {C, F}, w});
+      s.push_back({name("ffn_down.weight"), {F, C}, w});
+    }
   }
   return s;
 }
@@ -194,8 +206,12 @@ void ModelWeights::bind(const ModelConfig& c) {
     L.wq = t("attn_q.weight"), L.wk = t("attn_k.weight"), L.wv = t("attn_v.weight");
     L.wo = t("attn_output.weight");
     L.bq = t("attn_q.bias"), L.bk = t("attn_k.bias"), L.bv = t("attn_v.bias");
+    L.q_norm = t("attn_q_norm.weight"), L.k_norm = t("attn_k_norm.weight");
     L.ffn_norm = t("ffn_norm.weight");
     L.w_gate = t("ffn_gate.weight"), L.w_up = t("ffn_up.weight"), L.w_down = t("ffn_down.weight");
+    L.gate_inp = t("ffn_gate_inp.weight");
+    L.gate_exps = t("ffn_gate_exps.weight"), L.up_exps = t("ffn_up_exps.weight");
+    L.down_exps = t("ffn_down_exps.weight");
   }
 }
 
