@@ -101,7 +101,6 @@ File::File(const std::string& path) : file_(path) {
   const json h = parse_header(path, file_.data() + 8, size_t(n));
   const uint8_t* data = file_.data() + 8 + n;
   const uint64_t data_size = size - 8 - n;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, end) of each tensor, for the overlap check
   for (const auto& [name, e] : h.items()) {
     if (name == "__metadata__") {
       check(e.is_object(), "{}: \"__metadata__\" is not an object", path);
@@ -122,13 +121,16 @@ File::File(const std::string& path) : file_(path) {
           "{}: tensor {} starts at byte {}, not aligned to its {}-byte elements", path, name, 8 + n + off[0],
           row_bytes(t.type, 1));
     t.data = data + off[0];
-    ranges.emplace_back(off[0], off[1]);
     tensors_.push_back(std::move(t));
   }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i) {
-    check(ranges[i].first >= ranges[i - 1].second, "{}: tensors overlap: data_offsets [{}, {}] and [{}, {}]", path,
-          ranges[i - 1].first, ranges[i - 1].second, ranges[i].first, ranges[i].second);
+  // In the order of their data; each must end before the next begins.
+  auto begin_of = [data](const TensorInfo& t) { return uint64_t(static_cast<const uint8_t*>(t.data) - data); };
+  std::sort(tensors_.begin(), tensors_.end(),
+            [&](const TensorInfo& a, const TensorInfo& b) { return begin_of(a) < begin_of(b); });
+  for (size_t i = 1; i < tensors_.size(); ++i) {
+    const TensorInfo &a = tensors_[i - 1], &b = tensors_[i];
+    check(begin_of(b) >= begin_of(a) + a.nbytes, "{}: tensors {} and {} overlap: data_offsets [{}, {}] and [{}, {}]",
+          path, a.name, b.name, begin_of(a), begin_of(a) + a.nbytes, begin_of(b), begin_of(b) + b.nbytes);
   }
 }
 

@@ -34,7 +34,7 @@ class File {
  public:
   explicit File(const std::string& path);
   const std::string& path() const { return file_.path(); }
-  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in the order of their data
   const std::map<std::string, std::string>& metadata() const { return meta_; }
 
  private:
