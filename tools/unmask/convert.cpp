@@ -79,9 +79,9 @@ std::string folder_name(const std::string& dir) {
 
 void run_convert(const ConvertOptions& o) {
   set_num_threads(o.threads);
+  const QuantScheme scheme = parse_quant_scheme(o.type);
   check(is_hf_folder(o.dir), "{}: not a Hugging Face checkpoint folder (expected a directory with config.json)",
         o.dir);
-  const QuantScheme scheme = parse_quant_scheme(o.type);
   const GgufWeights g = hf_weights_for_gguf(o.dir);
   const Vocab v = gguf_vocab(o.dir, g.config);
   gguf::Writer w;
