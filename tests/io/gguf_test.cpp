@@ -330,6 +330,10 @@ TEST_F(GgufTest, WriterRejectsBadInput) {
   has(error_of([&] { w.add_tensor("d", DType::F32, {4}, nullptr); }), "tensor d has no data");
   has(error_of([&] { w.set("general.alignment", Value::u32(48)); }), "expected a nonzero power of two");
   has(error_of([&] { w.set("general.alignment", Value::str("x")); }), "general.alignment");
+  has(error_of([&] { w.set("general.alignment", Value::i32(64)); }), "has type int32, expected uint32");
+  has(error_of([&] { w.set("", Value::u32(1)); }), "empty metadata key");
+  has(error_of([&] { w.add_tensor(std::string(64, 'n'), DType::F32, {2}, data.data()); }),
+      "is 64 bytes long, expected at most 63");
   has(error_of([&] { w.set("k", make(ValueType::kUint8, uint64_t(300))); }), "key k is 300, out of range for uint8");
   has(error_of([&] { w.set("k", make(ValueType::kInt8, int64_t(-129))); }), "out of range for int8");
   has(error_of([&] { w.set("k", make(ValueType::kString, uint64_t(1))); }), "key k has type string");
@@ -491,10 +495,12 @@ TEST_F(GgufTest, BadTensorInfos) {
   one([](Raw& r) { r.tensor("neg", {4, -2}, 0, 0); }, {"tensor neg has ne[1] = -2"});
   one([](Raw& r) { r.tensor("big", {int64_t(1) << 40, int64_t(1) << 40}, 0, 0); }, {"tensor big", "overflows"});
   one([](Raw& r) { r.tensor("q", {33, 2}, uint32_t(DType::Q8_0), 0); }, {"tensor q", "not a multiple of the block"});
-  one([](Raw& r) { r.tensor("mis", {4}, 0, 4); }, {"tensor mis has data offset 4", "multiple of the alignment 32"});
+  one([](Raw& r) { r.tensor("mis", {4}, 0, 4); }, {"tensor mis has data offset 4, expected 0"});
+  one([](Raw& r) { r.tensor("far", {4}, 0, uint64_t(1) << 63); }, {"tensor far has data offset 9223372036854775808"});
   one([](Raw& r) { r.tensor("past", {2048}, 0, 0); }, {"tensor past needs 8192 bytes", "past the end"});
-  one([](Raw& r) { r.tensor("far", {4}, 0, uint64_t(1) << 63); }, {"tensor far", "past the end"});
-  one([](Raw& r) { r.tensor("wrap", {int64_t(1) << 60}, 0, 32); }, {"tensor wrap"});
+  one([](Raw& r) { r.tensor("wrap", {int64_t(1) << 60}, 0, 0); }, {"tensor wrap needs", "past the end"});
+  one([](Raw& r) { r.tensor(std::string(64, 'x'), {4}, 0, 0); },
+      {"the name of tensor info #0 (xxxx", "is 64 bytes long, expected at most 63"});
 }
 
 TEST_F(GgufTest, DuplicateAndOverlappingTensors) {
@@ -504,14 +510,57 @@ TEST_F(GgufTest, DuplicateAndOverlappingTensors) {
   expect_read_error(p, {"duplicate tensor name blk.1.w"});
   Raw overlap;
   overlap.header(2, 0).tensor("first", {16}, 0, 0).tensor("second", {8}, 0, 32).pad(32).zeros(96).save(p);
-  expect_read_error(p, {"tensors first", "and second", "overlap"});
+  expect_read_error(p, {"tensor second has data offset 32, expected 64"});
   Raw same;
   same.header(2, 0).tensor("x", {8}, 0, 0).tensor("y", {8}, 1, 0).pad(32).zeros(96).save(p);
-  expect_read_error(p, {"overlap"});
+  expect_read_error(p, {"tensor y has data offset 0, expected 32"});
   Raw ok;  // adjacent is fine, and two empty tensors may share an offset
   ok.header(4, 0).tensor("a", {8}, 0, 0).tensor("b", {8}, 0, 32).tensor("e1", {0}, 0, 64).tensor("e2", {0}, 0, 64);
   ok.pad(32).zeros(64).save(p);
   EXPECT_EQ(Reader(p).tensors().size(), 4u);
+}
+
+// ggml accepts one layout only: tensor i at the end of tensor i-1, padded to the alignment.
+TEST_F(GgufTest, OffsetsFollowTheGgmlLayout) {
+  std::string p = file("o.gguf");
+  Raw swapped;  // disjoint and aligned, but not in the order of the infos
+  swapped.header(2, 0).tensor("a", {8}, 0, 32).tensor("b", {8}, 0, 0).pad(32).zeros(64).save(p);
+  expect_read_error(p, {"tensor a has data offset 32, expected 0", "padded to the alignment 32"});
+  Raw gap;  // an unused aligned block between two tensors
+  gap.header(2, 0).tensor("a", {8}, 0, 0).tensor("b", {8}, 0, 64).pad(32).zeros(96).save(p);
+  expect_read_error(p, {"tensor b has data offset 64, expected 32"});
+  Raw padded;  // a 4-byte tensor takes a whole 64-byte slot under general.alignment = 64
+  padded.header(2, 1).kv_u32("general.alignment", 64).tensor("a", {1}, 0, 0).tensor("b", {1}, 0, 4);
+  padded.pad(64).zeros(128).save(p);
+  expect_read_error(p, {"tensor b has data offset 4, expected 64", "alignment 64"});
+  Raw ok;
+  ok.header(3, 1).kv_u32("general.alignment", 64).tensor("a", {1}, 0, 0).tensor("b", {17}, 0, 64);
+  ok.tensor("c", {2}, 1, 192).pad(64).zeros(196).save(p);
+  Reader r(p);
+  ASSERT_EQ(r.tensors().size(), 3u);
+  EXPECT_EQ(r.tensors()[2].offset, 192u);
+  Raw last_past;  // the layout is right, but the last tensor runs past the end of the file
+  last_past.header(2, 0).tensor("a", {8}, 0, 0).tensor("b", {8}, 0, 32).pad(32).zeros(60).save(p);
+  expect_read_error(p, {"tensor b needs 32 bytes at data offset 32", "holds only 60 bytes"});
+}
+
+TEST_F(GgufTest, KeysAreNonemptyAndAlignmentIsUint32) {
+  std::string p = file("k.gguf");
+  Raw empty;
+  empty.header(0, 1).kv_u32("", 7).save(p);
+  expect_read_error(p, {"metadata pair #0 has an empty key"});
+  Raw i32;  // ggml reads the alignment with gguf_get_val_u32, which aborts on any other type
+  i32.header(0, 1).str("general.alignment").u32(uint32_t(ValueType::kInt32)).u32(64).save(p);
+  expect_read_error(p, {"key general.alignment has type int32, expected uint32"});
+}
+
+TEST_F(GgufTest, TensorNamesUpTo63Bytes) {
+  std::string p = file("n.gguf");
+  std::vector<float> x(2, 1.0f);
+  Writer w;
+  w.add_tensor(std::string(63, 'n'), DType::F32, {2}, x.data());
+  w.write(p);
+  EXPECT_NE(Reader(p).find_tensor(std::string(63, 'n')), nullptr);
 }
 
 TEST_F(GgufTest, DataSectionPastTheEnd) {

@@ -19,6 +19,7 @@ static_assert(std::endian::native == std::endian::little, "the GGUF reader assum
 namespace {
 
 using detail::kMaxArrayDepth;
+using detail::kMaxTensorName;
 using detail::min_value_bytes;
 
 // Counts are checked against the bytes left, but an in-memory Value is larger than its smallest encoding, so
@@ -167,6 +168,9 @@ void read_metadata(Cursor& c, uint64_t n_kv, std::vector<std::pair<std::string, 
   for (uint64_t i = 0; i < n_kv; ++i) {
     c.set_context(fmt::format("metadata pair #{}", i));
     std::string key = c.read_string("the key");
+    if (key.empty()) {
+      fail("{}: metadata pair #{} has an empty key, expected a name such as general.architecture", c.path(), i);
+    }
     c.set_context(fmt::format("key {}", key));
     if (index.count(key)) fail("{}: duplicate metadata key {} (pair #{})", c.path(), key, i);
     ValueType t = checked_value_type(c, c.read<uint32_t>("the value type"), "value type");
@@ -178,10 +182,11 @@ void read_metadata(Cursor& c, uint64_t n_kv, std::vector<std::pair<std::string, 
 
 uint64_t read_alignment(const std::string& path, const Value* v) {
   if (v == nullptr) return 32;
-  uint64_t a = 0;
-  if (const auto* u = std::get_if<uint64_t>(&v->v)) a = *u;
-  else if (const auto* s = std::get_if<int64_t>(&v->v)) a = *s > 0 ? uint64_t(*s) : 0;
-  else fail("{}: key general.alignment has type {}, expected uint32", path, value_type_name(v->type));
+  // ggml reads it with gguf_get_val_u32, which accepts no other type.
+  if (v->type != ValueType::kUint32) {
+    fail("{}: key general.alignment has type {}, expected uint32", path, value_type_name(v->type));
+  }
+  uint64_t a = std::get<uint64_t>(v->v);
   if (a == 0 || !std::has_single_bit(a)) {
     fail("{}: key general.alignment is {}, expected a nonzero power of two", path, a);
   }
@@ -225,6 +230,10 @@ TensorInfo read_tensor_info(Cursor& c, uint64_t i) {
   c.set_context(fmt::format("tensor info #{}", i));
   TensorInfo t;
   t.name = c.read_string("the tensor name");
+  if (t.name.size() > kMaxTensorName) {
+    fail("{}: the name of tensor info #{} ({}...) is {} bytes long, expected at most {} (ggml's GGML_MAX_NAME)",
+         c.path(), i, t.name.substr(0, 32), t.name.size(), kMaxTensorName);
+  }
   c.set_context(fmt::format("tensor {}", t.name));
   uint32_t n_dims = c.read<uint32_t>("the dimension count");
   if (n_dims < 1 || n_dims > 4) {
@@ -243,14 +252,17 @@ TensorInfo read_tensor_info(Cursor& c, uint64_t i) {
   return t;
 }
 
-// Offsets aligned, data inside the file, no two tensors sharing bytes.
+// The layout ggml requires (and writes): each tensor starts where the one before it ends, padded to the alignment,
+// so offsets are aligned and no two tensors share bytes; and every tensor's data lies inside the file.
 void check_tensor_data(const std::string& path, std::vector<TensorInfo>& tensors, uint64_t data_start,
                        uint64_t file_size, uint64_t alignment, const uint8_t* base) {
   uint64_t data_size = file_size - data_start;
+  uint64_t expected = 0;
   for (TensorInfo& t : tensors) {
-    if (t.offset % alignment != 0) {
-      fail("{}: tensor {} has data offset {}, expected a multiple of the alignment {}", path, t.name, t.offset,
-           alignment);
+    if (t.offset != expected) {
+      fail("{}: tensor {} has data offset {}, expected {}: tensors lie in the order of their infos, each at the "
+           "end of the one before padded to the alignment {}, as ggml requires",
+           path, t.name, t.offset, expected, alignment);
     }
     if (t.offset > data_size || t.nbytes > data_size - t.offset) {
       fail("{}: tensor {} needs {} bytes at data offset {}, past the end of the file: the data section starts at "
@@ -258,19 +270,8 @@ void check_tensor_data(const std::string& path, std::vector<TensorInfo>& tensors
            path, t.name, t.nbytes, t.offset, data_start, data_size);
     }
     t.data = base + data_start + t.offset;
-  }
-  std::vector<const TensorInfo*> order;
-  for (const TensorInfo& t : tensors) {
-    if (t.nbytes > 0) order.push_back(&t);
-  }
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    const TensorInfo& a = *order[i - 1];
-    const TensorInfo& b = *order[i];
-    if (b.offset < a.offset + a.nbytes) {
-      fail("{}: tensors {} (bytes [{}, {})) and {} (bytes [{}, {})) overlap in the data section", path, a.name,
-           a.offset, a.offset + a.nbytes, b.name, b.offset, b.offset + b.nbytes);
-    }
+    // Cannot overflow: offset + nbytes <= data_size, and the padding adds less than the alignment.
+    expected = t.offset + t.nbytes + (alignment - t.nbytes % alignment) % alignment;
   }
 }
 

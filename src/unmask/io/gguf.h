@@ -58,9 +58,10 @@ std::string shape_str(const std::vector<int64_t>& ne);
 
 class Reader {
  public:
-  // Maps and validates the whole file: magic, version, counts against the file size, unique keys and tensor
-  // names, known value and tensor types, dims in 1..4, rows whole blocks, offsets aligned, non-overlapping and
-  // inside the file. Throws Error("PATH: what was wrong") on the first problem.
+  // Maps and validates the whole file as ggml's gguf.cpp does: magic, version, counts against the file size,
+  // nonempty unique keys, unique tensor names of at most 63 bytes, known value and tensor types, a uint32 power-of-two
+  // alignment, dims in 1..4, rows whole blocks, each tensor's offset at the padded end of the one before, data inside
+  // the file. Throws Error("PATH: what was wrong") on the first problem.
   explicit Reader(const std::string& path);
 
   const std::string& path() const { return file_.path(); }

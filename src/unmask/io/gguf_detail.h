@@ -10,6 +10,10 @@ namespace unmask::gguf::detail {
 // Arrays of arrays are legal GGUF; a file may not nest them deeper than this (a bound on the reader's recursion).
 inline constexpr int kMaxArrayDepth = 16;
 
+// ggml keeps a tensor name in a char[GGML_MAX_NAME = 64] with its terminating NUL: a longer name is not a GGUF file
+// llama.cpp can read.
+inline constexpr size_t kMaxTensorName = 63;
+
 // The fewest bytes a value of type t takes in the file: the bound that checks an array count against the bytes left.
 inline uint64_t min_value_bytes(ValueType t) {
   switch (t) {

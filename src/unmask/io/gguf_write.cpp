@@ -151,7 +151,7 @@ void encode_pair(Bytes& out, const std::string& key, const Value& v) {
 }
 
 uint64_t alignment_of(const Value& v) {
-  check(detail::is_integer(v.type), "gguf writer: key general.alignment has type {}, expected uint32",
+  check(v.type == ValueType::kUint32, "gguf writer: key general.alignment has type {}, expected uint32",
         value_type_name(v.type));
   uint64_t a = checked_int<uint32_t>("key general.alignment", v);
   check(a != 0 && std::has_single_bit(a), "gguf writer: key general.alignment is {}, expected a nonzero power of two",
@@ -164,6 +164,7 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 }  // namespace
 
 void Writer::set(std::string key, Value value) {
+  check(!key.empty(), "gguf writer: empty metadata key");
   Bytes scratch;
   encode_pair(scratch, key, value);  // validates: a bad value throws here, not at write()
   if (key == "general.alignment") alignment_of(value);
@@ -179,6 +180,8 @@ void Writer::set(std::string key, Value value) {
 void Writer::add_tensor(std::string name, DType type, std::vector<int64_t> ne, const void* data) {
   check(ne.size() >= 1 && ne.size() <= 4, "gguf writer: tensor {} has {} dimensions, expected 1 to 4", name,
         ne.size());
+  check(name.size() <= detail::kMaxTensorName, "gguf writer: tensor name {} is {} bytes long, expected at most {}",
+        name, name.size(), detail::kMaxTensorName);
   check(known_dtype(uint32_t(type)), "gguf writer: tensor {} has unknown type {}", name, uint32_t(type));
   for (const Pending& p : tensors_) check(p.info.name != name, "gguf writer: duplicate tensor name {}", name);
   const DTypeInfo& info = dtype_info(type);
