@@ -1,5 +1,6 @@
-// embedding_forward against ref: the conversions from f32, f16 and bf16 to f32 are exact, so the rows must match bit
-// for bit (ref decodes f16 from its fields in double, independently of dtype.cpp).
+// embedding_forward against ref: the conversions from f32, f16 and bf16 to f32 are exact, and so is dequantizing a
+// quantized row, so the rows must match bit for bit (ref decodes f16 from its fields in double, independently of
+// dtype.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +10,9 @@
 
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
+#include "unmask/kernels/cpu.h"
 #include "unmask/kernels/embedding.h"
+#include "unmask/kernels/quant.h"
 
 namespace unmask {
 namespace {
@@ -58,11 +61,29 @@ TEST(Embedding, OutOfRangeIdNamesPositionIdAndVocabulary) {
   }
 }
 
-TEST(Embedding, RejectsQuantizedTables) {
-  std::vector<uint8_t> table(34 * 4);
-  std::vector<float> out(32);
-  int32_t tok = 0;
-  EXPECT_THROW(embedding_forward(out.data(), &tok, 1, table.data(), DType::Q8_0, 4, 32), Error);
+// Quantized tables: the token's row of blocks dequantized, the same bits as ref's value-by-value formulas, on the
+// portable path and on AVX-512 where the CPU has it.
+TEST(Embedding, QuantizedRowsMatchRefBitForBit) {
+  Rng rng(2);
+  const int V = 9, C = 512, T = 6;
+  std::vector<float> f(size_t(V) * C);
+  for (auto& v : f) v = float(rng.normal());
+  const std::vector<int32_t> tok = {8, 0, 3, 3, 5, 1};
+  std::vector<CpuFeatures> paths = {CpuFeatures{}};
+  if (detect_cpu_features().avx512_int8()) paths.push_back(detect_cpu_features());
+  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    std::vector<uint8_t> table(row_bytes(dt, C) * V);
+    for (int v = 0; v < V; ++v) quantize_row(dt, f.data() + size_t(v) * C, table.data() + size_t(v) * row_bytes(dt, C), C);
+    std::vector<float> want(size_t(T) * C);
+    ref::embedding_forward(want.data(), tok.data(), T, table.data(), dt, V, C);
+    for (const CpuFeatures& features : paths) {
+      ScopedCpuFeatures scoped(features);
+      std::vector<float> out(size_t(T) * C, NAN);
+      embedding_forward(out.data(), tok.data(), T, table.data(), dt, V, C);
+      EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4)) << dtype_name(dt);
+    }
+    EXPECT_NEAR(want[0], f[size_t(8) * C], 0.5) << dtype_name(dt);  // row 8 really is token 8's
+  }
 }
 
 }  // namespace

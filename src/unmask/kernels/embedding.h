@@ -7,7 +7,8 @@
 
 namespace unmask {
 
-// table (V, C) of dtype (F32, F16, BF16), tokens (T) -> out (T, C) in f32. Token ids must be in [0, V): checked,
+// table (V, C) of dtype (F32, F16, BF16, or quantized rows: Q8_0, Q4_0, Q4_K, Q6_K), tokens (T) -> out (T, C) in
+// f32. Token ids must be in [0, V): checked,
 // throws Error naming the position and the id.
 void embedding_forward(float* out, const int32_t* tokens, int T, const void* table, DType dtype, int V, int C);
 

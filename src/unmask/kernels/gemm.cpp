@@ -112,10 +112,15 @@ Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
+Linear::Linear(std::vector<LinearPart> parts, int IC) : parts_(std::move(parts)) { init_parts(IC); }
+
 Linear::Linear(const void* w, DType dtype, int OC, int IC) : w_(w), dtype_(dtype), oc_(OC), ic_(IC) {
-  check(dtype == DType::F32 || dtype == DType::BF16, "Linear: weight type {} is not supported (f32, bf16)",
-        dtype_name(dtype));
   check(OC > 0 && IC > 0 && w != nullptr, "Linear: weight ({}, {}) at {} is empty or null", OC, IC, w);
+  if (dtype != DType::F32 && dtype != DType::BF16) {  // read in place (gemm_parts.cpp)
+    parts_ = {{w, dtype, OC}};
+    init_parts(IC);
+    return;
+  }
   impl_ = std::make_unique<Impl>();
   impl_->wdt = dtype == DType::BF16 ? dt::bf16 : dt::f32;
   memory::desc user_md({IC, OC}, impl_->wdt, memory::dims{1, IC});
@@ -124,6 +129,7 @@ Linear::Linear(const void* w, DType dtype, int OC, int IC) : w_(w), dtype_(dtype
 
 // x (T, IC), bias (OC) or null -> out (T, OC). The primitive runs on gemm_rows(T) rows, the extra ones zero.
 void Linear::forward(float* out, const float* x, int T, const float* bias) const {
+  if (parts_impl_) return forward_parts(out, x, T, bias);
   check(impl_ != nullptr, "Linear::forward: this Linear holds no weight");
   check(T >= 0, "Linear::forward: T = {}, expected >= 0", T);
   if (T == 0) return;

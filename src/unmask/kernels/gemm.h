@@ -8,16 +8,31 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "unmask/tensor/dtype.h"
 
 namespace unmask {
 
+// Row counts up to which quantized parts take the int8 row-dot path.
+constexpr int kQuantRowsMatvec = 4;
+
+// Rows [.., .. + rows) of a stacked weight: `rows` rows of IC values of dtype at data (row-major, read in place).
+struct LinearPart {
+  const void* data;
+  DType dtype;
+  int rows;
+};
+
 class Linear {
  public:
   Linear();
-  // w points at OC*IC elements of dtype (F32 or BF16) and must outlive the Linear.
+  // w points at OC rows of IC elements of dtype and must outlive the Linear. F32 and BF16 run on oneDNN; F16 and
+  // the quantized types as one part of the constructor below.
   Linear(const void* w, DType dtype, int OC, int IC);
+  // The parts stacked in order (OC = Σ rows), each of any type (f32, f16, bf16, quantized), read in place. Throws
+  // naming the part when a row is not whole blocks of its type.
+  Linear(std::vector<LinearPart> parts, int IC);
   ~Linear();
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
@@ -29,13 +44,20 @@ class Linear {
   void repack();
 
   int out_features() const { return oc_; }
+  // The parts (one for a single weight).
+  const std::vector<LinearPart>& parts() const { return parts_; }
   int in_features() const { return ic_; }
   DType dtype() const { return dtype_; }
   const void* weight() const { return w_; }
 
  private:
   struct Impl;
+  struct PartsImpl;  // gemm_parts.cpp
+  void init_parts(int IC);
+  void forward_parts(float* out, const float* x, int T, const float* bias) const;
   std::unique_ptr<Impl> impl_;
+  std::shared_ptr<PartsImpl> parts_impl_;
+  std::vector<LinearPart> parts_;
   const void* w_ = nullptr;
   DType dtype_ = DType::F32;
   int oc_ = 0, ic_ = 0;
@@ -44,9 +66,15 @@ class Linear {
 // Number of threads oneDNN and the kernels use (OpenMP).
 void set_kernel_threads(int n);
 
+// out (T, N), row stride ldo = x (T, K) · w (N, K)ᵀ in f32, both operands K-contiguous: register tiles of 16-lane
+// partial sums, each output computed by the same sequence of operations whatever T, N and its place in the tiles.
+// Single-threaded (callers split N). AVX-512 where the CPU has it, portable C++ otherwise.
+void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo);
+
 namespace ref {
 // out (T, OC) = x (T, IC) · Wᵀ + bias, accumulated in double; W converted from its dtype (bf16 activations are
-// rounded to bf16 first when dtype is BF16, as the fast path does).
+// rounded to bf16 first when dtype is BF16, as the fast path does; any other type is dequantized/converted exactly
+// with x taken as is: a caller that checks the int8 row-dot path passes the quantized activations' values).
 void linear_forward(float* out, const float* x, const void* w, DType dtype, const float* bias, int T, int OC,
                     int IC);
 }  // namespace ref

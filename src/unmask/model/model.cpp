@@ -61,14 +61,20 @@ bool back_to_back(std::initializer_list<const TensorView*> parts) {
   return true;
 }
 
-// Matrices (OC_i, IC) of one type stacked as (Σ OC_i, IC): in place when they lie back to back, else copied into
-// buf. Returns the stacked data.
+// f32 or bf16 matrices of one type run on oneDNN as one stacked weight; any other type or mix is read in place,
+// part by part (gemm.h).
+bool one_plain_type(std::initializer_list<const TensorView*> parts) {
+  const DType t = (*parts.begin())->dtype;
+  for (const TensorView* p : parts)
+    if (p->dtype != t) return false;
+  return t == DType::F32 || t == DType::BF16;
+}
+
+// Matrices (OC_i, IC) stacked as (Σ OC_i, IC): f32/bf16 of one type in place when they lie back to back, else
+// copied into buf. Returns the stacked data, or null for parts that a Linear reads in place (stacked_linear).
 const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorView*> parts) {
   const TensorView& first = **parts.begin();
-  for (const TensorView* t : parts)
-    check(t->dtype == first.dtype && t->ne[0] == first.ne[0],
-          "stacking projections of types {} and {}: mixed weight types within a layer are not supported yet",
-          dtype_name(first.dtype), dtype_name(t->dtype));
+  if (!one_plain_type(parts)) return nullptr;
   if (back_to_back(parts)) return first.data;
   for (const TensorView* t : parts)
     buf.insert(buf.end(), static_cast<const uint8_t*>(t->data), static_cast<const uint8_t*>(t->data) + t->nbytes());
@@ -76,6 +82,11 @@ const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorV
 }
 
 Linear stacked_linear(const void* data, std::initializer_list<const TensorView*> parts) {
+  if (!data) {
+    std::vector<LinearPart> in_place;
+    for (const TensorView* t : parts) in_place.push_back({t->data, t->dtype, int(t->ne[1])});
+    return Linear(std::move(in_place), int((*parts.begin())->ne[0]));
+  }
   int oc = 0;
   for (const TensorView* t : parts) oc += int(t->ne[1]);
   return Linear(data, (*parts.begin())->dtype, oc, int((*parts.begin())->ne[0]));

@@ -4,6 +4,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/kernels/embedding.h"
+#include "unmask/kernels/quant.h"
 
 namespace unmask::ref {
 
@@ -32,11 +33,16 @@ double element(const void* table, DType dtype, int64_t i) {
 }  // namespace
 
 void embedding_forward(float* out, const int32_t* tokens, int T, const void* table, DType dtype, int V, int C) {
-  check(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, "embedding_forward: type {} unsupported",
-        dtype_name(dtype));
+  check(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16 || is_quant_dtype(dtype),
+        "embedding_forward: type {} unsupported", dtype_name(dtype));
   for (int t = 0; t < T; ++t) {
     check(tokens[t] >= 0 && tokens[t] < V, "embedding_forward: token id {} at position {} is outside [0, {})",
           tokens[t], t, V);
+    if (is_quant_dtype(dtype)) {  // the token's row of blocks, value by value
+      ref::dequantize_row(dtype, static_cast<const uint8_t*>(table) + size_t(tokens[t]) * row_bytes(dtype, C),
+                          out + int64_t(t) * C, C);
+      continue;
+    }
     for (int c = 0; c < C; ++c) out[int64_t(t) * C + c] = float(element(table, dtype, int64_t(tokens[t]) * C + c));
   }
 }
