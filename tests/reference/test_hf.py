@@ -11,7 +11,8 @@ tokenizer_config.json. For each folder:
   (c) the converted GGUF read by the GGUF reference (llama_ref.py, which applies RoPE in the GGUF architecture's
       layout) against the HF reference, both in float64: the converter's names, keys and permutation, checked
       without unmask's forward,
-  (d) the converted GGUF's tokenizer encodes a text as the folder's tokenizer.json does.
+  (d) the converted GGUF's tokenizer encodes a text as the folder's tokenizer.json does,
+  (e) for bf16 folders, `unmask convert --type bf16` against the reference with the folder's bf16 bound.
 The bound is test_parity.py's: (2L + 1) · K · eps32 · max|logit| for f32 weights, plus for bf16 weights the
 bf16 rounding terms (2L + 1) · 2^-8 / sqrt(K) + L · 2^-8 (see there). In (c) eps is float64's 2^-53.
 Negative controls that can fail: the reference with adjacent-pair RoPE on the HF weights (what a GGUF without the
@@ -238,6 +239,13 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
     bound64 = bound_of(ref, want64, SEQ_LEN, False, eps=2.0 ** -53)
     err = np.abs(gguf_ref - want64).max()
     results.append(report(err <= bound64, f"{name}: GGUF reference vs HF reference (float64)", err, bound64))
+
+    if bf16:  # bf16 tensors stay bf16: the same arithmetic as the folder, q/k permuted for llama/llada
+        gguf16 = os.path.join(tmp, f"hf{i}.bf16.gguf")
+        run([unmask, "convert", folder, "--out", gguf16, "--type", "bf16"])
+        got16 = unmask_logits(unmask, gguf16, tokens, os.path.join(tmp, f"c{i}.f32"), s["rows"])
+        err = np.abs(got16 - want).max()
+        results.append(report(err <= bound and np.isfinite(got16).all(), f"{name}: converted bf16 GGUF", err, bound))
 
     text = ["--text", PROBE_TEXT, "--parse-special"]
     same = run([unmask, "tokenize", "-m", folder] + text) == run([unmask, "tokenize", "-m", gguf] + text)

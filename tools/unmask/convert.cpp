@@ -86,6 +86,9 @@ void run_convert(const ConvertOptions& o) {
   const Vocab v = gguf_vocab(o.dir, g.config);
   gguf::Writer w;
   write_config(g.config, w);
+  // llama.cpp's diffusion example shifts the logits when this key is absent; its converter writes it for LLaDA.
+  if (g.config.mask != MaskKind::kCausal)
+    w.set("diffusion.shift_logits", gguf::Value::boolean(g.config.shift_logits));
   w.set("general.name", gguf::Value::str(folder_name(o.dir)));
   vocab_to_gguf(v, w);
   std::vector<std::vector<uint8_t>> store;
