@@ -6,6 +6,7 @@
 #include "unmask/base/parallel.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
+#include "unmask/kernels/quant.h"
 
 namespace unmask {
 
@@ -112,7 +113,7 @@ ModelWeights ModelWeights::to_owned_f32(const ModelConfig& c) const {
   ModelWeights m = allocate(f);
   for (size_t i = 0; i < all_.size(); ++i) {
     const TensorView& src = all_[i].second;
-    to_f32(src.dtype, src.data, static_cast<float*>(const_cast<void*>(m.all_[i].second.data)), src.nelements());
+    row_to_f32(src.dtype, src.data, static_cast<float*>(const_cast<void*>(m.all_[i].second.data)), src.nelements());
   }
   return m;
 }
