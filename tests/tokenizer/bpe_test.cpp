@@ -179,5 +179,28 @@ TEST(Bpe, TokenizerJsonWithWrongTypesIsAnError) {
   }
 }
 
+// Found by tests/fuzz (tokenizer_json): an id of 2.7e62 reached a float-to-integer conversion out of range.
+TEST(Bpe, TokenizerJsonIdsAreIntegersInRange) {
+  testing::TempDir dir;
+  for (const std::string id : {"2.77e62", "1.5", "-1", "16777216", "\"3\"", "18446744073709551615"}) {
+    const auto vocab = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": )" + id + R"(}, "merges": []},
+        "pre_tokenizer": {"type": "ByteLevel"}})";
+    const auto added = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+        "pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": [{"id": )" + id + R"(, "content": "<x>"}]})";
+    for (const auto& text : {vocab, added}) {
+      std::string msg = "no error";
+      try {
+        load_tokenizer_json(dir.write("i.json", text));
+      } catch (const Error& e) {
+        msg = e.what();
+      }
+      EXPECT_NE(msg.find("i.json: token"), std::string::npos) << id << ": " << msg;
+      EXPECT_NE(msg.find("expected an integer in 0..2^24"), std::string::npos) << id << ": " << msg;
+    }
+  }
+  EXPECT_EQ(load_tokenizer_json(dir.write("ok.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1},
+      "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}})"))->n_vocab(), 2);
+}
+
 }  // namespace
 }  // namespace unmask

@@ -71,15 +71,20 @@ void read_merges(const json& merges, const std::string& path, Vocab& v) {
   }
 }
 
-// Places id -> text into v.tokens, growing it; holes are checked by the caller.
-void place(Vocab& v, int64_t id, const std::string& text, TokenType type, const std::string& path) {
-  check(id >= 0 && id < (int64_t(1) << 24), "{}: token '{}' has id {}, expected 0..2^24", path, text, id);
+// Places text at the id j holds into v.tokens, growing it, and returns the id; holes are checked by the caller.
+// The id must be a JSON integer in 0..2^24: nlohmann's get<int64_t>() converts a float such as 2.7e62 unchecked
+// (undefined behaviour). Nonnegative JSON integers parse as unsigned.
+int64_t place(Vocab& v, const json& j, const std::string& text, TokenType type, const std::string& path) {
+  check(j.is_number_unsigned() && j.get<uint64_t>() < (uint64_t(1) << 24),
+        "{}: token '{}' has id {}, expected an integer in 0..2^24", path, text, j.dump());
+  const auto id = int64_t(j.get<uint64_t>());
   if (id >= v.size()) {
     v.tokens.resize(id + 1);
     v.types.resize(id + 1, TokenType::kUndefined);
   }
   v.tokens[id] = text;
   v.types[id] = type;
+  return id;
 }
 
 std::string token_content(const json& j) {
@@ -122,13 +127,12 @@ Vocab parse_tokenizer_json(const json& j, const std::string& path) {
   check(byte_level, "{}: only byte-level BPE is supported (expected a ByteLevel pre-tokenizer or decoder)", path);
   if (v.pre_patterns.empty()) v.pre_patterns.push_back("(?s).+");  // no split: the whole text is one word
   v.ignore_merges = model.value("ignore_merges", false);
-  for (const auto& [text, id] : model.at("vocab").items()) place(v, id.get<int64_t>(), text, TokenType::kNormal, path);
+  for (const auto& [text, id] : model.at("vocab").items()) place(v, id, text, TokenType::kNormal, path);
   if (model.contains("merges")) read_merges(model.at("merges"), path, v);
   if (j.contains("added_tokens")) {
     for (const auto& a : j.at("added_tokens")) {
-      const int64_t id = a.at("id").get<int64_t>();
-      place(v, id, a.at("content").get<std::string>(),
-            a.value("special", false) ? TokenType::kControl : TokenType::kUserDefined, path);
+      const int64_t id = place(v, a.at("id"), a.at("content").get<std::string>(),
+                               a.value("special", false) ? TokenType::kControl : TokenType::kUserDefined, path);
       v.lstrip.resize(v.tokens.size(), 0);
       v.rstrip.resize(v.tokens.size(), 0);
       v.lstrip[id] = a.value("lstrip", false);
