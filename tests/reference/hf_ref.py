@@ -118,6 +118,7 @@ class HfReference:
         k = self.linear(h, n["k"], act_bf16).view(T, self.n_kv, self.head_dim)
         v = self.linear(h, n["v"], act_bf16).view(T, self.n_kv, self.head_dim)
         pos = torch.arange(T)
+        q, k = self.head_norm(q, n, "q"), self.head_norm(k, n, "k")
         q, k = self.rope(q, pos), self.rope(k, pos)
         if act_bf16:
             q, k, v = (t.to(torch.bfloat16).to(t.dtype) for t in (q, k, v))
@@ -129,13 +130,19 @@ class HfReference:
         out = torch.einsum("hts,shd->thd", scores.softmax(-1), v).reshape(T, -1)
         return self.linear(out, n["o"], act_bf16)
 
+    # Hooks for architectures with more (test_hf_moe.py): a norm of each head of q and k before RoPE, the FFN.
+    def head_norm(self, x, n, which):
+        return x
+
+    def ffn(self, h, n, act_bf16):
+        g = F.silu(self.linear(h, n["gate"], act_bf16)) * self.linear(h, n["up"], act_bf16)
+        return self.linear(g, n["down"], act_bf16)
+
     def forward(self, tokens, act_bf16=False):
         emb, norm, out = self.top()
         x = self.w[emb + ".weight"][torch.as_tensor(tokens)]
         for l in range(self.n_layers):
             n = self.names(l)
             x = x + self.attention(self.rmsnorm(x, n["attn_norm"]), n, act_bf16)
-            h = self.rmsnorm(x, n["ffn_norm"])
-            g = F.silu(self.linear(h, n["gate"], act_bf16)) * self.linear(h, n["up"], act_bf16)
-            x = x + self.linear(g, n["down"], act_bf16)
+            x = x + self.ffn(self.rmsnorm(x, n["ffn_norm"]), n, act_bf16)
         return self.linear(self.rmsnorm(x, norm), out, act_bf16)

@@ -62,6 +62,18 @@ CASES = [
 MIN_ROUTER_GAP = 1e-6
 
 
+def logit_bound(n_layers, K, bf16, moe, scale, eps=2.0 ** -24):
+    """The bound above for logits of largest magnitude scale (eps: the arithmetic's unit roundoff)."""
+    stages = (3 if moe else 2) * n_layers + 1
+    per_stage = K * eps + (2.0 ** -8 / np.sqrt(K) if bf16 else 0.0)
+    return (stages * per_stage + (n_layers * 2.0 ** -8 if bf16 else 0.0)) * scale
+
+
+def router_gap_needed(bound, scale, router_scale):
+    """The router logit gap below which a choice of experts could flip on the error the bound allows."""
+    return max(MIN_ROUTER_GAP, bound / scale * router_scale)
+
+
 def vary_qk_norms(path, seed):
     """Random q/k norm weights instead of init's ones, so that a norm ignored, swapped or applied across heads shows."""
     rng = np.random.default_rng(seed)
@@ -87,11 +99,9 @@ def check_case(unmask, tmp, i, name, flags, T):
     moe = "blk.0.ffn_up_exps.weight" in ref.w
     ffn = ref.w["blk.0.ffn_up_exps.weight"].shape[1] if moe else ref.w["blk.0.ffn_up.weight"].shape[0]
     K = max(d, ffn, T, ref.n_heads * ref.head_dim)
-    stages = (3 if moe else 2) * ref.n_layers + 1
-    per_stage = K * 2.0 ** -24 + (2.0 ** -8 / np.sqrt(K) if bf16 else 0.0)
-    bound = (stages * per_stage + (ref.n_layers * 2.0 ** -8 if bf16 else 0.0)) * np.abs(want).max()
+    bound = logit_bound(ref.n_layers, K, bf16, moe, np.abs(want).max())
     err = np.abs(got - want).max()
-    min_gap = max(MIN_ROUTER_GAP, bound / np.abs(want).max() * ref.router_scale)
+    min_gap = router_gap_needed(bound, np.abs(want).max(), ref.router_scale)
     ok = err <= bound and np.isfinite(got).all() and (not moe or ref.router_margin > min_gap)
     print(f"{'ok  ' if ok else 'FAIL'} {name:36s} T={T:3d} max|diff| {err:.3e}  bound {bound:.3e}  "
           f"max|logit| {np.abs(want).max():.3f}"
