@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -30,48 +29,62 @@ struct ConfigKeys {
   std::string_view qkv_bias;    // a flag that adds q/k/v biases (the architecture may have them regardless)
 };
 
-constexpr ConfigKeys kLLaDAKeys = {"d_model",        "n_layers",          "n_heads",  "n_kv_heads",
-                                   "",               "mlp_hidden_size",   "max_sequence_length",
-                                   "rope_theta",     "rms_norm_eps",      "weight_tying",
-                                   "embedding_size", "include_qkv_bias"};
-constexpr ConfigKeys kTransformersKeys = {"hidden_size",     "num_hidden_layers",       "num_attention_heads",
-                                          "num_key_value_heads", "head_dim",           "intermediate_size",
-                                          "max_position_embeddings", "rope_theta",     "rms_norm_eps",
-                                          "tie_word_embeddings", "",                   ""};
+// LLaDA's own keys (configuration_llada.py, OLMo's names).
+constexpr ConfigKeys kLLaDAKeys = {
+    .d_model = "d_model", .n_layers = "n_layers", .n_heads = "n_heads", .n_kv_heads = "n_kv_heads",
+    .head_dim = "", .ffn = "mlp_hidden_size", .ctx = "max_sequence_length", .rope_theta = "rope_theta",
+    .norm_eps = "rms_norm_eps", .tied = "weight_tying", .vocab_rows = "embedding_size",
+    .qkv_bias = "include_qkv_bias"};
+// transformers' LlamaConfig / Qwen2Config (Dream's config is Qwen2's).
+constexpr ConfigKeys kTransformersKeys = {
+    .d_model = "hidden_size", .n_layers = "num_hidden_layers", .n_heads = "num_attention_heads",
+    .n_kv_heads = "num_key_value_heads", .head_dim = "head_dim", .ffn = "intermediate_size",
+    .ctx = "max_position_embeddings", .rope_theta = "rope_theta", .norm_eps = "rms_norm_eps",
+    .tied = "tie_word_embeddings", .vocab_rows = "", .qkv_bias = ""};
 
-// Options the one transformer does not implement: a config.json that sets one of them to another value than this
-// (JSON text) is rejected rather than computed wrongly. An absent key is fine.
-struct Requirement {
+// Options the one transformer does not implement: a config.json that sets one of them (not null) to another value
+// than this JSON text is rejected rather than computed wrongly.
+struct Supported {
   std::string_view key, value;
 };
-constexpr Requirement kLLaDARequires[] = {
-    {"include_bias", "false"},  {"attention_layer_norm", "false"}, {"input_emb_norm", "false"},
-    {"scale_logits", "false"},  {"layer_norm_type", "\"rms\""},    {"block_type", "\"llama\""},
-    {"activation_type", "\"silu\""}, {"alibi", "false"},           {"rope", "true"},
-    {"block_group_size", "1"},  {"clip_qkv", "null"}};
-constexpr Requirement kTransformersRequires[] = {
-    {"hidden_act", "\"silu\""}, {"attention_bias", "false"},    {"mlp_bias", "false"},
-    {"rope_scaling", "null"},   {"use_sliding_window", "false"}};
+constexpr Supported kLLaDASupported[] = {
+    {"include_bias", "false"},         {"bias_for_layer_norm", "false"}, {"attention_layer_norm", "false"},
+    {"input_emb_norm", "false"},       {"scale_logits", "false"},        {"layer_norm_type", "\"rms\""},
+    {"layer_norm_with_affine", "true"}, {"block_type", "\"llama\""},    {"activation_type", "\"silu\""},
+    {"alibi", "false"},                {"rope", "true"},                 {"block_group_size", "1"},
+    {"multi_query_attention", "false"}, {"clip_qkv", "null"}};
+constexpr Supported kTransformersSupported[] = {{"hidden_act", "\"silu\""},  {"attention_bias", "false"},
+                                                {"mlp_bias", "false"},        {"rope_scaling", "null"},
+                                                {"use_sliding_window", "false"}};
 
 // The HF name of each llama.cpp tensor: the model-wide ones in full, the per-layer ones as stems under the layer
 // prefix ("{}" is the layer); .weight/.bias carry over.
+struct Stem {
+  std::string_view ours, theirs;  // "attn_q" -> "self_attn.q_proj"
+};
 struct TensorNames {
   std::string_view token_embd, output_norm, output;
   std::string_view layer;
-  std::array<std::pair<std::string_view, std::string_view>, 9> stems;  // llama.cpp stem -> HF stem
+  std::span<const Stem> stems;
 };
 
-constexpr TensorNames kLLaDANames = {
-    "model.transformer.wte.weight", "model.transformer.ln_f.weight", "model.transformer.ff_out.weight",
-    "model.transformer.blocks.{}.",
-    {{{"attn_norm", "attn_norm"}, {"attn_q", "q_proj"}, {"attn_k", "k_proj"}, {"attn_v", "v_proj"},
-      {"attn_output", "attn_out"}, {"ffn_norm", "ff_norm"}, {"ffn_gate", "ff_proj"}, {"ffn_up", "up_proj"},
-      {"ffn_down", "ff_out"}}}};
-constexpr TensorNames kTransformersNames = {
-    "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.{}.",
-    {{{"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"}, {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
-      {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}}}};
+constexpr Stem kLLaDAStems[] = {{"attn_norm", "attn_norm"}, {"attn_q", "q_proj"},     {"attn_k", "k_proj"},
+                                {"attn_v", "v_proj"},       {"attn_output", "attn_out"}, {"ffn_norm", "ff_norm"},
+                                {"ffn_gate", "ff_proj"},    {"ffn_up", "up_proj"},    {"ffn_down", "ff_out"}};
+constexpr TensorNames kLLaDANames = {.token_embd = "model.transformer.wte.weight",
+                                     .output_norm = "model.transformer.ln_f.weight",
+                                     .output = "model.transformer.ff_out.weight",
+                                     .layer = "model.transformer.blocks.{}.",
+                                     .stems = kLLaDAStems};
+constexpr Stem kTransformersStems[] = {
+    {"attn_norm", "input_layernorm"},  {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},     {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"}};
+constexpr TensorNames kTransformersNames = {.token_embd = "model.embed_tokens.weight",
+                                            .output_norm = "model.norm.weight",
+                                            .output = "lm_head.weight",
+                                            .layer = "model.layers.{}.",
+                                            .stems = kTransformersStems};
 
 // One row per architecture (config.json's architectures[0]). Whether the converter permutes q/k follows from the
 // GGUF architecture's RoPE layout (arch_info): NORM (adjacent pairs) needs the permutation, NEOX keeps HF's layout.
@@ -79,15 +92,15 @@ struct HfArch {
   std::string_view hf_name;  // "LLaDAModelLM"
   std::string_view arch;     // llama.cpp's architecture name
   const ConfigKeys* keys;
-  std::span<const Requirement> requires_;
+  std::span<const Supported> supported;
   const TensorNames* names;
 };
 
 const HfArch kHfArchs[] = {
-    {"LLaDAModelLM", "llada", &kLLaDAKeys, kLLaDARequires, &kLLaDANames},
-    {"DreamModel", "dream", &kTransformersKeys, kTransformersRequires, &kTransformersNames},
-    {"LlamaForCausalLM", "llama", &kTransformersKeys, kTransformersRequires, &kTransformersNames},
-    {"Qwen2ForCausalLM", "qwen2", &kTransformersKeys, kTransformersRequires, &kTransformersNames},
+    {"LLaDAModelLM", "llada", &kLLaDAKeys, kLLaDASupported, &kLLaDANames},
+    {"DreamModel", "dream", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
+    {"LlamaForCausalLM", "llama", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
+    {"Qwen2ForCausalLM", "qwen2", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
 };
 
 struct ConfigFile {
@@ -156,9 +169,9 @@ const HfArch& hf_arch(const ConfigFile& f) {
   fail("{}: unknown architecture '{}'; known: {}", f.path, name, known);
 }
 
-void check_requirements(const ConfigFile& f, const HfArch& a) {
-  for (const auto& r : a.requires_) {
-    if (!f.j.contains(r.key)) continue;
+void check_supported(const ConfigFile& f, const HfArch& a) {
+  for (const auto& r : a.supported) {
+    if (!f.has(r.key)) continue;
     const json& got = f.j.at(r.key);
     check(got == json::parse(r.value), "{}: key {} = {}, unmask supports only {}", f.path, r.key, got.dump(),
           r.value);
@@ -204,8 +217,8 @@ std::string hf_name(const TensorNames& n, const std::string& name) {
   const std::string rest = name.substr(size_t(used));
   const size_t dot = rest.rfind('.');
   const std::string stem = rest.substr(0, dot), suffix = rest.substr(dot);
-  for (const auto& [ours, theirs] : n.stems) {
-    if (stem == ours) return fmt::format(fmt::runtime(n.layer), layer) + std::string(theirs) + suffix;
+  for (const auto& st : n.stems) {
+    if (stem == st.ours) return fmt::format(fmt::runtime(n.layer), layer) + std::string(st.theirs) + suffix;
   }
   fail("tensor {} has no HF name", name);
 }
@@ -236,7 +249,7 @@ bool is_hf_folder(const std::string& path) {
 ModelConfig read_hf_config(const std::string& dir) {
   const ConfigFile f = read_config_file(dir);
   const HfArch& a = hf_arch(f);
-  check_requirements(f, a);
+  check_supported(f, a);
   ModelConfig c;
   c.arch = std::string(a.arch);
   const ArchInfo& info = arch_info(c.arch);
