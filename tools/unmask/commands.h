@@ -16,5 +16,6 @@ void add_detokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_quantize(CLI::App& app);
 
 }  // namespace unmask::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   unmask::cli::add_tokenizer(app);
   unmask::cli::add_generate(app);
   unmask::cli::add_convert(app);
+  unmask::cli::add_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
