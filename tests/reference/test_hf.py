@@ -11,7 +11,8 @@ tokenizer_config.json. For each folder:
   (c) the converted GGUF read by the GGUF reference (llama_ref.py, which applies RoPE in the GGUF architecture's
       layout) against the HF reference, both in float64: the converter's names, keys and permutation, checked
       without unmask's forward,
-  (d) the converted GGUF's tokenizer encodes a text as the folder's tokenizer.json does,
+  (d) the converted GGUF's tokenizer encodes a text as the folder's tokenizer.json does, its pre-tokenizer named as
+      llama.cpp names it (the folders use GPT-2's ByteLevel regex and the real Qwen2 and LLaMA-3 Split regexes),
   (e) for bf16 folders, `unmask convert --type bf16` against the reference with the folder's bf16 bound.
 The bound is test_parity.py's: (2L + 1) · K · eps32 · max|logit| for f32 weights, plus for bf16 weights the
 bf16 rounding terms (2L + 1) · 2^-8 / sqrt(K) + L · 2^-8 (see there). In (c) eps is float64's 2^-53.
@@ -31,24 +32,33 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import main, run  # noqa: E402
 from hf_ref import HfReference  # noqa: E402
+from gguf_reader import read_gguf  # noqa: E402
 from llama_ref import Reference  # noqa: E402
 
 # name, HF architecture, sizes, options
 CASES = [
     ("llada f32 MHA untied padded", "LLaDAModelLM",
-     dict(d=64, layers=2, heads=4, kv=4, ffn=96, vocab=263, rows=272), dict(dtype="F32", shards=1, tied=False)),
+     dict(d=64, layers=2, heads=4, kv=4, ffn=96, vocab=263, rows=272), dict(dtype="F32", shards=1, tied=False, pre="gpt-2")),
     ("llada bf16 GQA tied sharded", "LLaDAModelLM",
-     dict(d=64, layers=2, heads=8, kv=2, ffn=80, vocab=263, rows=263), dict(dtype="BF16", shards=2, tied=True)),
+     dict(d=64, layers=2, heads=8, kv=2, ffn=80, vocab=263, rows=263), dict(dtype="BF16", shards=2, tied=True, pre="gpt-2")),
     ("dream f32 GQA q/k/v bias sharded", "DreamModel",
-     dict(d=72, layers=2, heads=6, kv=2, ffn=100, vocab=280, rows=280), dict(dtype="F32", shards=3, tied=False)),
+     dict(d=72, layers=2, heads=6, kv=2, ffn=100, vocab=280, rows=280), dict(dtype="F32", shards=3, tied=False, pre="qwen2")),
     ("llama f32 GQA tied head_dim 24", "LlamaForCausalLM",
      dict(d=64, layers=3, heads=4, kv=2, ffn=90, vocab=270, rows=270, head_dim=24),
-     dict(dtype="F32", shards=1, tied=True)),
+     dict(dtype="F32", shards=1, tied=True, pre="llama-bpe")),
     ("qwen2 bf16 q/k/v bias untied", "Qwen2ForCausalLM",
-     dict(d=48, layers=2, heads=4, kv=2, ffn=64, vocab=270, rows=270), dict(dtype="BF16", shards=1, tied=False)),
+     dict(d=48, layers=2, heads=4, kv=2, ffn=64, vocab=270, rows=270), dict(dtype="BF16", shards=1, tied=False, pre="qwen2")),
 ]
+# The Split regexes of the real Qwen2 and LLaMA-3 tokenizer.json files (before a ByteLevel step without regex);
+# gpt-2's is the ByteLevel step's own. convert must name each as llama.cpp does (tokenizer.ggml.pre).
+PRE_REGEX = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+             r"\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+",
+}
 SEQ_LEN = 29
-PROBE_TEXT = "the cat in a hat, then the end<|endoftext|>"
+PROBE_TEXT = "the cat in a hat, then the end 12345 I'VE it's\n\n\n  x<|endoftext|>"
 
 
 # ---- writing a folder -------------------------------------------------------------------------------------------
@@ -142,8 +152,9 @@ def bytes_to_unicode():
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def write_tokenizer(folder):
-    """A byte-level BPE: 256 byte tokens, a few merges, <|endoftext|> (261) and <|mdm_mask|> (262) as specials."""
+def write_tokenizer(folder, pre):
+    """A byte-level BPE: 256 byte tokens, a few merges, <|endoftext|> (261) and <|mdm_mask|> (262) as specials,
+    pre-tokenized as the tokenizer.json of the models that use `pre` are."""
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
     merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "a")]
     for a, b in merges:
@@ -151,8 +162,11 @@ def write_tokenizer(folder):
     added = [{"id": 261, "content": "<|endoftext|>", "special": True},
              {"id": 262, "content": "<|mdm_mask|>", "special": True}]
     vocab |= {"in": 260}
-    tok = {"version": "1.0", "added_tokens": added,
-           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": pre == "gpt-2"}
+    if pre != "gpt-2":
+        split = {"type": "Split", "pattern": {"Regex": PRE_REGEX[pre]}, "behavior": "Isolated", "invert": False}
+        byte_level = {"type": "Sequence", "pretokenizers": [split, byte_level]}
+    tok = {"version": "1.0", "added_tokens": added, "pre_tokenizer": byte_level,
            "decoder": {"type": "ByteLevel"},
            "model": {"type": "BPE", "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges] + ["i n"]}}
     with open(os.path.join(folder, "tokenizer.json"), "w") as f:
@@ -168,7 +182,7 @@ def write_folder(folder, arch, s, opts, seed):
     tensors = hf_tensors(arch, s, opts["tied"], rng)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(hf_config(arch, s, opts["tied"]), f)
-    write_tokenizer(folder)
+    write_tokenizer(folder, opts["pre"])
     n = opts["shards"]
     if n == 1:
         write_safetensors(os.path.join(folder, "model.safetensors"), tensors, opts["dtype"])
@@ -249,8 +263,10 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
 
     text = ["--text", PROBE_TEXT, "--parse-special"]
     same = run([unmask, "tokenize", "-m", folder] + text) == run([unmask, "tokenize", "-m", gguf] + text)
+    pre = read_gguf(gguf)[0]["tokenizer.ggml.pre"]
     print(f"{'ok  ' if same else 'FAIL'} {name}: converted tokenizer encodes as tokenizer.json")
-    results.append(same)
+    print(f"{'ok  ' if pre == opts['pre'] else 'FAIL'} {name}: tokenizer.ggml.pre '{pre}', expected '{opts['pre']}'")
+    results += [same, pre == opts["pre"]]
 
     if i == 0:  # adjacent-pair RoPE on the HF weights: what a GGUF without the q/k permutation computes
         wrong = reference_logits(ref, tokens, bf16, half_split=False)
