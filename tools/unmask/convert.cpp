@@ -96,8 +96,8 @@ void run_convert(const ConvertOptions& o) {
     draw_progress("convert", int64_t(done), int64_t(total), "tensors");
   });
   w.write(o.out);
-  fmt::print(stderr, "{}: {} ({}), {} tensors, vocabulary {}\n", o.out, g.config.summary(),
-             quant_scheme_name(scheme), g.weights.tensors().size(), v.size());
+  fmt::print(stderr, "{}: {} tensors written as {}, vocabulary {}; model {}\n", o.out, g.weights.tensors().size(),
+             quant_scheme_name(scheme), v.size(), g.config.summary());
 }
 
 }  // namespace

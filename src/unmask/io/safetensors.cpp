@@ -97,7 +97,8 @@ File::File(const std::string& path) : file_(path) {
   check(size >= 8, "{}: {} bytes, too short for the 8-byte header length", path, size);
   uint64_t n = 0;
   std::memcpy(&n, file_.data(), 8);
-  check(n <= size - 8 && n <= kMaxHeader, "{}: header length {} extends beyond the file of {} bytes", path, n, size);
+  check(n <= size - 8, "{}: header length {} extends beyond the file of {} bytes", path, n, size);
+  check(n <= kMaxHeader, "{}: header length {} exceeds the limit of {} bytes", path, n, kMaxHeader);
   const json h = parse_header(path, file_.data() + 8, size_t(n));
   const uint8_t* data = file_.data() + 8 + n;
   const uint64_t data_size = size - 8 - n;

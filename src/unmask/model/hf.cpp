@@ -281,6 +281,7 @@ HfTensors hf_tensors(const std::string& dir, const ModelConfig& c) {
 Model load_hf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
+  c.wtype = t.views.front().dtype;  // the embedding's type, as a GGUF file's (bf16 models attend in bf16)
   try {
     return Model::from_weights(c, ModelWeights::from_views(t.files, t.views, c));
   } catch (const Error& e) {
@@ -291,6 +292,7 @@ Model load_hf(const std::string& dir) {
 GgufWeights hf_weights_for_gguf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
+  c.wtype = t.views.front().dtype;
   c.rope = arch_info(c.arch).rope;
   // The permuted copies, and the files the other views point into.
   struct Owner {
