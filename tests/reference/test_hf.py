@@ -233,6 +233,11 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
     bf16 = opts["dtype"] == "BF16"
     results = []
 
+    info = run([unmask, "info", folder])
+    want_info = f"weights {'bf16' if bf16 else 'f32'}"
+    print(f"{'ok  ' if want_info in info else 'FAIL'} {name}: unmask info says '{want_info}'")
+    results.append(want_info in info)
+
     got = unmask_logits(unmask, folder, tokens, os.path.join(tmp, f"a{i}.f32"), s["rows"])
     want = reference_logits(ref, tokens, bf16)
     bound = bound_of(ref, want, SEQ_LEN, bf16)

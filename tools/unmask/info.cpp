@@ -1,11 +1,14 @@
-// unmask info FILE: what a GGUF model holds.
+// unmask info FILE: what a GGUF model (or a Hugging Face folder) holds.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <memory>
 
 #include "commands.h"
 #include "unmask/io/gguf.h"
+#include "unmask/io/safetensors.h"
 #include "unmask/model/config.h"
+#include "unmask/model/hf.h"
 
 namespace unmask::cli {
 
@@ -42,7 +45,7 @@ void print_model(const gguf::Reader& r) {
   if (c.mask_token >= 0) fmt::print("mask token: {}\n", c.mask_token);
 }
 
-void run_info(const std::string& path, bool all_keys) {
+void print_file(const std::string& path, bool all_keys) {
   auto r = std::make_unique<gguf::Reader>(path);
   fmt::print("file: {} (GGUF v{}, {}, alignment {})\n", path, r->version(), human_bytes(double(r->file_size())),
              r->alignment());
@@ -62,13 +65,37 @@ void run_info(const std::string& path, bool all_keys) {
   fmt::print("total: {} elements\n", total);
 }
 
+// A Hugging Face folder: the configuration unmask reads from config.json, and the safetensors tensors (shapes as
+// the files give them, slowest first).
+void print_folder(const std::string& dir) {
+  ModelConfig c = read_hf_config(dir);
+  const HfTensors t = hf_tensors(dir, c);  // every tensor the model needs, checked; sets the weight type
+  const safetensors::Checkpoint& files = *t.files;
+  fmt::print("folder: {} (Hugging Face)\n", dir);
+  fmt::print("model: {}\n", c.summary());
+  fmt::print("parameters: {} ({:.2f}M)\n", c.n_params(), c.n_params() / 1e6);
+  if (c.mask_token >= 0) fmt::print("mask token: {}\n", c.mask_token);
+  fmt::print("\ntensors ({}):\n", files.names().size());
+  fmt::print("  {:<56} {:<6} {:<20} {:>12}\n", "name", "type", "shape", "bytes");
+  for (const auto& name : files.names()) {
+    const safetensors::TensorInfo& t = *files.find(name);
+    const std::string shape = fmt::format("[{}]", fmt::join(t.shape, ", "));
+    fmt::print("  {:<56} {:<6} {:<20} {:>12}\n", name, dtype_name(t.type), shape, t.nbytes);
+  }
+}
+
+void run_info(const std::string& path, bool all_keys) {
+  if (is_hf_folder(path)) return print_folder(path);
+  print_file(path, all_keys);
+}
+
 }  // namespace
 
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's architecture, hyper-parameters, tensors and memory");
   auto path = std::make_shared<std::string>();
   auto all = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "GGUF model file")->required();
+  cmd->add_option("file", *path, "GGUF model file or Hugging Face folder")->required();
   cmd->add_flag("--all-keys", *all, "Also list the tokenizer's array keys");
   cmd->callback([path, all] { run_info(*path, *all); });
 }

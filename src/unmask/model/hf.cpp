@@ -268,20 +268,20 @@ ModelConfig read_hf_config(const std::string& dir) {
   return c;
 }
 
-HfTensors hf_tensors(const std::string& dir, const ModelConfig& c) {
+HfTensors hf_tensors(const std::string& dir, ModelConfig& c) {
   const HfArch& a = arch_of(c);
   HfTensors t{std::make_shared<const safetensors::Checkpoint>(dir), {}};
   for (const auto& spec : tensor_specs(c)) {
     const std::vector<int64_t> shape(spec.ne.rbegin(), spec.ne.rend());  // the file's order, slowest first
     t.views.push_back(safetensors::Checkpoint::view(t.files->tensor(hf_name(*a.names, spec.name), shape)));
   }
+  c.wtype = t.views.front().dtype;  // token_embd, the first spec
   return t;
 }
 
 Model load_hf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
-  c.wtype = t.views.front().dtype;  // the embedding's type, as a GGUF file's (bf16 models attend in bf16)
   try {
     return Model::from_weights(c, ModelWeights::from_views(t.files, t.views, c));
   } catch (const Error& e) {
@@ -292,7 +292,6 @@ Model load_hf(const std::string& dir) {
 GgufWeights hf_weights_for_gguf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
-  c.wtype = t.views.front().dtype;
   c.rope = arch_info(c.arch).rope;
   // The permuted copies, and the files the other views point into.
   struct Owner {

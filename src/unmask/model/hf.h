@@ -29,12 +29,13 @@ bool is_hf_folder(const std::string& path);
 ModelConfig read_hf_config(const std::string& dir);
 
 // The tensors of a folder with config c, one view per spec of tensor_specs(c) and in that order, pointing into the
-// mapped safetensors files that `files` keeps open. Shapes are checked against c, messages name the file.
+// mapped safetensors files that `files` keeps open. Shapes are checked against c, messages name the file. Sets
+// c.wtype to the embedding's type, as a GGUF file's (bf16 models attend in bf16).
 struct HfTensors {
   std::shared_ptr<const safetensors::Checkpoint> files;
   std::vector<TensorView> views;
 };
-HfTensors hf_tensors(const std::string& dir, const ModelConfig& c);
+HfTensors hf_tensors(const std::string& dir, ModelConfig& c);
 
 // The folder's model, its weights mapped from the safetensors files (RoPE NEOX, q/k as the folder has them).
 Model load_hf(const std::string& dir);
