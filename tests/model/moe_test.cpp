@@ -8,8 +8,10 @@
 #include <limits>
 
 #include "unmask/base/error.h"
+#include "unmask/io/gguf.h"
 #include "unmask/model/model.h"
 #include "unmask/model/moe.h"
+#include "unmask/model/quantize.h"
 #include "../common/test_util.h"
 #include "model_util.h"
 
@@ -165,6 +167,42 @@ TEST(Moe, SavedAndLoadedModelKeepsItsExpertsAndLogits) {
     EXPECT_EQ(back.config().n_params(), m.config().n_params());
     auto tokens = random_tokens(21, c.vocab, 15);
     EXPECT_EQ(full_logits(back, tokens), full_logits(m, tokens)) << dtype_name(t);
+    std::filesystem::remove(path);
+  }
+}
+
+// Quantized experts run in place, each expert's Linear over its slice of the quantized 3-D tensor: the same logits
+// as the model with those weights dequantized to f32 (rows and widths whole 256-blocks, so q4_k_m's K-quants
+// apply). Every token uses every expert here, so that each expert's GEMM has all 24 rows, more than
+// kQuantRowsMatvec: the quantized GEMMs then dequantize panels exactly and sum in f32, QuantModel's bound of 1e-4 of
+// the logits' scale (a wrong slice moves them by their own size). With fewer rows an expert would take the int8
+// row-dot path, whose activation rounding (1/127 of a group's max) only a looser bound would cover.
+TEST(Moe, QuantizedExpertSlicesEqualTheirDequantizedWeights) {
+  ModelConfig c = moe_config();
+  c.d_model = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.ffn = 512;
+  c.n_experts = 4, c.n_experts_used = 4, c.expert_ffn = 256;
+  const ModelWeights w = ModelWeights::random(c, 38, 0.05f);
+  auto tokens = random_tokens(24, c.vocab, 17);
+  for (QuantScheme s : {QuantScheme::kQ8_0, QuantScheme::kQ4_K_M}) {
+    SCOPED_TRACE(std::string(quant_scheme_name(s)));
+    gguf::Writer out;
+    write_config(c, out);
+    std::vector<std::vector<uint8_t>> store;
+    add_quantized_tensors(out, w, c, s, store);
+    const std::string path = test::temp_path("moe_test", std::string(quant_scheme_name(s)) + ".gguf");
+    out.write(path);
+    Model q = Model::load(path);
+    for (const auto& [spec, view] : q.weights().tensors()) {
+      if (spec.name.ends_with("_exps.weight")) {
+        EXPECT_NE(view.dtype, DType::F32) << spec.name;
+      }
+    }
+    Model deq = Model::from_weights(c, q.weights().to_owned_f32(c));
+    auto got = full_logits(q, tokens), want = full_logits(deq, tokens);
+    double scale = 0, err = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      scale = std::max(scale, double(std::abs(want[i]))), err = std::max(err, double(std::abs(got[i] - want[i])));
+    EXPECT_LE(err, 1e-4 * scale);
     std::filesystem::remove(path);
   }
 }
