@@ -1,11 +1,14 @@
 // unmask generate: text from a prompt (or holes filled in a pattern) with any sampler; --visual redraws the canvas as
-// it denoises, --json prints ids, per-token commit steps and statistics.
+// it denoises, --json prints ids, per-token commit steps and statistics. --chat wraps a message in the model's chat
+// template, stops at the end of the assistant's turn and takes the sampler defaults of the model's authors.
 #include <fmt/color.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "unmask/model/model.h"
 #include "unmask/sampling/infill.h"
 #include "unmask/sampling/sampler.h"
+#include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
 
 namespace unmask::cli {
@@ -25,19 +29,20 @@ namespace {
 
 struct GenerateOptions {
   std::string model, prompt, infill, infill_tokens, sampler = "llada", remasking = "low_confidence", alg = "entropy";
-  std::string cache = "none", remdm = "cap";
+  std::string cache = "none", remdm = "cap", chat, chat_template;
   std::vector<int32_t> prompt_tokens;
   std::vector<std::string> stop;
   SamplerConfig cfg;
   int threads = 0;
   bool json = false, visual = false, no_kv_cache = false, no_ddpm_cache = false, ignore_eos = false;
+  std::function<bool(const std::string&)> given;  // whether the user passed this flag ("--temp")
 };
 
-// The model's tokenizer, or null when the file carries none.
+// The model's tokenizer (a GGUF file's tokenizer.ggml.* keys, a Hugging Face folder's tokenizer.json), or null when
+// a GGUF file carries none.
 std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
-  gguf::Reader r(path);
-  if (!r.has("tokenizer.ggml.model")) return nullptr;
-  return load_tokenizer(r);
+  if (!std::filesystem::is_directory(path) && !gguf::Reader(path).has("tokenizer.ggml.model")) return nullptr;
+  return load_tokenizer_file(path);
 }
 
 std::string text_of(const Tokenizer* tok, std::span<const int32_t> ids) {
@@ -53,11 +58,63 @@ Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* 
   return *tok;
 }
 
-// The canvas: the prompt followed by masks, or an infill pattern.
-Canvas make_canvas(const GenerateOptions& o, const ModelConfig& mc, Tokenizer* tok) {
+// --chat: the template the message goes into, and the ids that end the assistant's turn (the vocabulary's EOS and
+// EOT, and the template's end-of-turn token: LLaDA's <|eot_id|>, ChatML's <|im_end|>).
+struct Chat {
+  const ChatTemplate* tmpl = nullptr;
+  std::vector<int32_t> stop_ids;
+};
+
+Chat chat_of(const GenerateOptions& o, Tokenizer* tok) {
+  if (o.chat.empty()) {
+    check(o.chat_template.empty(), "--chat-template {}: give the message with --chat", o.chat_template);
+    return {};
+  }
+  Tokenizer& t = need_tokenizer(tok, o.model, "--chat");
+  Chat c{&resolve_chat_template(t, o.chat_template), {t.role(TokenRole::kEos), t.role(TokenRole::kEot)}};
+  const std::vector<int32_t> end = t.encode(c.tmpl->after_content, false, true);
+  if (!end.empty() && t.is_control(end[0])) c.stop_ids.push_back(end[0]);
+  std::erase(c.stop_ids, -1);
+  return c;
+}
+
+bool is_stop(const Chat& chat, int32_t id) {
+  return std::find(chat.stop_ids.begin(), chat.stop_ids.end(), id) != chat.stop_ids.end();
+}
+
+// The sampler settings each instruct family's authors publish (LLaDA's generate.py/chat.py; Dream's README:
+// diffusion_generate(steps = max_new_tokens, temperature 0.2, top_p 0.95, alg "entropy")); steps stay one per
+// generated token, the default. --chat applies them to the flags the user did not give.
+struct ChatDefaults {
+  std::string_view arch, sampler, remasking, alg;
+  double temperature, top_p;
+  int block_length;  // 0: the whole generation
+};
+constexpr ChatDefaults kChatDefaults[] = {
+    {"llada", "llada", "low_confidence", "entropy", 0.0, 1.0, 32},
+    {"llada-moe", "llada", "low_confidence", "entropy", 0.0, 1.0, 32},
+    {"dream", "dream", "low_confidence", "entropy", 0.2, 0.95, 0},
+    {"llama", "ar", "low_confidence", "entropy", 0.0, 1.0, 0},
+    {"qwen2", "ar", "low_confidence", "entropy", 0.0, 1.0, 0},
+};
+
+void apply_chat_defaults(GenerateOptions& o, std::string_view arch) {
+  const auto* d = std::find_if(std::begin(kChatDefaults), std::end(kChatDefaults),
+                               [&](const ChatDefaults& x) { return x.arch == arch; });
+  if (o.chat.empty() || d == std::end(kChatDefaults)) return;
+  if (!o.given("--sampler")) o.sampler = d->sampler;
+  if (!o.given("--remasking")) o.remasking = d->remasking;
+  if (!o.given("--alg")) o.alg = d->alg;
+  if (!o.given("--temp")) o.cfg.temperature = d->temperature;
+  if (!o.given("--top-p")) o.cfg.top_p = d->top_p;
+  if (!o.given("--block-length")) o.cfg.block_length = d->block_length;
+}
+
+// The canvas: the prompt (or the --chat message in its template) followed by masks, or an infill pattern.
+Canvas make_canvas(const GenerateOptions& o, const ModelConfig& mc, Tokenizer* tok, const Chat& chat) {
   const int given = int(!o.prompt.empty()) + int(!o.prompt_tokens.empty()) + int(!o.infill.empty()) +
-                    int(!o.infill_tokens.empty());
-  check(given == 1, "give exactly one of -p/--prompt, --prompt-tokens, --infill, --infill-tokens");
+                    int(!o.infill_tokens.empty()) + int(!o.chat.empty());
+  check(given == 1, "give exactly one of -p/--prompt, --prompt-tokens, --chat, --infill, --infill-tokens");
   if (!o.infill_tokens.empty()) return infill_canvas(parse_infill_tokens(o.infill_tokens), mc.mask_token);
   if (!o.infill.empty()) {
     Tokenizer& t = need_tokenizer(tok, o.model, "--infill");
@@ -66,6 +123,11 @@ Canvas make_canvas(const GenerateOptions& o, const ModelConfig& mc, Tokenizer* t
   }
   std::vector<int32_t> ids = o.prompt_tokens;
   if (!o.prompt.empty()) ids = need_tokenizer(tok, o.model, "-p").encode(o.prompt, true, true);
+  if (chat.tmpl != nullptr) {
+    // As Hugging Face's apply_chat_template: the template carries the BOS, nothing is added around it.
+    const ChatMessage message{"user", o.chat};
+    ids = tok->encode(apply_chat_template(*chat.tmpl, {&message, 1}, true), false, true);
+  }
   return Canvas{ids, int(ids.size())};
 }
 
@@ -122,6 +184,18 @@ std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) 
   return text;
 }
 
+// The generated ids before the first stop id (a diffusion sampler fills the rest of the canvas after it, as LLaDA's
+// reference pads with EOS).
+std::vector<int32_t> cut_at_stop_id(std::vector<int32_t> ids, const Chat& chat) {
+  ids.erase(std::find_if(ids.begin(), ids.end(), [&](int32_t id) { return is_stop(chat, id); }), ids.end());
+  return ids;
+}
+
+// AR with --chat: the turn ends at the first stop id.
+bool ended_turn(const Chat& chat, const StepEvent& e) {
+  return std::any_of(e.committed.begin(), e.committed.end(), [&](int p) { return is_stop(chat, e.canvas[size_t(p)]); });
+}
+
 void finish_config(GenerateOptions& o) {
   o.cfg.kind = parse_sampler_kind(o.sampler);
   o.cfg.remasking = parse_remasking(o.remasking);
@@ -136,23 +210,25 @@ void finish_config(GenerateOptions& o) {
 
 void run_generate(GenerateOptions o) {
   set_num_threads(o.threads);
-  finish_config(o);
-  check(o.stop.empty() || o.cfg.kind == SamplerKind::kAr, "--stop: stop strings apply to --sampler ar");
   Model m = Model::load(o.model);
   const ModelConfig& mc = m.config();
+  apply_chat_defaults(o, mc.arch);
+  finish_config(o);
+  check(o.stop.empty() || o.cfg.kind == SamplerKind::kAr, "--stop: stop strings apply to --sampler ar");
   std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
-  Canvas canvas = make_canvas(o, mc, tok.get());
+  const Chat chat = chat_of(o, tok.get());
+  Canvas canvas = make_canvas(o, mc, tok.get(), chat);
   ModelBackbone bb(m);
   std::vector<int> steps;
   const int total = std::max(o.cfg.steps > 0 ? o.cfg.steps : o.cfg.gen_length, 1);
   StepCallback cb = [&](const StepEvent& e) {
     if (o.visual) draw(e, tok.get(), mc, steps, total);
-    return !(o.cfg.kind == SamplerKind::kAr && hit_stop(o, tok.get(), e));
+    return !(o.cfg.kind == SamplerKind::kAr && (hit_stop(o, tok.get(), e) || ended_turn(chat, e)));
   };
   const bool infill = !o.infill.empty() || !o.infill_tokens.empty();
   GenerateResult r = infill ? generate_canvas(bb, o.cfg, std::move(canvas), cb)
                             : generate(bb, o.cfg, canvas.tokens, cb);
-  const std::vector<int32_t> out = infill ? r.canvas : r.output(mc.eos_token);
+  const std::vector<int32_t> out = infill ? r.canvas : cut_at_stop_id(r.output(mc.eos_token), chat);
   const std::string text = cut_at_stop(text_of(tok.get(), out), o.stop);
   if (o.json) return print_json(o, r, out, text);
   fmt::print("{}\n", text);
@@ -204,11 +280,20 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt as token ids, comma-separated")->delimiter(',');
   cmd->add_option("--infill", o->infill, "Fill the holes of a pattern: \"The [MASK:12] of the world\"");
   cmd->add_option("--infill-tokens", o->infill_tokens, "Infill pattern as ids: 1,2,M12,3 (M<n>: n masks)");
+  cmd->add_option("--chat", o->chat, "A user message, put in the model's chat template with the assistant's turn "
+                  "opened; stops at the end of the turn; unless given, sampler flags take the defaults of the model's "
+                  "authors (LLaDA: llada, low_confidence, --temp 0, --block-length 32; Dream: dream, entropy, "
+                  "--temp 0.2, --top-p 0.95; LLaMA/Qwen2: ar, --temp 0)");
+  cmd->add_option("--chat-template", o->chat_template, "With --chat: the template by name instead of the model's: " +
+                  chat_template_names());
   add_sampler_options(cmd, *o);
   cmd->add_flag("--json", o->json, "Print ids, per-token commit steps and statistics as JSON");
   cmd->add_flag("--visual", o->visual, "Redraw the canvas on stderr as it denoises (darker = committed later)");
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->callback([o] { run_generate(*o); });
+  cmd->callback([o, cmd] {
+    o->given = [cmd](const std::string& flag) { return cmd->get_option(flag)->count() > 0; };
+    run_generate(*o);
+  });
 }
 
 }  // namespace unmask::cli
