@@ -202,7 +202,8 @@ TEST_F(SafetensorsTest, DataOffsetsAreChecked) {
       {{{"w", "F32", {2, 3}, 8, 32}}, "data_offsets [8, 32], outside the data section of 30 bytes"},
       {{{"w", "F32", {2, 3}, 24, 0}}, "data_offsets [24, 0], outside the data section"},
       {{{"w", "F32", {2, 2}, 0, 24}}, "tensor w of dtype f32 and shape [2, 2] needs 16 bytes, data_offsets give 24"},
-      {{{"w", "F32", {2, 3}, 0, 24}, {"b", "BF16", {3}, 20, 26}}, "tensors w and b overlap: data_offsets [0, 24] and [20, 26]"},
+      {{{"w", "F32", {2, 3}, 0, 24}, {"b", "BF16", {3}, 20, 26}},
+       "tensors w and b overlap: data_offsets [0, 24] and [20, 26]"},
       {{{"b", "BF16", {2}, 1, 5}}, "tensor b starts at byte"},
   };
   for (const auto& [entries, want] : cases) {

@@ -3,7 +3,7 @@ independent PyTorch reference of each architecture in its HF layout (hf_ref.py).
 
 The script builds tiny folders itself with numpy: config.json with each model's real keys, safetensors written by
 hand (8-byte header length, JSON header, data; BF16 through torch), single or sharded with
-model.safetensors.index.json, the real tensor names, and a small byte-level BPE tokenizer.json with
+model.safetensors.index.json, F32, F16 or BF16, the real tensor names, and a small byte-level BPE tokenizer.json with
 tokenizer_config.json. For each folder:
   (a) `unmask forward -m DIR` against the reference,
   (b) `unmask convert DIR --type f32` and `unmask forward -m x.gguf` against the reference, with the same bound:
@@ -39,16 +39,20 @@ from llama_ref import Reference  # noqa: E402
 # name, HF architecture, sizes, options
 CASES = [
     ("llada f32 MHA untied padded", "LLaDAModelLM",
-     dict(d=64, layers=2, heads=4, kv=4, ffn=96, vocab=263, rows=272), dict(dtype="F32", shards=1, tied=False, pre="gpt-2")),
+     dict(d=64, layers=2, heads=4, kv=4, ffn=96, vocab=263, rows=272),
+     dict(dtype="F32", shards=1, tied=False, pre="gpt-2")),
     ("llada bf16 GQA tied sharded", "LLaDAModelLM",
-     dict(d=64, layers=2, heads=8, kv=2, ffn=80, vocab=263, rows=263), dict(dtype="BF16", shards=2, tied=True, pre="gpt-2")),
-    ("dream f32 GQA q/k/v bias sharded", "DreamModel",
-     dict(d=72, layers=2, heads=6, kv=2, ffn=100, vocab=280, rows=280), dict(dtype="F32", shards=3, tied=False, pre="qwen2")),
+     dict(d=64, layers=2, heads=8, kv=2, ffn=80, vocab=263, rows=263),
+     dict(dtype="BF16", shards=2, tied=True, pre="gpt-2")),
+    ("dream f16 GQA q/k/v bias sharded", "DreamModel",
+     dict(d=72, layers=2, heads=6, kv=2, ffn=100, vocab=280, rows=280),
+     dict(dtype="F16", shards=3, tied=False, pre="qwen2")),
     ("llama f32 GQA tied head_dim 24", "LlamaForCausalLM",
      dict(d=64, layers=3, heads=4, kv=2, ffn=90, vocab=270, rows=270, head_dim=24),
      dict(dtype="F32", shards=1, tied=True, pre="llama-bpe")),
     ("qwen2 bf16 q/k/v bias untied", "Qwen2ForCausalLM",
-     dict(d=48, layers=2, heads=4, kv=2, ffn=64, vocab=270, rows=270), dict(dtype="BF16", shards=1, tied=False, pre="qwen2")),
+     dict(d=48, layers=2, heads=4, kv=2, ffn=64, vocab=270, rows=270),
+     dict(dtype="BF16", shards=1, tied=False, pre="qwen2")),
 ]
 # The Split regexes of the real Qwen2 and LLaMA-3 tokenizer.json files (before a ByteLevel step without regex);
 # gpt-2's is the ByteLevel step's own. convert must name each as llama.cpp does (tokenizer.ggml.pre).
@@ -65,14 +69,14 @@ PROBE_TEXT = "the cat in a hat, then the end 12345 I'VE it's\n\n\n  x<|endoftext
 # ---- writing a folder -------------------------------------------------------------------------------------------
 
 def write_safetensors(path, tensors, dtype):
-    """tensors: {name: float32 array}, written as F32 or BF16 (round to nearest even, through torch)."""
+    """tensors: {name: float32 array}, written as F32, F16 or BF16 (rounded to nearest even; BF16 through torch)."""
     header, blobs, at = {"__metadata__": {"format": "pt"}}, [], 0
     for name, a in tensors.items():
         if dtype == "BF16":
             raw = torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(torch.bfloat16).view(torch.int16)
             raw = raw.numpy().tobytes()
         else:
-            raw = np.ascontiguousarray(a, np.float32).tobytes()
+            raw = np.ascontiguousarray(a, np.float16 if dtype == "F16" else np.float32).tobytes()
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [at, at + len(raw)]}
         blobs.append(raw)
         at += len(raw)
@@ -143,7 +147,7 @@ def hf_config(arch, s, tied):
 
 def bytes_to_unicode():
     """GPT-2's byte -> printable character table of byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs, n = bs[:], 0
     for b in range(256):
         if b not in bs:
@@ -234,7 +238,7 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
     results = []
 
     info = run([unmask, "info", folder])
-    want_info = f"weights {'bf16' if bf16 else 'f32'}"
+    want_info = f"weights {opts['dtype'].lower()}"
     print(f"{'ok  ' if want_info in info else 'FAIL'} {name}: unmask info says '{want_info}'")
     results.append(want_info in info)
 

@@ -76,7 +76,8 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
   check(e.at("dtype").is_string(), "{}: \"dtype\" is not a string", where);
   const json& shape = e.at("shape");
   const json& offs = e.at("data_offsets");
-  check(shape.is_array() && std::all_of(shape.begin(), shape.end(), [](const json& d) { return d.is_number_integer(); }),
+  auto integer = [](const json& d) { return d.is_number_integer(); };
+  check(shape.is_array() && std::all_of(shape.begin(), shape.end(), integer),
         "{}: \"shape\" is {}, expected an array of integers", where, shape.dump());
   check(offs.is_array() && offs.size() == 2 && offs[0].is_number_unsigned() && offs[1].is_number_unsigned(),
         "{}: \"data_offsets\" is {}, expected [begin, end]", where, offs.dump());
