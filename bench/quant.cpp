@@ -1,5 +1,6 @@
-// matvec on quantized weights against a plain read of the same bytes, 2 threads, same run.
-//   ./build/quant/bench/bench_quant
+// matvec on quantized weights against a plain read of the same bytes, 2 threads, same run; then Linear over 256
+// rows (a diffusion step's GEMMs) for every weight type, in GFLOP/s.
+//   ./build/q/bench/bench_quant
 #include <omp.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <immintrin.h>
 
 #include "unmask/base/rng.h"
+#include "unmask/kernels/gemm.h"
 #include "unmask/kernels/quant.h"
 
 using namespace unmask;
@@ -39,13 +41,39 @@ uint64_t read_all(const uint8_t* p, size_t bytes) {
   return total;
 }
 
+// W (OC, IC) of normal values stored as t.
+std::vector<uint8_t> make_weight(DType t, int OC, int IC, Rng& rng) {
+  std::vector<uint8_t> w(row_bytes(t, IC) * size_t(OC));
+  std::vector<float> row(static_cast<size_t>(IC));
+  for (int o = 0; o < OC; ++o) {
+    for (auto& f : row) f = float(rng.normal() * 0.02);
+    uint8_t* dst = w.data() + size_t(o) * row_bytes(t, IC);
+    if (is_quant_dtype(t)) quantize_row(t, row.data(), dst, IC);
+    else from_f32(t, row.data(), dst, IC);
+  }
+  return w;
+}
+
+// Linear over T rows: f32/bf16 on oneDNN (prepacked), the other types read in place (dequantized panels).
+void bench_linear(int T, int OC, int IC, Rng& rng) {
+  std::vector<float> x(size_t(T) * IC), out(size_t(T) * OC);
+  for (auto& f : x) f = float(rng.normal());
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const auto w = make_weight(t, OC, IC, rng);
+    Linear lin(w.data(), t, OC, IC);
+    const double sec = seconds_best(5, [&] { lin.forward(out.data(), x.data(), T); });
+    std::printf("linear %-4s T %d  %5d x %-5d  %7.3f ms  %6.1f GFLOP/s\n", std::string(dtype_name(t)).c_str(), T, OC,
+                IC, sec * 1e3, 2.0 * T * OC * IC / sec / 1e9);
+  }
+}
+
 }  // namespace
 
 int main() {
   omp_set_num_threads(2);
   Rng rng(1);
   for (DType t : {DType::Q8_0, DType::Q4_K})
-    for (auto [OC, IC] : {std::pair{4096, 4096}, std::pair{11008, 4096}}) {
+    for (auto [OC, IC] : {std::pair{4096, 4096}, std::pair{16384, 4096}}) {
       std::vector<float> row(IC), x(IC), y(OC);
       const size_t rb = row_bytes(t, IC);
       std::vector<uint8_t> w(rb * size_t(OC));
@@ -63,5 +91,6 @@ int main() {
                   std::string(dtype_name(t)).c_str(), OC, IC, gb * 1e3, t_mv * 1e3, gb / t_mv, gb / t_read,
                   t_read / t_mv);
     }
+  for (auto [OC, IC] : {std::pair{2048, 768}, std::pair{768, 2048}, std::pair{4096, 4096}}) bench_linear(256, OC, IC, rng);
   return 0;
 }

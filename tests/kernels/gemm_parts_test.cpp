@@ -2,8 +2,9 @@
 // exactly dequantized weights, on both kernel paths (portable C++ and AVX-512).
 //
 // Panel path (f16 parts, and quantized parts beyond kQuantRowsMatvec rows): the weights are dequantized exactly to
-// f32 and each output is 16 lane sums of IC/16 products (one rounding each per FMA) reduced in 4 steps:
-//   |fast - exact| <= (IC/16 + 5)·eps·(Σ|ŵ_i x_i| + |b|).
+// f32 and each output is, per chunk of kQuantPanelK columns, a sequential sum of products (one rounding per FMA,
+// two per multiply-add on the portable path), the chunk sums added in order (one rounding each), then the bias:
+//   |fast - exact| <= (2·IC + IC/kQuantPanelK + 2)·eps·(Σ|ŵ_i x_i| + |b|).
 // Row-dot path (quantized parts, T <= kQuantRowsMatvec): x is quantized to int8 (x̂ = d·q) and the integer block
 // sums are exact, so against the twin on x̂ only the f32 combination of at most IC/32 block terms rounds (the scale
 // products, the running sums, the final reduction):
@@ -120,7 +121,7 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
     std::vector<float> want(size_t(T) * size_t(p.rows));
     ref::linear_forward(want.data(), xin.data(), w.data(), wtype, bias.empty() ? nullptr : bias.data() + first, T,
                         p.rows, IC);
-    const double k = row_dots ? IC / 32 + 8 : IC / 16 + 5;
+    const double k = row_dots ? IC / 32 + 8 : 2 * IC + IC / kQuantPanelK + 2;
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < p.rows; ++o) {
         const double b = bias.empty() ? 0.0 : std::fabs(bias[size_t(first + o)]);
@@ -161,6 +162,20 @@ TEST(LinearParts, MixedTypesMatchTheTwinOnBothPaths) {
       check_against_twin(c, normal(T * c.IC, uint64_t(T)), T, {});
       check_against_twin(c, normal(T * c.IC, uint64_t(T)), T, normal(c.OC(), 9));
     }
+  }
+}
+
+// Rows longer than a panel chunk: the chunk sums are accumulated.
+TEST(LinearParts, LongRowsSpanSeveralPanelChunks) {
+  Rng rng(8);
+  const int IC = 2 * kQuantPanelK + 256;
+  Case c{{}, IC};
+  for (auto [t, rows] : {std::pair{DType::Q4_K, 70}, {DType::F16, 3}, {DType::Q8_0, 5}})
+    c.parts.push_back(make_part(t, rows, IC, rng));
+  for (const auto& [path, features] : paths()) {
+    ScopedCpuFeatures scoped(features);
+    SCOPED_TRACE(path);
+    for (int T : {2, 6}) check_against_twin(c, normal(T * IC, uint64_t(T)), T, normal(c.OC(), 3));
   }
 }
 

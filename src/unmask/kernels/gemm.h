@@ -16,6 +16,8 @@ namespace unmask {
 
 // Row counts up to which quantized parts take the int8 row-dot path.
 constexpr int kQuantRowsMatvec = 4;
+// Columns per chunk of a dequantized panel (a multiple of every block size): x's chunk of 4 rows stays in L1.
+constexpr int kQuantPanelK = 1024;
 
 // Rows [.., .. + rows) of a stacked weight: `rows` rows of IC values of dtype at data (row-major, read in place).
 struct LinearPart {
@@ -66,10 +68,14 @@ class Linear {
 // Number of threads oneDNN and the kernels use (OpenMP).
 void set_kernel_threads(int n);
 
-// out (T, N), row stride ldo = x (T, K) · w (N, K)ᵀ in f32, both operands K-contiguous: register tiles of 16-lane
-// partial sums, each output computed by the same sequence of operations whatever T, N and its place in the tiles.
-// Single-threaded (callers split N). AVX-512 where the CPU has it, portable C++ otherwise.
-void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo);
+// w (N, K) row-major -> packed: ⌈N/32⌉ blocks of (K, 32) (column n of block j is row 32j + n of w), zero-padded.
+void pack_f32_panel(const float* w, int N, int K, float* packed);
+// out (T, N), row stride ldo, (+)= x (T, K), row stride ldx, · wᵀ in f32, w packed by pack_f32_panel: register tiles
+// of 6 rows × 32 columns; each output one sequential sum over k (FMA by FMA on AVX-512), the same whatever T, N and
+// its place in the tiles; accumulate adds the result to out. Single-threaded (callers split N). AVX-512 where the
+// CPU has it, portable C++ otherwise.
+void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
+                     bool accumulate = false);
 
 namespace ref {
 // out (T, OC) = x (T, IC) · Wᵀ + bias, accumulated in double; W converted from its dtype (bf16 activations are

@@ -13,16 +13,16 @@ namespace unmask {
 
 namespace {
 
-// Weight rows dequantized per panel: about 128 KiB of f32 (L2-resident while the tiles sweep it), a multiple of
-// the 4-row tile. Depends on IC only, so the split of the work does not depend on the thread count.
-int panel_rows(int IC) { return std::clamp(32768 / IC / 4 * 4, 4, 64); }
+// Weight rows per panel: 64 (two 32-column blocks of the packed tiles), a (64, kQuantPanelK) f32 chunk of 256 KiB
+// staying in L2 while the tiles sweep x. Fixed, so the split of the work does not depend on the thread count.
+constexpr int kPanelRows = 64;
 
 }  // namespace
 
 struct Linear::PartsImpl {
   std::vector<int> first;                  // the first output channel of each part
   QuantizedActs acts[2];                   // x quantized for groups of 32 (Q8_0, Q4_0) and of 256 (K-quants)
-  std::vector<std::vector<float>> panels;  // per thread: (panel_rows, IC) dequantized weight rows
+  std::vector<std::vector<float>> panels;  // per thread: (kPanelRows, kc) dequantized rows, then the same packed
 
   // Output channels [0, p.rows) of out (T, ldo) from int8 row dots; rows split across the threads.
   static void row_dots(const LinearPart& p, int IC, const QuantizedActs& a, float* out, int T, int ldo) {
@@ -34,21 +34,28 @@ struct Linear::PartsImpl {
   }
 
   // Output channels [0, p.rows) of out (T, ldo) = x (T, IC) · (dequantized panels of p)ᵀ; panels split across the
-  // threads.
+  // threads, each dequantized and multiplied a chunk of kQuantPanelK columns at a time (summed in chunk order).
   void panel_gemm(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
     const size_t rb = row_bytes(p.dtype, IC);
     const auto* base = static_cast<const uint8_t*>(p.data);
-    const int np = panel_rows(IC), n_panels = (p.rows + np - 1) / np;
+    const int n_panels = (p.rows + kPanelRows - 1) / kPanelRows, kc = std::min(IC, kQuantPanelK);
     panels.resize(size_t(omp_get_max_threads()));
 #pragma omp parallel
     {
       std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
-      buf.resize(size_t(np) * size_t(IC));
+      buf.resize(2 * size_t(kPanelRows) * size_t(kc));
+      float* rows = buf.data();
+      float* packed = buf.data() + size_t(kPanelRows) * size_t(kc);
 #pragma omp for schedule(static)
       for (int i = 0; i < n_panels; ++i) {
-        const int r0 = i * np, nr = std::min(np, p.rows - r0);
-        for (int r = 0; r < nr; ++r) row_to_f32(p.dtype, base + size_t(r0 + r) * rb, buf.data() + int64_t(r) * IC, IC);
-        gemm_nt_f32(x, T, buf.data(), nr, IC, out + r0, ldo);
+        const int r0 = i * kPanelRows, nr = std::min(kPanelRows, p.rows - r0);
+        for (int k0 = 0; k0 < IC; k0 += kc) {
+          const int k = std::min(kc, IC - k0);
+          const size_t at = row_bytes(p.dtype, k0);
+          for (int r = 0; r < nr; ++r) row_to_f32(p.dtype, base + size_t(r0 + r) * rb + at, rows + int64_t(r) * k, k);
+          pack_f32_panel(rows, nr, k, packed);
+          gemm_packed_f32(x + k0, IC, T, packed, nr, k, out + r0, ldo, k0 > 0);
+        }
       }
     }
   }
@@ -92,18 +99,23 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
       for (int o = 0; o < oc_; ++o) out[int64_t(t) * oc_ + o] += bias[o];
 }
 
-void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo) {
-  if (cpu_features().avx512_int8()) return avx512::gemm_nt_f32(x, T, w, N, K, out, ldo);
+void pack_f32_panel(const float* w, int N, int K, float* packed) {
+  for (int j = 0; j < N; j += 32)
+    for (int k = 0; k < K; ++k)
+      for (int n = 0; n < 32; ++n)
+        packed[int64_t(j) * K + int64_t(k) * 32 + n] = j + n < N ? w[int64_t(j + n) * K + k] : 0.0f;
+}
+
+void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
+                     bool accumulate) {
+  if (cpu_features().avx512_int8()) return avx512::gemm_packed_f32(x, ldx, T, packed, N, K, out, ldo, accumulate);
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < N; ++n) {
-      const float* a = x + int64_t(t) * K;
-      const float* b = w + int64_t(n) * K;
-      float lanes[16] = {};  // the AVX-512 kernel's partial sums, k mod 16
-      for (int k0 = 0; k0 < K; k0 += 16)
-        for (int j = 0; j < 16 && k0 + j < K; ++j) lanes[j] += a[k0 + j] * b[k0 + j];
+      const float* b = packed + int64_t(n / 32) * 32 * K + n % 32;
       float s = 0;
-      for (float l : lanes) s += l;
-      out[int64_t(t) * ldo + n] = s;
+      for (int k = 0; k < K; ++k) s += x[t * ldx + k] * b[int64_t(k) * 32];
+      float& o = out[t * ldo + n];
+      o = accumulate ? o + s : s;
     }
 }
 

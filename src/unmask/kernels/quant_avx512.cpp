@@ -231,34 +231,39 @@ void plain_to_f32(DType t, const void* src, float* y, int64_t n) {
   }
 }
 
-// One MR × NR tile of gemm_nt_f32: 16-lane partial sums over k (a masked tail), reduced in one fixed order.
-template <int MR, int NR>
-void tile_nt(const float* x, const float* w, int K, float* out, int64_t ldo) {
-  __m512 acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-  for (int k = 0; k < K; k += 16) {
-    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1u);
-    __m512 b[NR];
-    for (int j = 0; j < NR; ++j) b[j] = _mm512_maskz_loadu_ps(m, w + int64_t(j) * K + k);
+// One MR-row tile of gemm_packed_f32 over a 32-column block: out (MR, nr) (+)= x (MR, K) · b, b packed (K, 32).
+// Each output is one lane's sequential FMA chain over k, the same whatever the tile.
+template <int MR>
+void tile_packed(const float* x, int64_t ldx, const float* b, int K, float* out, int64_t ldo, int nr, bool accumulate) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) c0[i] = _mm512_setzero_ps(), c1[i] = _mm512_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b + 32 * int64_t(k)), b1 = _mm512_loadu_ps(b + 32 * int64_t(k) + 16);
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_maskz_loadu_ps(m, x + int64_t(i) * K + k);
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+      const __m512 a = _mm512_set1_ps(x[i * ldx + k]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) out[i * ldo + j] = _mm512_reduce_add_ps(acc[i][j]);
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1u) : __mmask16(0);
+  for (int i = 0; i < MR; ++i) {
+    float* o = out + i * ldo;
+    if (accumulate) {
+      c0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), c0[i]);
+      c1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), c1[i]);
+    }
+    _mm512_mask_storeu_ps(o, m0, c0[i]);
+    _mm512_mask_storeu_ps(o + 16, m1, c1[i]);
+  }
 }
 
-using TileFn = void (*)(const float*, const float*, int, float*, int64_t);
+using TileFn = void (*)(const float*, int64_t, const float*, int, float*, int64_t, int, bool);
 
-template <int MR>
-constexpr TileFn tile_for(int nr) {
-  return nr == 1 ? tile_nt<MR, 1> : nr == 2 ? tile_nt<MR, 2> : nr == 3 ? tile_nt<MR, 3> : tile_nt<MR, 4>;
-}
-
-TileFn tile_for(int mr, int nr) {
-  return mr == 1 ? tile_for<1>(nr) : mr == 2 ? tile_for<2>(nr) : mr == 3 ? tile_for<3>(nr) : tile_for<4>(nr);
+TileFn tile_for(int mr) {
+  constexpr TileFn kTiles[] = {tile_packed<1>, tile_packed<2>, tile_packed<3>, tile_packed<4>, tile_packed<5>,
+                               tile_packed<6>};
+  return kTiles[mr - 1];
 }
 
 }  // namespace
@@ -283,11 +288,12 @@ void row_to_f32(DType t, const void* src, float* dst, int64_t n) {
   }
 }
 
-void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo) {
-  for (int t = 0; t < T; t += 4)
-    for (int n = 0; n < N; n += 4) {
-      const int mr = T - t < 4 ? T - t : 4, nr = N - n < 4 ? N - n : 4;
-      tile_for(mr, nr)(x + int64_t(t) * K, w + int64_t(n) * K, K, out + t * ldo + n, ldo);
+void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
+                     bool accumulate) {
+  for (int t = 0; t < T; t += 6)
+    for (int n = 0; n < N; n += 32) {
+      const int mr = T - t < 6 ? T - t : 6, nr = N - n < 32 ? N - n : 32;
+      tile_for(mr)(x + t * ldx, ldx, packed + int64_t(n) * K, K, out + t * ldo + n, ldo, nr, accumulate);
     }
 }
 

@@ -11,8 +11,8 @@ namespace unmask::avx512 {
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
 // Any type of row_to_f32 (quantized, f16, bf16, f32) -> dst (n).
 void row_to_f32(DType t, const void* src, float* dst, int64_t n);
-// out (T, N), row stride ldo = x (T, K) · w (N, K)ᵀ in f32: 4 × 4 register tiles, each output one sequence of
-// 16-lane FMAs over k and one fixed reduction, whatever T, N and the tile it falls in.
-void gemm_nt_f32(const float* x, int T, const float* w, int N, int K, float* out, int64_t ldo);
+// gemm_packed_f32 of gemm.h: tiles of 6 rows × 32 columns (12 zmm accumulators, x broadcast, two loads of b).
+void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
+                     bool accumulate);
 
 }  // namespace unmask::avx512
