@@ -48,7 +48,8 @@ void run_quantize(const QuantizeOptions& o) {
     draw_progress("quantize", int64_t(done), int64_t(total), "tensors");
   });
   w.write(o.out);
-  fmt::print(stderr, "{}: {} ({}), {:.1f} MB -> {:.1f} MB\n", o.out, c.summary(), quant_scheme_name(scheme),
+  fmt::print(stderr, "{}: {} tensors as {} (general.file_type {}), {:.1f} MB -> {:.1f} MB\n", o.out,
+             weights.tensors().size(), quant_scheme_name(scheme), quant_file_type(scheme),
              double(in->file_size()) / 1e6, double(std::filesystem::file_size(o.out)) / 1e6);
 }
 
