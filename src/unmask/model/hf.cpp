@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -27,6 +28,9 @@ struct ConfigKeys {
   std::string_view d_model, n_layers, n_heads, n_kv_heads, head_dim, ffn, ctx, rope_theta, norm_eps, tied;
   std::string_view vocab_rows;  // the embedding's row count when it differs from vocab_size (LLaDA pads it)
   std::string_view qkv_bias;    // a flag that adds q/k/v biases (the architecture may have them regardless)
+  // A mixture of experts (architectures with ArchInfo::moe): counts, expert width, renormalisation, and the flag of
+  // the q/k norms (architectures with ArchInfo::qk_norm, present unless it is false).
+  std::string_view n_experts = "", n_experts_used = "", expert_ffn = "", expert_norm = "", qk_norm = "";
 };
 
 // LLaDA's own keys (configuration_llada.py, OLMo's names).
@@ -41,6 +45,15 @@ constexpr ConfigKeys kTransformersKeys = {
     .n_kv_heads = "num_key_value_heads", .head_dim = "head_dim", .ffn = "intermediate_size",
     .ctx = "max_position_embeddings", .rope_theta = "rope_theta", .norm_eps = "rms_norm_eps",
     .tied = "tie_word_embeddings", .vocab_rows = "", .qkv_bias = ""};
+// LLaDA-MoE's (configuration_lladamoe.py): transformers' names and its experts'. Without intermediate_size (the
+// dense width, unused) feed_forward_length is expert width · experts used, as llama.cpp reads it back.
+constexpr ConfigKeys kLLaDAMoEKeys = {
+    .d_model = "hidden_size", .n_layers = "num_hidden_layers", .n_heads = "num_attention_heads",
+    .n_kv_heads = "num_key_value_heads", .head_dim = "head_dim", .ffn = "intermediate_size",
+    .ctx = "max_position_embeddings", .rope_theta = "rope_theta", .norm_eps = "rms_norm_eps",
+    .tied = "tie_word_embeddings", .vocab_rows = "", .qkv_bias = "", .n_experts = "num_experts",
+    .n_experts_used = "num_experts_per_tok", .expert_ffn = "expert_intermediate_size",
+    .expert_norm = "norm_topk_prob", .qk_norm = "qk_layernorm"};
 
 // Options the one transformer does not implement: a config.json that sets one of them (not null) to another value
 // than this JSON text is rejected rather than computed wrongly.
@@ -56,6 +69,13 @@ constexpr Supported kLLaDASupported[] = {
 constexpr Supported kTransformersSupported[] = {{"hidden_act", "\"silu\""},  {"attention_bias", "false"},
                                                 {"mlp_bias", "false"},        {"rope_scaling", "null"},
                                                 {"use_sliding_window", "false"}};
+// Softmax routing without expert bias, group limits or shared experts; full rotary; every layer a mixture
+// (moe_layer_freq, checked in read_experts).
+constexpr Supported kLLaDAMoESupported[] = {
+    {"hidden_act", "\"silu\""},       {"attention_bias", "false"},         {"rope_scaling", "null"},
+    {"partial_rotary_factor", "1"},   {"moe_router_score_function", "\"softmax\""},
+    {"moe_router_enable_expert_bias", "false"}, {"routed_scaling_factor", "1"}, {"num_shared_expert", "0"},
+    {"router_num_group", "1"},        {"clip_qkv", "null"}};
 
 // The HF name of each llama.cpp tensor: the model-wide ones in full, the per-layer ones as stems under the layer
 // prefix ("{}" is the layer); .weight/.bias carry over.
@@ -85,6 +105,19 @@ constexpr TensorNames kTransformersNames = {.token_embd = "model.embed_tokens.we
                                             .output = "lm_head.weight",
                                             .layer = "model.layers.{}.",
                                             .stems = kTransformersStems};
+// The experts' stems name one expert's Linear ("{}" is the expert): the folder holds one per expert, stacked into
+// llama.cpp's 3-D tensor (stack_experts).
+constexpr Stem kLLaDAMoEStems[] = {
+    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},      {"attn_q_norm", "self_attn.q_norm"},  {"attn_k_norm", "self_attn.k_norm"},
+    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate_inp", "mlp.gate"},
+    {"ffn_gate_exps", "mlp.experts.{}.gate_proj"}, {"ffn_up_exps", "mlp.experts.{}.up_proj"},
+    {"ffn_down_exps", "mlp.experts.{}.down_proj"}};
+constexpr TensorNames kLLaDAMoENames = {.token_embd = "model.embed_tokens.weight",
+                                        .output_norm = "model.norm.weight",
+                                        .output = "lm_head.weight",
+                                        .layer = "model.layers.{}.",
+                                        .stems = kLLaDAMoEStems};
 
 // One row per architecture (config.json's architectures[0]). Whether the converter permutes q/k follows from the
 // GGUF architecture's RoPE layout (arch_info): NORM (adjacent pairs) needs the permutation, NEOX keeps HF's layout.
@@ -94,6 +127,7 @@ struct HfArch {
   const ConfigKeys* keys;
   std::span<const Supported> supported;
   const TensorNames* names;
+  int32_t mask_token = -1;  // when config.json names none and the vocabulary has it (llama.cpp's converter's)
 };
 
 const HfArch kHfArchs[] = {
@@ -101,6 +135,7 @@ const HfArch kHfArchs[] = {
     {"DreamModel", "dream", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
     {"LlamaForCausalLM", "llama", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
     {"Qwen2ForCausalLM", "qwen2", &kTransformersKeys, kTransformersSupported, &kTransformersNames},
+    {"LLaDAMoEModelLM", "llada-moe", &kLLaDAMoEKeys, kLLaDAMoESupported, &kLLaDAMoENames, 156895},
 };
 
 struct ConfigFile {
@@ -193,12 +228,29 @@ void read_sizes(const ConfigFile& f, const ConfigKeys& k, ModelConfig& c) {
   }
   check(c.n_heads % c.n_kv_heads == 0, "{}: {} = {} is not a multiple of {} = {}", f.path, k.n_heads, c.n_heads,
         k.n_kv_heads, c.n_kv_heads);
-  c.ffn = f.count(k.ffn);
+  c.ffn = f.has(k.ffn) || k.expert_ffn.empty() ? f.count(k.ffn) : 0;  // 0: read_experts sets it
   c.ctx = f.count(k.ctx);
   c.vocab = f.has(k.vocab_rows) ? f.count(k.vocab_rows) : f.count("vocab_size");
   c.rope_theta = float(f.get_float(k.rope_theta, 10000.0));
   c.norm_eps = float(f.get_float(k.norm_eps, 1e-6));
   c.tied_output = f.get_bool(k.tied, false);
+}
+
+// A mixture of experts' counts; every layer must be one (moe_layer_freq all nonzero).
+void read_experts(const ConfigFile& f, const ConfigKeys& k, ModelConfig& c) {
+  c.n_experts = f.count(k.n_experts);
+  c.n_experts_used = f.count(k.n_experts_used);
+  c.expert_ffn = f.count(k.expert_ffn);
+  c.expert_norm = f.get_bool(k.expert_norm, false);
+  if (c.ffn == 0) c.ffn = c.expert_ffn * c.n_experts_used;
+  if (f.has("moe_layer_freq")) {
+    const json& freq = f.j.at("moe_layer_freq");
+    const bool all = freq.is_array() && std::all_of(freq.begin(), freq.end(), [](const json& v) {
+      return v.is_number_integer() && v.get<int64_t>() != 0;
+    });
+    check(all, "{}: key moe_layer_freq = {}, unmask supports only every layer a mixture of experts", f.path,
+          freq.dump());
+  }
 }
 
 const HfArch& arch_of(const ModelConfig& c) {
@@ -257,7 +309,10 @@ ModelConfig read_hf_config(const std::string& dir) {
   c.rope = RopeLayout::kNeox;  // HF keeps q/k in the half-split layout
   read_sizes(f, *a.keys, c);
   c.qkv_bias = info.qkv_bias || f.get_bool(a.keys->qkv_bias, false);
+  c.qk_norm = info.qk_norm && f.get_bool(a.keys->qk_norm, true);
+  if (info.moe) read_experts(f, *a.keys, c);
   c.mask_token = f.token_id("mask_token_id");
+  if (c.mask_token < 0 && a.mask_token >= 0 && a.mask_token < c.vocab) c.mask_token = a.mask_token;
   c.bos_token = f.token_id("bos_token_id");
   c.eos_token = f.token_id("eos_token_id");
   try {
@@ -268,12 +323,40 @@ ModelConfig read_hf_config(const std::string& dir) {
   return c;
 }
 
+namespace {
+
+// A 3-D tensor ne = {IC, OC, E} from the E matrices (OC, IC) that `pattern` names ("{}" the expert), copied back to
+// back into an owned buffer of t.stacked. They must share one type.
+TensorView stack_experts(HfTensors& t, const std::string& pattern, const TensorSpec& spec) {
+  const std::vector<int64_t> shape = {spec.ne[1], spec.ne[0]};
+  std::vector<uint8_t>& buf = t.stacked.emplace_back();
+  TensorView out;
+  for (int64_t e = 0; e < spec.ne[2]; ++e) {
+    const std::string name = fmt::format(fmt::runtime(pattern), e);
+    const TensorView v = safetensors::Checkpoint::view(t.files->tensor(name, shape));
+    if (e == 0) out = v;
+    check(v.dtype == out.dtype, "tensor {} has type {}, expected {} as the other experts of {}", name,
+          dtype_name(v.dtype), dtype_name(out.dtype), spec.name);
+    buf.insert(buf.end(), static_cast<const uint8_t*>(v.data), static_cast<const uint8_t*>(v.data) + v.nbytes());
+  }
+  out.data = buf.data(), out.ndim = 3;
+  for (int i = 0; i < 3; ++i) out.ne[i] = spec.ne[size_t(i)];
+  return out;
+}
+
+}  // namespace
+
 HfTensors hf_tensors(const std::string& dir, ModelConfig& c) {
   const HfArch& a = arch_of(c);
-  HfTensors t{std::make_shared<const safetensors::Checkpoint>(dir), {}};
+  HfTensors t{std::make_shared<const safetensors::Checkpoint>(dir), {}, {}};
   for (const auto& spec : tensor_specs(c)) {
+    const std::string name = hf_name(*a.names, spec.name);
+    if (spec.ne.size() == 3) {
+      t.views.push_back(stack_experts(t, name, spec));
+      continue;
+    }
     const std::vector<int64_t> shape(spec.ne.rbegin(), spec.ne.rend());  // the file's order, slowest first
-    t.views.push_back(safetensors::Checkpoint::view(t.files->tensor(hf_name(*a.names, spec.name), shape)));
+    t.views.push_back(safetensors::Checkpoint::view(t.files->tensor(name, shape)));
   }
   c.wtype = t.views.front().dtype;  // token_embd, the first spec
   return t;
@@ -282,8 +365,10 @@ HfTensors hf_tensors(const std::string& dir, ModelConfig& c) {
 Model load_hf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
+  const std::vector<TensorView> views = t.views;
+  auto owner = std::make_shared<const HfTensors>(std::move(t));  // the files and the stacked experts
   try {
-    return Model::from_weights(c, ModelWeights::from_views(t.files, t.views, c));
+    return Model::from_weights(c, ModelWeights::from_views(owner, views, c));
   } catch (const Error& e) {
     fail("{}: {}", dir, e.what());
   }
@@ -293,12 +378,12 @@ GgufWeights hf_weights_for_gguf(const std::string& dir) {
   ModelConfig c = read_hf_config(dir);
   HfTensors t = hf_tensors(dir, c);
   c.rope = arch_info(c.arch).rope;
-  // The permuted copies, and the files the other views point into.
+  // The permuted copies and the stacked experts, and the files the other views point into.
   struct Owner {
     std::shared_ptr<const safetensors::Checkpoint> files;
     std::vector<std::vector<uint8_t>> copies;
   };
-  auto owner = std::make_shared<Owner>(Owner{t.files, {}});
+  auto owner = std::make_shared<Owner>(Owner{t.files, std::move(t.stacked)});
   if (c.rope == RopeLayout::kNorm) {
     const auto specs = tensor_specs(c);
     for (size_t i = 0; i < specs.size(); ++i) {

@@ -7,6 +7,7 @@
 // Both give the same logits.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,9 +32,12 @@ ModelConfig read_hf_config(const std::string& dir);
 // The tensors of a folder with config c, one view per spec of tensor_specs(c) and in that order, pointing into the
 // mapped safetensors files that `files` keeps open. Shapes are checked against c, messages name the file. Sets
 // c.wtype to the embedding's type, as a GGUF file's (bf16 models attend in bf16).
+// A mixture's experts, one Linear per expert in the folder, are copied into llama.cpp's 3-D layout (stacked; their
+// views point there, and the buffers keep their addresses when an HfTensors is moved).
 struct HfTensors {
   std::shared_ptr<const safetensors::Checkpoint> files;
   std::vector<TensorView> views;
+  std::vector<std::vector<uint8_t>> stacked;
 };
 HfTensors hf_tensors(const std::string& dir, ModelConfig& c);
 
