@@ -13,8 +13,8 @@ tokenizer_config.json. For each folder:
       without unmask's forward,
   (d) the converted GGUF's tokenizer encodes a text as the folder's tokenizer.json does, its pre-tokenizer named as
       llama.cpp names it (the folders use GPT-2's ByteLevel regex and the real Qwen2 and LLaMA-3 Split regexes),
-  (e) for bf16 folders, `unmask convert --type bf16` against the reference with the folder's bf16 bound, and for
-      qwen2/dream (nothing permuted) bit-identical to the folder's logits.
+  (e) for bf16 folders, `unmask convert` without --type (the folder's own type) against the reference with the
+      folder's bf16 bound, and for qwen2/dream (nothing permuted) bit-identical to the folder's logits.
 The bound is test_parity.py's: (2L + 1) · K · eps32 · max|logit| for f32 weights, plus for bf16 weights the
 bf16 rounding terms (2L + 1) · 2^-8 / sqrt(K) + L · 2^-8 (see there). In (c) eps is float64's 2^-53.
 Negative controls that can fail: the reference with adjacent-pair RoPE on the HF weights (what a GGUF without the
@@ -266,7 +266,7 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
 
     if bf16:  # bf16 tensors stay bf16: the same arithmetic as the folder, q/k permuted for llama/llada
         gguf16 = os.path.join(tmp, f"hf{i}.bf16.gguf")
-        run([unmask, "convert", folder, "--out", gguf16, "--type", "bf16"])
+        run([unmask, "convert", folder, "--out", gguf16])  # without --type: the folder's own type
         got16 = unmask_logits(unmask, gguf16, tokens, os.path.join(tmp, f"c{i}.f32"), s["rows"])
         err = np.abs(got16 - want).max()
         results.append(report(err <= bound and np.isfinite(got16).all(), f"{name}: converted bf16 GGUF", err, bound))

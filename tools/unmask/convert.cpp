@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,7 @@ namespace unmask::cli {
 namespace {
 
 struct ConvertOptions {
-  std::string dir, out, type = "bf16";
+  std::string dir, out, type;  // type "": the folder's own
   int threads = 0;
 };
 
@@ -79,10 +80,12 @@ std::string folder_name(const std::string& dir) {
 
 void run_convert(const ConvertOptions& o) {
   set_num_threads(o.threads);
-  const QuantScheme scheme = parse_quant_scheme(o.type);
+  const std::optional<QuantScheme> given =
+      o.type.empty() ? std::nullopt : std::optional(parse_quant_scheme(o.type));  // flags first, then the disk
   check(is_hf_folder(o.dir), "{}: not a Hugging Face checkpoint folder (expected a directory with config.json)",
         o.dir);
   const GgufWeights g = hf_weights_for_gguf(o.dir);
+  const QuantScheme scheme = given ? *given : parse_quant_scheme(dtype_name(g.config.wtype));
   const Vocab v = gguf_vocab(o.dir, g.config);
   gguf::Writer w;
   write_config(g.config, w);
@@ -107,8 +110,9 @@ void add_convert(CLI::App& app) {
   auto o = std::make_shared<ConvertOptions>();
   cmd->add_option("dir", o->dir, "Folder with config.json, the safetensors and tokenizer.json")->required();
   cmd->add_option("--out", o->out, "Output GGUF file")->required();
-  cmd->add_option("--type", o->type, "Tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (norms stay f32)")
-      ->capture_default_str();
+  cmd->add_option("--type", o->type,
+                  "Tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (default: the folder's own, lossless; norms "
+                  "stay f32)");
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] { run_convert(*o); });
 }
