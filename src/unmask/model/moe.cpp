@@ -63,8 +63,8 @@ void group_by_expert(ExpertRows& out, const int32_t* sel, int N, int E, int K) {
   for (int64_t i = 0; i < int64_t(N) * K; ++i) ++out.begin[size_t(sel[i]) + 1];
   std::partial_sum(out.begin.begin(), out.begin.end(), out.begin.begin());
   out.entry.resize(size_t(N) * K);
-  std::vector<int32_t> at(out.begin.begin(), out.begin.end() - 1);
-  for (int64_t i = 0; i < int64_t(N) * K; ++i) out.entry[size_t(at[size_t(sel[i])]++)] = int32_t(i);
+  out.fill.assign(out.begin.begin(), out.begin.end() - 1);
+  for (int64_t i = 0; i < int64_t(N) * K; ++i) out.entry[size_t(out.fill[size_t(sel[i])]++)] = int32_t(i);
 }
 
 namespace {

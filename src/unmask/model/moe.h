@@ -21,6 +21,7 @@ void route_top_k(int32_t* sel, float* w, const float* logits, int N, int E, int 
 struct ExpertRows {
   std::vector<int32_t> begin;  // (E + 1)
   std::vector<int32_t> entry;  // (N K)
+  std::vector<int32_t> fill;   // (E) scratch: the next free entry of each expert (reused, so decoding allocates nothing)
 };
 void group_by_expert(ExpertRows& out, const int32_t* sel, int N, int E, int K);
 
