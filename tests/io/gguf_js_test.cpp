@@ -13,6 +13,7 @@
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
+#include "unmask/kernels/quant.h"
 #include "gguf_values.h"
 
 namespace unmask::gguf {
@@ -73,6 +74,45 @@ json expected_json(const Value& v) {
   }
 }
 
+// Random values in [-1, 1) as rows of ne[0] in type t: f32 as is, f16/bf16 rounded, block types quantized by ggml's
+// reference quantization (quantize_row).
+std::vector<uint8_t> encode(DType t, const std::vector<int64_t>& ne, Rng& rng) {
+  int64_t rows = 1;
+  for (size_t d = 1; d < ne.size(); ++d) rows *= ne[d];
+  std::vector<float> x(size_t(ne[0] * rows));
+  for (float& v : x) v = float(rng.next_u64() % 2000) / 1000.0f - 1.0f;
+  const size_t row = row_bytes(t, ne[0]);
+  std::vector<uint8_t> out(row * size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x.data() + r * ne[0];
+    uint8_t* dst = out.data() + size_t(r) * row;
+    for (int64_t i = 0; i < ne[0] && (t == DType::F16 || t == DType::BF16); ++i) {
+      const uint16_t h = t == DType::F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+      std::memcpy(dst + 2 * i, &h, 2);
+    }
+    if (t == DType::F32) std::memcpy(dst, src, row);
+    if (dtype_info(t).block_size > 1) quantize_row(t, src, dst, ne[0]);
+  }
+  return out;
+}
+
+// An array of each element type the format has.
+std::vector<std::pair<std::string, Value>> arrays_of_every_type() {
+  using VT = ValueType;
+  auto arr = [](VT t, Value::Array xs) { return make(VT::kArray, std::move(xs), t); };
+  return {
+      {"a.u8", arr(VT::kUint8, {make(VT::kUint8, uint64_t(0)), make(VT::kUint8, uint64_t(255))})},
+      {"a.i8", arr(VT::kInt8, {make(VT::kInt8, int64_t(-128)), make(VT::kInt8, int64_t(127))})},
+      {"a.u16", arr(VT::kUint16, {make(VT::kUint16, uint64_t(65535))})},
+      {"a.i16", arr(VT::kInt16, {make(VT::kInt16, int64_t(-32768)), make(VT::kInt16, int64_t(1))})},
+      {"a.u32", arr(VT::kUint32, {Value::u32(4000000000u), Value::u32(0)})},
+      {"a.i64", arr(VT::kInt64, {make(VT::kInt64, int64_t(-1)), make(VT::kInt64, int64_t(1) << 62)})},
+      {"a.f64", arr(VT::kFloat64, {make(VT::kFloat64, -2.5), make(VT::kFloat64, 1e300)})},
+      {"a.bool", arr(VT::kBool, {Value::boolean(false), Value::boolean(true)})},
+      {"a.empty_strings", Value::strings({})},
+  };
+}
+
 class GgufJsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -114,24 +154,26 @@ TEST_F(GgufJsTest, IndependentParserReadsWhatWeWrite) {
       {"t.nested", make(ValueType::kArray, Value::Array{Value::strings({"a"}), Value::strings({"b", "c"})},
                         ValueType::kArray)},
   };
+  for (auto& a : arrays_of_every_type()) kv.push_back(std::move(a));
   struct T {
     std::string name;
     DType type;
     std::vector<int64_t> ne;
     std::vector<uint8_t> bytes;
   };
+  // The types of a Q4_K_M file and its f16/bf16 sources; sizes that are no multiple of the alignment.
   std::vector<T> ts = {{"token_embd.weight", DType::F32, {7, 3}, {}},
                        {"blk.0.attn_norm.weight", DType::F16, {13}, {}},
                        {"blk.0.ffn_up.weight", DType::BF16, {5, 3, 2}, {}},
-                       {"blk.0.attn_q.weight", DType::Q8_0, {64, 3}, {}}};
+                       {"blk.0.attn_q.weight", DType::Q8_0, {64, 3}, {}},
+                       {"blk.0.attn_k.weight", DType::Q4_0, {96, 2}, {}},
+                       {"blk.0.ffn_gate.weight", DType::Q4_K, {256, 3}, {}},
+                       {"blk.0.ffn_down.weight", DType::Q6_K, {512, 1, 2}, {}}};
   Rng rng(7);
   Writer w;
   for (const auto& [k, v] : kv) w.set(k, v);
   for (auto& t : ts) {
-    int64_t rows = 1;
-    for (size_t d = 1; d < t.ne.size(); ++d) rows *= t.ne[d];
-    t.bytes.resize(row_bytes(t.type, t.ne[0]) * size_t(rows));
-    for (auto& b : t.bytes) b = uint8_t(rng.next_u64());
+    t.bytes = encode(t.type, t.ne, rng);
     w.add_tensor(t.name, t.type, t.ne, t.bytes.data());
   }
   std::string path = (dir_ / "js.gguf").string();
@@ -157,11 +199,14 @@ TEST_F(GgufJsTest, IndependentParserReadsWhatWeWrite) {
     EXPECT_EQ(e["value"], expected_json(v)) << k;
   }
 
-  // Tensor infos agree, and the bytes at the parser's data offset + tensor offset are the ones we wrote.
+  // Tensor infos agree; by ggml's sizes each tensor's data ends before the next one starts and inside the file; the
+  // bytes at the parser's data offset + tensor offset are the ones we wrote.
   Reader r(path);
   std::ifstream f(path, std::ios::binary);
   std::vector<uint8_t> file((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(j["file_size"], file.size());
   uint64_t data_offset = std::stoull(j["tensor_data_offset"].get<std::string>());
+  uint64_t data_end = data_offset;
   EXPECT_EQ(data_offset % 64, 0u);
   ASSERT_EQ(j["tensors"].size(), ts.size());
   for (size_t i = 0; i < ts.size(); ++i) {
@@ -173,6 +218,12 @@ TEST_F(GgufJsTest, IndependentParserReadsWhatWeWrite) {
     EXPECT_EQ(t["dtype"], uint32_t(ts[i].type)) << ts[i].name;
     uint64_t offset = std::stoull(t["offset"].get<std::string>());
     EXPECT_EQ(offset, r.tensors()[i].offset) << ts[i].name;
+    ASSERT_TRUE(t["nbytes"].is_string()) << ts[i].name << ": read.mjs has no size for dtype " << t["dtype"];
+    const uint64_t nbytes = std::stoull(t["nbytes"].get<std::string>());
+    EXPECT_EQ(nbytes, ts[i].bytes.size()) << ts[i].name;
+    EXPECT_GE(data_offset + offset, data_end) << ts[i].name << " overlaps the tensor before it";
+    data_end = data_offset + offset + nbytes;
+    EXPECT_LE(data_end, file.size()) << ts[i].name << " ends past the end of the file";
     ASSERT_LE(data_offset + offset + ts[i].bytes.size(), file.size()) << ts[i].name;
     EXPECT_EQ(std::memcmp(file.data() + data_offset + offset, ts[i].bytes.data(), ts[i].bytes.size()), 0)
         << ts[i].name;

@@ -1,8 +1,29 @@
 // Reads the GGUF file named on the command line with @huggingface/gguf, an independent parser, and prints
-// {version, tensor_count, kv_count, tensor_data_offset, metadata: {key: {type, subType?, value}}, tensors: [...]}
-// as JSON on stdout. 64-bit integers (JS BigInt) are printed as decimal strings. Used by tests/io/gguf_js_test.cpp.
-// Setup: `npm ci` in this folder.
+// {version, tensor_count, kv_count, tensor_data_offset, file_size, metadata: {key: {type, subType?, value}},
+// tensors: [{name, shape, dtype, offset, nbytes}]} as JSON on stdout. 64-bit integers (JS BigInt) are printed as
+// decimal strings. Used by tests/io/gguf_js_test.cpp. Setup: `npm ci` in this folder.
+import { statSync } from "node:fs";
 import { gguf } from "@huggingface/gguf";
+
+// ggml's [elements per block, bytes per block] of the types unmask writes (ggml.c's type_traits; the package keeps
+// the same table, GGML_QUANT_SIZES, but does not export it).
+const BLOCKS = {
+  0: [1, 4],      // F32
+  1: [1, 2],      // F16
+  2: [32, 18],    // Q4_0: f16 scale, 16 bytes of nibbles
+  8: [32, 34],    // Q8_0: f16 scale, 32 int8
+  12: [256, 144], // Q4_K: f16 d, dmin, 12 bytes of 6-bit scales, 128 bytes of nibbles
+  14: [256, 210], // Q6_K: 128 bytes low nibbles, 64 high bits, 16 int8 scales, f16 d
+  30: [1, 2],     // BF16
+};
+
+// Bytes of a tensor, or null for a type missing from the table (the C++ test then fails on it).
+function nbytes(dtype, shape) {
+  const b = BLOCKS[dtype];
+  if (!b) return null;
+  const n = shape.reduce((a, x) => a * x, 1n);
+  return ((n / BigInt(b[0])) * BigInt(b[1])).toString();
+}
 
 const path = process.argv[2];
 if (!path) {
@@ -20,8 +41,11 @@ const out = {
   tensor_count: metadata.tensor_count,
   kv_count: metadata.kv_count,
   tensor_data_offset: tensorDataOffset,
+  file_size: statSync(path).size,
   metadata: {},
-  tensors: tensorInfos.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype, offset: t.offset })),
+  tensors: tensorInfos.map((t) => ({
+    name: t.name, shape: t.shape, dtype: t.dtype, offset: t.offset, nbytes: nbytes(t.dtype, t.shape),
+  })),
 };
 for (const [key, entry] of Object.entries(typedMetadata)) {
   if (key === "version" || key === "tensor_count" || key === "kv_count") continue;
