@@ -27,6 +27,7 @@
 
 #include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
+#include "unmask/kernels/cpu.h"
 #include "unmask/model/model.h"
 #include "unmask/model/quantize.h"
 #include "../common/test_util.h"
@@ -128,6 +129,29 @@ TEST(QuantModel, EachSchemeAgainstF32AndAgainstItsDequantizedWeights) {
   EXPECT_LT(kl[QuantScheme::kF16], kl[QuantScheme::kQ8_0]);
   EXPECT_LT(kl[QuantScheme::kQ8_0], kl[QuantScheme::kQ4_K_M]);
   EXPECT_LT(kl[QuantScheme::kQ4_K_M], kl[QuantScheme::kQ4_0]);
+}
+
+// The portable kernels (UNMASK_CPU=generic) run the same model to the same logits within the f32 rounding of their
+// different summation orders (see above: 1e-4 of the largest logit). In one-token decode, a last-bit difference may
+// move an activation across an int8 rounding boundary (one step, 1/127 of its group's max), which this network
+// amplifies like any other activation-quantization error: bounded by the decode KL above.
+TEST(QuantModel, PortableKernelsGiveTheSameLogits) {
+  const ModelConfig c = quant_config();
+  Model f32 = Model::from_weights(c, ModelWeights::random(c, 11, 0.1f));
+  const auto tok = tokens(12, c.vocab);
+  const std::string path = test::temp_path("quant_model", "portable.gguf");
+  Model q = write_and_load(c, f32.weights(), QuantScheme::kQ4_K_M, path);
+  const auto fast = logits(q, tok), fast_decode = decode_logits(q, tok);
+  ScopedCpuFeatures generic{CpuFeatures{}};
+  const auto portable = logits(q, tok), portable_decode = decode_logits(q, tok);
+  double max_ref = 0, max_err = 0;
+  for (size_t i = 0; i < fast.size(); ++i) {
+    max_ref = std::max(max_ref, double(std::fabs(fast[i])));
+    max_err = std::max(max_err, double(std::fabs(fast[i] - portable[i])));
+  }
+  EXPECT_LE(max_err, 1e-4 * max_ref);
+  EXPECT_LT(mean_kl(fast_decode, portable_decode, c.vocab), 5e-3);
+  std::filesystem::remove(path);
 }
 
 // Negative control: the same comparison on a file whose Q4_K scales are wrong (every block's d doubled) must fail
