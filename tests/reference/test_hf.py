@@ -17,6 +17,7 @@ tokenizer_config.json. For each folder:
       folder's bf16 bound, and for qwen2/dream (nothing permuted) bit-identical to the folder's logits.
 The bound is test_parity.py's: (2L + 1) · K · eps32 · max|logit| for f32 weights, plus for bf16 weights the
 bf16 rounding terms (2L + 1) · 2^-8 / sqrt(K) + L · 2^-8 (see there). In (c) eps is float64's 2^-53.
+A folder without tokenizer.json, or without one of its shards, is refused with one line naming the file.
 Negative controls that can fail: the reference with adjacent-pair RoPE on the HF weights (what a GGUF without the
 permutation computes) must differ from unmask's output on the folder and on the converted file by more than the
 bound.
@@ -25,6 +26,7 @@ Run: /usr/bin/python3 tests/reference/test_hf.py --unmask build/release/unmask
 import json
 import os
 import struct
+import subprocess
 import sys
 
 import numpy as np
@@ -294,5 +296,30 @@ def check_case(unmask, tmp, i, name, arch, s, opts):
     return results
 
 
+def fails_with(cmd, want):
+    """True when cmd exits with status 1 and one line on stderr holding `want`."""
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    ok = res.returncode == 1 and want in res.stderr and res.stderr.count("\n") == 1
+    print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(cmd[0])} {cmd[1]} rejects: {res.stderr.strip()}")
+    return ok
+
+
+def check_broken_folders(unmask, tmp):
+    """A folder without its tokenizer, and a sharded one without a shard, are refused naming the missing file."""
+    name, arch, s, opts = CASES[1]  # sharded
+    folder, out = os.path.join(tmp, "broken"), os.path.join(tmp, "broken.gguf")
+    write_folder(folder, arch, s, opts, seed=99)
+    os.remove(os.path.join(folder, "tokenizer.json"))
+    results = [fails_with([unmask, "convert", folder, "--out", out], "tokenizer.json: cannot open")]
+    shard = os.path.join(folder, "model-00002-of-00002.safetensors")
+    os.remove(shard)
+    results.append(fails_with([unmask, "forward", "-m", folder, "--tokens", "1,2", "--out", out],
+                              f"{shard}: cannot open"))
+    left = os.path.exists(out)
+    print(f"{'FAIL' if left else 'ok  '} no output file left behind")
+    return results + [not left]
+
+
 if __name__ == "__main__":
-    main(lambda unmask, tmp: [r for i, c in enumerate(CASES) for r in check_case(unmask, tmp, i, *c)])
+    main(lambda unmask, tmp: [r for i, c in enumerate(CASES) for r in check_case(unmask, tmp, i, *c)] +
+         check_broken_folders(unmask, tmp))
