@@ -1,9 +1,11 @@
-// libFuzzer target: the GGUF reader (io/gguf.cpp) and, when the file carries one, the tokenizer read from its
-// tokenizer.ggml.* keys. Seeds: tests/fuzz/corpus/gguf/.
+// libFuzzer target: the GGUF reader (io/gguf.cpp) and what is read from a GGUF file after it: the tokenizer
+// (tokenizer.ggml.* keys) and the model (the configuration's keys, every tensor bound and shape-checked).
+// Seeds: tests/fuzz/corpus/gguf/.
 #include <cstdint>
 
 #include "fuzz_input.h"
 #include "unmask/io/gguf.h"
+#include "unmask/model/model.h"
 #include "unmask/tensor/dtype.h"
 
 namespace {
@@ -36,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::expect_only_errors([&] {
     gguf::Reader r(path);
     check_tensors(r);
-    if (r.has("tokenizer.ggml.model")) fuzz::exercise(*load_tokenizer(r));
+    if (r.has("tokenizer.ggml.model")) fuzz::expect_only_errors([&] { fuzz::exercise(*load_tokenizer(r)); });
+    if (r.has("general.architecture")) Model::load(path);
   });
   return 0;
 }
