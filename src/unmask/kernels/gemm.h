@@ -68,6 +68,8 @@ class Linear {
 // Number of threads oneDNN and the kernels use (OpenMP).
 void set_kernel_threads(int n);
 
+// Σ a_i b_i over n values in f32: 16 lane sums (i mod 16), then one reduction. AVX-512 or portable C++.
+float dot_f32(const float* a, const float* b, int n);
 // w (N, K) row-major -> packed: ⌈N/32⌉ blocks of (K, 32) (column n of block j is row 32j + n of w), zero-padded.
 void pack_f32_panel(const float* w, int N, int K, float* packed);
 // out (T, N), row stride ldo, (+)= x (T, K), row stride ldx, · wᵀ in f32, w packed by pack_f32_panel: register tiles

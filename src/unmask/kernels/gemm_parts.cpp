@@ -33,6 +33,24 @@ struct Linear::PartsImpl {
       for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_acts(p.dtype, base + size_t(o) * rb, a, t);
   }
 
+  // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts and few rows: each row converted to f32
+  // into per-thread scratch and dotted with the T rows of x (16 lane sums); rows split across the threads.
+  void row_dots_f32(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
+    const size_t rb = row_bytes(p.dtype, IC);
+    const auto* base = static_cast<const uint8_t*>(p.data);
+    panels.resize(size_t(omp_get_max_threads()));
+#pragma omp parallel
+    {
+      std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
+      buf.resize(std::max(buf.size(), size_t(IC)));
+#pragma omp for schedule(static)
+      for (int o = 0; o < p.rows; ++o) {
+        row_to_f32(p.dtype, base + size_t(o) * rb, buf.data(), IC);
+        for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
+      }
+    }
+  }
+
   // Output channels [0, p.rows) of out (T, ldo) = x (T, IC) · (dequantized panels of p)ᵀ; panels split across the
   // threads, each dequantized and multiplied a chunk of kQuantPanelK columns at a time (summed in chunk order).
   void panel_gemm(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
@@ -43,7 +61,7 @@ struct Linear::PartsImpl {
 #pragma omp parallel
     {
       std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
-      buf.resize(2 * size_t(kPanelRows) * size_t(kc));
+      buf.resize(std::max(buf.size(), 2 * size_t(kPanelRows) * size_t(kc)));
       float* rows = buf.data();
       float* packed = buf.data() + size_t(kPanelRows) * size_t(kc);
 #pragma omp for schedule(static)
@@ -90,6 +108,8 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
       const int g = act_group(p.dtype) == 32 ? 0 : 1;
       if (!quantized[g]) quantize_acts(p.dtype, x, T, ic_, m.acts[g]), quantized[g] = true;
       PartsImpl::row_dots(p, ic_, m.acts[g], dst, T, oc_);
+    } else if (T <= kQuantRowsMatvec) {
+      m.row_dots_f32(p, ic_, x, dst, T, oc_);
     } else {
       m.panel_gemm(p, ic_, x, dst, T, oc_);
     }
@@ -97,6 +117,16 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
   if (bias)
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < oc_; ++o) out[int64_t(t) * oc_ + o] += bias[o];
+}
+
+float dot_f32(const float* a, const float* b, int n) {
+  if (cpu_features().avx512_int8()) return avx512::dot_f32(a, b, n);
+  float lanes[16] = {};  // the AVX-512 kernel's partial sums, i mod 16
+  for (int i0 = 0; i0 < n; i0 += 16)
+    for (int j = 0; j < 16 && i0 + j < n; ++j) lanes[j] += a[i0 + j] * b[i0 + j];
+  float s = 0;
+  for (float l : lanes) s += l;
+  return s;
 }
 
 void pack_f32_panel(const float* w, int N, int K, float* packed) {
