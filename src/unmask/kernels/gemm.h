@@ -4,6 +4,14 @@
 // computes out (T, OC) = x (T, IC) · Wᵀ (+ bias). The weight is reordered once into oneDNN's preferred blocked
 // layout (prepacked) the first time a shape needs it; primitives are cached per T. bf16 weights take bf16
 // activations (x is rounded to bf16 on the way in) and accumulate in f32.
+//
+// f16 and quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) are read in place (memory-mapped), never copied whole, and a
+// Linear may stack parts of different types (a Q4_K_M layer holds Q4_K q/k and a Q6_K v). Up to kQuantRowsMatvec
+// rows, a quantized part runs as row dots on int8 activations (quantize_acts, VNNI) and an f16 part as f32 row dots
+// (dot_f32) on rows converted one at a time, output channels split across the threads. More rows dequantize panels
+// of 64 weight rows exactly to f32, kQuantPanelK columns at a time, into per-thread scratch, packed for
+// gemm_packed_f32, panels split across the threads. Every output is computed by one thread in one fixed order:
+// results do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
