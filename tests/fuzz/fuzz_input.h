@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "unmask/base/error.h"
@@ -49,6 +50,22 @@ class InputFile {
   }
   int fd_;
   std::string path_;
+};
+
+// A directory of this process's own (a parallel run has one process per job) in which `file_name` is a symbolic link
+// to an InputFile: for loaders that take a folder (config.json, model.safetensors.index.json). Writing a real file
+// per input made the disk the bottleneck. Removed at exit.
+struct InputFolder {
+  explicit InputFolder(const char* file_name) : input(file_name) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+    std::filesystem::create_symlink(input.write(nullptr, 0), path / file_name);
+  }
+  ~InputFolder() { std::filesystem::remove_all(path); }
+
+  InputFile input;
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("unmask_fuzz_" + std::to_string(::getpid()));
 };
 
 // Runs f(); unmask::Error is how a parser rejects bad input, so it is swallowed. Everything else propagates.
