@@ -21,6 +21,12 @@ namespace {
 
 using nlohmann::json;
 
+int32_t add_control(Vocab& v, const char* text) {
+  v.tokens.push_back(text);
+  v.types.push_back(TokenType::kControl);
+  return v.size() - 1;
+}
+
 // LLaDA-8B-Instruct's special tokens over a byte-level vocabulary (byte b is token b; no merges), with a chat
 // template that names them.
 struct ChatVocab {
@@ -28,17 +34,12 @@ struct ChatVocab {
   int32_t bos, start_header, end_header, eot;
 
   ChatVocab() {
-    bos = v.bos = add("<|startoftext|>");
-    start_header = add("<|start_header_id|>");
-    end_header = add("<|end_header_id|>");
-    eot = v.eot = add("<|eot_id|>");
+    bos = v.bos = add_control(v, "<|startoftext|>");
+    start_header = add_control(v, "<|start_header_id|>");
+    end_header = add_control(v, "<|end_header_id|>");
+    eot = v.eot = add_control(v, "<|eot_id|>");
     v.chat_template = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                       "{{ m['content'] | trim }}<|eot_id|>{% endfor %}";
-  }
-  int32_t add(const char* text) {
-    v.tokens.push_back(text);
-    v.types.push_back(TokenType::kControl);
-    return v.size() - 1;
   }
 };
 
@@ -57,13 +58,13 @@ void copy_patched(const gguf::Reader& r, gguf::Writer& w, std::vector<std::vecto
 // A random model of architecture `arch` with the vocabulary above, whose logits favour `winner` everywhere: every
 // embedding carries +1000 in component 0, the final norm keeps only that component, and only winner's output row
 // reads it.
-std::string write_model(const std::string& arch, const ChatVocab& cv, int32_t winner) {
+std::string write_model(const std::string& arch, const Vocab& v, int32_t winner) {
   ModelConfig c = preset_config("tiny");
   const ArchInfo& a = arch_info(arch);
   c.arch = arch, c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias, c.shift_logits = a.shift_logits;
-  c.vocab = cv.v.size(), c.tied_output = false, c.ctx = 128;
-  c.mask_token = c.mask == MaskKind::kCausal ? -1 : cv.v.mask;
-  c.bos_token = cv.v.bos, c.eos_token = cv.v.eos;
+  c.vocab = v.size(), c.tied_output = false, c.ctx = 128;
+  c.mask_token = c.mask == MaskKind::kCausal ? -1 : v.mask;
+  c.bos_token = v.bos, c.eos_token = v.eos;
   const std::string random = test::temp_path("chat", arch + "_random.gguf");
   const std::string path = test::temp_path("chat", arch + ".gguf");
   gguf::Writer w0;
@@ -73,7 +74,7 @@ std::string write_model(const std::string& arch, const ChatVocab& cv, int32_t wi
   gguf::Reader r(random);
   gguf::Writer w;
   for (const auto& [key, value] : r.metadata()) w.set(key, value);
-  vocab_to_gguf(cv.v, w);
+  vocab_to_gguf(v, w);
   std::vector<std::vector<float>> keep;
   const int64_t d = c.d_model;
   copy_patched(r, w, keep, [&](const std::string& name, std::vector<float>& x) {
@@ -113,7 +114,7 @@ std::string join_ids(const std::vector<int32_t>& ids) {
 
 TEST(ChatCli, LladaPromptIsTheTemplateAndTheTurnEndsAtEot) {
   const ChatVocab cv;
-  const std::string m = write_model("llada", cv, cv.eot);
+  const std::string m = write_model("llada", cv.v, cv.eot);
   const json j = run_json("-m " + m + " --chat '  Hi there ' -n 64");
   // LLaDA's template by hand: BOS, the user's header, the trimmed message, <|eot_id|>, the assistant's header.
   std::vector<int32_t> want = {cv.bos, cv.start_header};
@@ -136,7 +137,7 @@ TEST(ChatCli, LladaPromptIsTheTemplateAndTheTurnEndsAtEot) {
 
 TEST(ChatCli, ArModelStopsAtEotWithItsOwnDefaults) {
   const ChatVocab cv;
-  const std::string m = write_model("llama", cv, cv.eot);
+  const std::string m = write_model("llama", cv.v, cv.eot);
   // No --sampler: the chat defaults pick ar for a llama model (the plain default, llada, needs a mask token).
   const json j = run_json("-m " + m + " --chat hello -n 8");
   EXPECT_EQ(j["sampler"], "ar");
@@ -147,9 +148,34 @@ TEST(ChatCli, ArModelStopsAtEotWithItsOwnDefaults) {
   std::filesystem::remove(m);
 }
 
+// Dream's ChatML template (with Qwen2's default system turn); <|im_end|> ends the turn although the vocabulary's
+// EOT role is <|endoftext|>: the template's end-of-turn token is a stop token of its own.
+TEST(ChatCli, DreamTurnEndsAtImEnd) {
+  Vocab v = byte_level_vocab();
+  const int32_t start = add_control(v, "<|im_start|>"), end = add_control(v, "<|im_end|>");
+  ASSERT_NE(v.eot, end);
+  v.chat_template = "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant."
+                    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                    "<|im_end|>\n{% endfor %}";
+  const std::string m = write_model("dream", v, end);
+  const json j = run_json("-m " + m + " --chat hello -n 16");
+  std::vector<int32_t> want;
+  for (const auto& part : {std::vector<int32_t>{start}, bytes("system\nYou are a helpful assistant."),
+                           std::vector<int32_t>{end}, bytes("\n"), std::vector<int32_t>{start}, bytes("user\nhello"),
+                           std::vector<int32_t>{end}, bytes("\n"), std::vector<int32_t>{start},
+                           bytes("assistant\n")}) {
+    want.insert(want.end(), part.begin(), part.end());
+  }
+  EXPECT_EQ(j["prompt"].get<std::vector<int32_t>>(), want);
+  EXPECT_EQ(j["sampler"], "dream") << "Dream's default sampler";
+  EXPECT_EQ(generated(j), std::vector<int32_t>(16, end));
+  EXPECT_TRUE(j["ids"].empty()) << j["ids"];
+  std::filesystem::remove(m);
+}
+
 TEST(ChatCli, BadChatFlagsAreOneClearLine) {
   const ChatVocab cv;
-  const std::string m = write_model("llada", cv, cv.eot);
+  const std::string m = write_model("llada", cv.v, cv.eot);
   const std::pair<std::string, std::string> cases[] = {
       {"--chat hi --prompt-tokens 1,2", "give exactly one of"},
       {"--prompt-tokens 1,2 --chat-template chatml", "--chat-template chatml: give the message with --chat"},
