@@ -27,7 +27,7 @@ struct Entry {
 
 std::string entry_json(const Entry& e) {
   std::string shape;
-  for (int64_t d : e.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+  for (int64_t d : e.shape) shape += fmt::format("{}{}", shape.empty() ? "" : ",", d);
   return fmt::format(R"("{}":{{"dtype":"{}","shape":[{}],"data_offsets":[{},{}]}})", e.name, e.dtype, shape, e.begin,
                      e.end);
 }
@@ -43,7 +43,10 @@ std::string file_bytes(const std::string& header, const std::string& data) {
 
 std::string header_of(const std::vector<Entry>& es, const std::string& extra = "") {
   std::string h = "{" + extra;
-  for (const auto& e : es) h += (h.size() > 1 ? "," : "") + entry_json(e);
+  for (const auto& e : es) {
+    if (h.size() > 1) h += ',';
+    h += entry_json(e);
+  }
   return h + "}";
 }
 
