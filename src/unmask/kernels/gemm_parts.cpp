@@ -34,7 +34,8 @@ struct Linear::PartsImpl {
   }
 
   // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts and few rows: each row converted to f32
-  // into per-thread scratch and dotted with the T rows of x (16 lane sums); rows split across the threads.
+  // into per-thread scratch (f16 on AVX-512: on the fly) and dotted with the T rows of x (16 lane sums); rows split
+  // across the threads.
   void row_dots_f32(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
     const size_t rb = row_bytes(p.dtype, IC);
     const auto* base = static_cast<const uint8_t*>(p.data);
@@ -43,8 +44,14 @@ struct Linear::PartsImpl {
     {
       std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
       buf.resize(std::max(buf.size(), size_t(IC)));
+      const bool f16_direct = p.dtype == DType::F16 && cpu_features().avx512_int8();  // no conversion pass
 #pragma omp for schedule(static)
       for (int o = 0; o < p.rows; ++o) {
+        if (f16_direct) {
+          const auto* row = reinterpret_cast<const uint16_t*>(base + size_t(o) * rb);
+          for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = avx512::dot_f16_f32(row, x + int64_t(t) * IC, IC);
+          continue;
+        }
         row_to_f32(p.dtype, base + size_t(o) * rb, buf.data(), IC);
         for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
       }

@@ -277,6 +277,15 @@ float dot_f32(const float* a, const float* b, int n) {
   return _mm512_reduce_add_ps(acc);
 }
 
+float dot_f16_f32(const uint16_t* a, const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
   const ActRow x = act_row(a, row);
   switch (t) {

@@ -11,6 +11,8 @@ namespace unmask::avx512 {
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
 // Σ a_i b_i over n values: 16 lane sums, one reduction.
 float dot_f32(const float* a, const float* b, int n);
+// Σ f16(a_i) b_i: dot_f32 of the f16 row converted on the fly (the same products and order, so the same bits).
+float dot_f16_f32(const uint16_t* a, const float* b, int n);
 // Any type of row_to_f32 (quantized, f16, bf16, f32) -> dst (n).
 void row_to_f32(DType t, const void* src, float* dst, int64_t n);
 // gemm_packed_f32 of gemm.h: tiles of 6 rows × 32 columns (12 zmm accumulators, x broadcast, two loads of b).
