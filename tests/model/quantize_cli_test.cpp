@@ -1,5 +1,6 @@
 // `unmask quantize`: metadata (tokenizer included) carried over, general.file_type set, the tensors in the scheme's
 // types, a quantized input requantized, and a bad --type refused in one line before anything is written.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,7 +30,7 @@ void write_input(const std::string& path) {
   gguf::Writer w;
   m.add_to(w);
   std::vector<std::string> tokens;
-  for (int i = 0; i < c.vocab; ++i) tokens.push_back("t" + std::to_string(i));
+  for (int i = 0; i < c.vocab; ++i) tokens.push_back(fmt::format("t{}", i));
   w.set("tokenizer.ggml.model", gguf::Value::str("gpt2"));
   w.set("tokenizer.ggml.tokens", gguf::Value::strings(tokens));
   w.set("test.custom", gguf::Value::str("kept"));
