@@ -27,20 +27,6 @@ struct Args {
   int reps = 5, decode = 64, prefix = 64, threads = 0;
 };
 
-// The median of reps timings of f(), after one warm-up call.
-template <typename F>
-double median_seconds(int reps, F&& f) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    Timer timer;
-    f();
-    t.push_back(timer.seconds());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 // FLOPs of one forward over T query rows seeing n_keys keys each on average, logits for all rows.
 double forward_flops(const ModelConfig& c, double T, double n_keys) {
   double d = c.d_model, per_token = 0;

@@ -27,19 +27,6 @@ struct Args {
   int decode = 64, reps = 5, threads = 0, step = 256;
 };
 
-template <typename F>
-double median_seconds(int reps, F&& f) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    Timer timer;
-    f();
-    t.push_back(timer.seconds());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 std::vector<int32_t> random_tokens(int n, int vocab) {
   Rng rng(7);
   std::vector<int32_t> t(static_cast<size_t>(n));

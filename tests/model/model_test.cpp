@@ -27,8 +27,10 @@ ModelConfig small_config(std::string_view arch, MaskKind mask, int block = 0) {
   return c;
 }
 
+using test::expect_batch_equals_each_alone;
 using test::expect_close;
 using test::full_logits;
+using test::logits_with_threads;
 using test::random_tokens;
 
 TEST(KVCache, CausalPrefixThenSpanEqualsFullForward) {
@@ -132,20 +134,8 @@ TEST(Forward, BidirectionalLogitsDependOnLaterTokensCausalDoNot) {
 }
 
 TEST(Forward, BatchOfSequencesEqualsEachAlone) {
-  ModelConfig c = small_config("dream", MaskKind::kBidirectional);
-  Model m = Model::random(c, 12);
-  std::vector<std::vector<int32_t>> seqs = {random_tokens(13, c.vocab, 7), random_tokens(31, c.vocab, 8),
-                                             random_tokens(1, c.vocab, 9)};
-  Batch b;
-  for (auto& s : seqs) b.add(s);
-  std::vector<float> all(b.tokens.size() * size_t(c.vocab));
-  m.forward(b, all.data());
-  size_t row = 0;
-  for (auto& s : seqs) {
-    auto alone = full_logits(m, s);
-    expect_close(all.data() + row * c.vocab, alone.data(), alone.size(), c, "sequence in a batch");
-    row += s.size();
-  }
+  Model m = Model::random(small_config("dream", MaskKind::kBidirectional), 12);
+  expect_batch_equals_each_alone(m);
 }
 
 TEST(Forward, SelectedRowsEqualTheFullRows) {
@@ -166,12 +156,7 @@ TEST(Forward, SameLogitsWhateverTheThreadCount) {
   ModelConfig c = small_config("llada", MaskKind::kBidirectional);
   Model m = Model::random(c, 14);
   auto tokens = random_tokens(33, c.vocab, 11);
-  int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  auto one = full_logits(m, tokens);
-  omp_set_num_threads(2);
-  auto two = full_logits(m, tokens);
-  omp_set_num_threads(saved);
+  auto one = logits_with_threads(m, tokens, 1), two = logits_with_threads(m, tokens, 2);
   expect_close(one.data(), two.data(), one.size(), c, "1 vs 2 threads");
 }
 

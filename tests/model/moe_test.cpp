@@ -19,8 +19,10 @@ namespace unmask {
 namespace {
 
 using test::error_of;
+using test::expect_batch_equals_each_alone;
 using test::expect_close;
 using test::full_logits;
+using test::logits_with_threads;
 using test::random_tokens;
 
 ModelConfig moe_config(MaskKind mask = MaskKind::kBidirectional) {
@@ -69,32 +71,15 @@ TEST(Routing, GroupByExpertListsEachRowOnceInRowOrder) {
 // ---- the model -------------------------------------------------------------------------------------------------
 
 TEST(Moe, BatchOfSequencesEqualsEachAlone) {
-  ModelConfig c = moe_config();
-  Model m = Model::random(c, 31);
-  std::vector<std::vector<int32_t>> seqs = {random_tokens(13, c.vocab, 7), random_tokens(31, c.vocab, 8),
-                                             random_tokens(1, c.vocab, 9)};
-  Batch b;
-  for (auto& s : seqs) b.add(s);
-  std::vector<float> all(b.tokens.size() * size_t(c.vocab));
-  m.forward(b, all.data());
-  size_t row = 0;
-  for (auto& s : seqs) {
-    auto alone = full_logits(m, s);
-    expect_close(all.data() + row * c.vocab, alone.data(), alone.size(), c, "sequence in a batch");
-    row += s.size();
-  }
+  Model m = Model::random(moe_config(), 31);
+  expect_batch_equals_each_alone(m);
 }
 
 TEST(Moe, SameLogitsWhateverTheThreadCount) {
   ModelConfig c = moe_config();
   Model m = Model::random(c, 32);
   auto tokens = random_tokens(45, c.vocab, 11);
-  int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  auto one = full_logits(m, tokens);
-  omp_set_num_threads(2);
-  auto two = full_logits(m, tokens);
-  omp_set_num_threads(saved);
+  auto one = logits_with_threads(m, tokens, 1), two = logits_with_threads(m, tokens, 2);
   EXPECT_EQ(one, two);
 }
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llama_ref import TensorOps
+
 DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
@@ -50,7 +52,7 @@ def read_folder_tensors(folder):
     return out
 
 
-class HfReference:
+class HfReference(TensorOps):
     def __init__(self, folder, dtype=torch.float64):
         with open(os.path.join(folder, "config.json")) as f:
             cfg = json.load(f)
@@ -103,14 +105,6 @@ class HfReference:
         cos, sin = ang.cos()[:, None, :].to(x.dtype), ang.sin()[:, None, :].to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-
-    def linear(self, x, name, act_bf16):
-        if act_bf16:
-            x = x.to(torch.bfloat16).to(x.dtype)
-        return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
-
-    def rmsnorm(self, x, name):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w[name + ".weight"]
 
     def attention(self, h, n, act_bf16):
         T = h.shape[0]

@@ -21,7 +21,19 @@ NEOX_ARCHS = {"qwen2", "dream", "llada-moe"}
 BIDIRECTIONAL_ARCHS = {"llada", "dream", "llada-moe"}
 
 
-class Reference:
+class TensorOps:
+    """The matmul and RMSNorm both references use: weights by name in self.w, epsilon self.eps."""
+
+    def linear(self, x, name, act_bf16):
+        if act_bf16:
+            x = x.to(torch.bfloat16).to(x.dtype)
+        return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
+
+    def rmsnorm(self, x, name):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w[name + ".weight"]
+
+
+class Reference(TensorOps):
     def __init__(self, path, dtype=torch.float64):
         meta, tensors = read_gguf(path)
         self.meta, self.dtype = meta, dtype
@@ -60,14 +72,6 @@ class Reference:
             return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-
-    def linear(self, x, name, act_bf16):
-        if act_bf16:
-            x = x.to(torch.bfloat16).to(x.dtype)
-        return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
-
-    def rmsnorm(self, x, name):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w[name + ".weight"]
 
     def qk_norm(self, x, name):  # x (T, H, D): each head normed on its own, when the model has the weights
         return self.rmsnorm(x, name) if name + ".weight" in self.w else x
