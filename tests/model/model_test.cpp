@@ -251,5 +251,23 @@ TEST(SaveLoad, LoadedModelComputesTheSameLogits) {
   std::filesystem::remove(path);
 }
 
+// A mapped model whose f32 matrices are read in place (no prepacked copies) computes the logits of the prepacked
+// one, over many rows (the panel kernel) and over one (the row dots).
+TEST(SaveLoad, WeightsReadInPlaceGiveThePrepackedLogits) {
+  ModelConfig c = small_config("llama", MaskKind::kCausal);
+  std::string path = temp_path("in_place.gguf");
+  Model::random(c, 21).save(path);
+  Model packed = Model::load(path);
+  setenv("UNMASK_PREPACK", "0", 1);
+  Model in_place = Model::load(path);
+  unsetenv("UNMASK_PREPACK");
+  for (int n : {23, 1}) {
+    auto tokens = random_tokens(n, c.vocab, 13);
+    auto a = full_logits(packed, tokens), b = full_logits(in_place, tokens);
+    expect_close(b.data(), a.data(), a.size(), c, "read in place");
+  }
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace unmask

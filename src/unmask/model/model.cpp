@@ -1,5 +1,10 @@
 #include "unmask/model/model.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string_view>
+
 #include "unmask/base/error.h"
 #include "unmask/io/gguf.h"
 #include "unmask/model/hf.h"
@@ -49,9 +54,6 @@ Model Model::from_weights(ModelConfig c, ModelWeights w) { return Model(std::mov
 
 namespace {
 
-// The Linear of a weight (OC, IC) stored with ne = {IC, OC}.
-Linear linear_of(const TensorView& t) { return Linear(t.data, t.dtype, int(t.ne[1]), int(t.ne[0])); }
-
 bool back_to_back(std::initializer_list<const TensorView*> parts) {
   const TensorView* prev = nullptr;
   for (const TensorView* t : parts) {
@@ -61,20 +63,22 @@ bool back_to_back(std::initializer_list<const TensorView*> parts) {
   return true;
 }
 
+bool plain(DType t) { return t == DType::F32 || t == DType::BF16; }
+
 // f32 or bf16 matrices of one type run on oneDNN as one stacked weight; any other type or mix is read in place,
 // part by part (gemm.h).
 bool one_plain_type(std::initializer_list<const TensorView*> parts) {
   const DType t = (*parts.begin())->dtype;
   for (const TensorView* p : parts)
     if (p->dtype != t) return false;
-  return t == DType::F32 || t == DType::BF16;
+  return plain(t);
 }
 
-// Matrices (OC_i, IC) stacked as (Σ OC_i, IC): f32/bf16 of one type in place when they lie back to back, else
-// copied into buf. Returns the stacked data, or null for parts that a Linear reads in place (stacked_linear).
-const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorView*> parts) {
+// Matrices (OC_i, IC) stacked as (Σ OC_i, IC) for oneDNN: f32/bf16 of one type in place when they lie back to
+// back, else copied into buf. Returns the stacked data, or null for parts that a Linear reads in place.
+const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorView*> parts, bool prepack) {
   const TensorView& first = **parts.begin();
-  if (!one_plain_type(parts)) return nullptr;
+  if (!prepack || !one_plain_type(parts)) return nullptr;
   if (back_to_back(parts)) return first.data;
   for (const TensorView* t : parts)
     buf.insert(buf.end(), static_cast<const uint8_t*>(t->data), static_cast<const uint8_t*>(t->data) + t->nbytes());
@@ -92,25 +96,45 @@ Linear stacked_linear(const void* data, std::initializer_list<const TensorView*>
   return Linear(data, (*parts.begin())->dtype, oc, int((*parts.begin())->ne[0]));
 }
 
+// Prepacked copies of f32/bf16 matrices, unless the weights are mapped from a file and the copies (as large again as
+// those matrices) would take more than a quarter of the machine's memory: then they are read in place, at the
+// in-place kernels' speed, and resident memory stays near the file's size. UNMASK_PREPACK=0/1 overrides (mapped
+// weights only).
+bool prepack_weights(const ModelWeights& w) {
+  if (!w.mapped()) return true;  // owned weights (training reads the stacked f32 masters)
+  if (const char* e = std::getenv("UNMASK_PREPACK")) return std::string_view(e) != "0";
+  size_t bytes = 0;
+  for (const auto& [spec, view] : w.tensors())
+    if (view.ndim >= 2 && plain(view.dtype)) bytes += view.nbytes();
+  const size_t phys = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+  return bytes <= phys / 4;
+}
+
 }  // namespace
+
+Linear Model::matrix_linear(const void* data, DType t, int oc, int ic) const {
+  if (prepack_ && plain(t)) return Linear(data, t, oc, ic);
+  return Linear(std::vector<LinearPart>{{data, t, oc}}, ic);
+}
 
 void Model::prepare() {
   const Weights& w = w_.get();
+  prepack_ = prepack_weights(w_);
   lin_ = std::vector<LayerLinears>(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& W = w.layers[l];
     LayerLinears& L = lin_[l];
-    const void* qkv = stack(L.qkv_copy, {&W.wq, &W.wk, &W.wv});
+    const void* qkv = stack(L.qkv_copy, {&W.wq, &W.wk, &W.wv}, prepack_);
     L.qkv = stacked_linear(qkv, {&W.wq, &W.wk, &W.wv});
     L.qkv_w = static_cast<const float*>(qkv);
-    L.o = linear_of(W.wo);
+    L.o = matrix_linear(W.wo);
     if (cfg_.n_experts > 0) {
       prepare_experts(l);
     } else {
-      const void* gu = stack(L.gate_up_copy, {&W.w_gate, &W.w_up});
+      const void* gu = stack(L.gate_up_copy, {&W.w_gate, &W.w_up}, prepack_);
       L.gate_up = stacked_linear(gu, {&W.w_gate, &W.w_up});
       L.gate_up_w = static_cast<const float*>(gu);
-      L.down = linear_of(W.w_down);
+      L.down = matrix_linear(W.w_down);
     }
     if (W.bq.data && back_to_back({&W.bq, &W.bk, &W.bv})) {
       L.qkv_b = W.bq.f32();
@@ -119,7 +143,7 @@ void Model::prepare() {
       L.qkv_b = L.qkv_b_copy.data();
     }
   }
-  out_ = linear_of(w.output);
+  out_ = matrix_linear(w.output);
 }
 
 void Model::add_to(gguf::Writer& out) const {

@@ -118,6 +118,11 @@ class Model {
   struct TrainActs;  // every layer's activations, kept for the backward pass
   Model(ModelConfig c, ModelWeights w);
   void prepare();
+  // A weight matrix (OC, IC) of any type: oneDNN's prepacked copy for f32/bf16 when prepack_, else read in place.
+  Linear matrix_linear(const void* data, DType t, int oc, int ic) const;
+  Linear matrix_linear(const TensorView& w) const {  // stored with ne = {IC, OC}
+    return matrix_linear(w.data, w.dtype, int(w.ne[1]), int(w.ne[0]));
+  }
   // cache: K/V of the rows are written at cache positions first_row ...
   void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
            KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows);
@@ -159,6 +164,9 @@ class Model {
   Linear out_;
   std::vector<uint16_t> out16_;
   bool bf16_ = false;
+  // f32/bf16 matrices through oneDNN's prepacked copies (fast, but a mapped file's weights then take twice their
+  // size in memory) — unless the model is mapped and the copies would not fit comfortably (prepack_weights()).
+  bool prepack_ = true;
   std::unique_ptr<Scratch> s_;
   std::unique_ptr<TrainActs> t_;
 };

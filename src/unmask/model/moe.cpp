@@ -93,9 +93,10 @@ void Model::prepare_experts(size_t l) {
   LayerLinears& L = lin_[l];
   const int E = cfg_.n_experts;
   // Expert e's matrix (OC, IC): the e-th of the E equal slices of a tensor ne = {IC, OC, E}, read in place.
-  auto slice = [E](const TensorView& t, int e) {
+  auto slice = [this, E](const TensorView& t, int e) {
     const size_t bytes = t.nbytes() / size_t(E);
-    return Linear(static_cast<const uint8_t*>(t.data) + size_t(e) * bytes, t.dtype, int(t.ne[1]), int(t.ne[0]));
+    return matrix_linear(static_cast<const uint8_t*>(t.data) + size_t(e) * bytes, t.dtype, int(t.ne[1]),
+                         int(t.ne[0]));
   };
   for (int e = 0; e < E; ++e) {
     L.gate_e.push_back(slice(W.gate_exps, e));

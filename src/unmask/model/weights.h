@@ -72,6 +72,8 @@ class ModelWeights {
   // Every tensor with its spec, in file order (for saving and for `unmask info`).
   const std::vector<std::pair<TensorSpec, TensorView>>& tensors() const { return all_; }
   size_t nbytes() const;
+  // The tensors live in memory this object does not own (a mapped file), except converted norms and biases.
+  bool mapped() const { return file_ != nullptr; }
 
  private:
   void bind(const ModelConfig& c);
