@@ -10,12 +10,17 @@
 
 #include "unmask/kernels/quant.h"
 
+#ifdef __clang__  // clang's form of the GCC pragma: every function below gets the same target
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c,fma"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c,fma")
 // g++ 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized (GCC PR105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace unmask::avx512 {
 namespace {
@@ -317,5 +322,9 @@ void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, in
 
 }  // namespace unmask::avx512
 
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif
