@@ -25,12 +25,12 @@
 #include <filesystem>
 #include <map>
 
-#include "unmask/base/rng.h"
 #include "unmask/io/gguf.h"
 #include "unmask/kernels/cpu.h"
 #include "unmask/model/model.h"
 #include "unmask/model/quantize.h"
 #include "../common/test_util.h"
+#include "model_util.h"
 
 namespace unmask {
 namespace {
@@ -42,20 +42,9 @@ ModelConfig quant_config() {
   return c;
 }
 
-std::vector<int32_t> tokens(int n, int vocab) {
-  Rng r(5);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(r.below(uint64_t(vocab)));
-  return t;
-}
+std::vector<int32_t> tokens(int n, int vocab) { return test::random_tokens(n, vocab, 5); }
 
-std::vector<float> logits(Model& m, const std::vector<int32_t>& tok) {
-  Batch b;
-  b.add(tok);
-  std::vector<float> out(tok.size() * size_t(m.config().vocab));
-  m.forward(b, out.data());
-  return out;
-}
+std::vector<float> logits(Model& m, const std::vector<int32_t>& tok) { return test::full_logits(m, tok); }
 
 // One token at a time through the KV cache (the decode path: one row per Linear).
 std::vector<float> decode_logits(Model& m, const std::vector<int32_t>& tok) {
