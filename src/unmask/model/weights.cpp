@@ -152,9 +152,7 @@ void check_tensor(const TensorSpec& s, const TensorView& v) {
   check(v.shape() == s.ne, "tensor {} has shape {}, expected {}", s.name, gguf::shape_str(v.shape()),
         gguf::shape_str(s.ne));
   const bool plain = v.dtype == DType::F32 || v.dtype == DType::F16 || v.dtype == DType::BF16;
-  const bool quant = v.dtype == DType::Q8_0 || v.dtype == DType::Q4_0 || v.dtype == DType::Q4_K ||
-                     v.dtype == DType::Q6_K;
-  check(plain || (quant && !is_norm_or_bias(s.name)), "tensor {} has type {}, expected {}", s.name,
+  check(plain || (is_quant_dtype(v.dtype) && !is_norm_or_bias(s.name)), "tensor {} has type {}, expected {}", s.name,
         dtype_name(v.dtype), is_norm_or_bias(s.name) ? "f32, f16 or bf16" : "f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
 }
 
