@@ -88,7 +88,9 @@ TEST(Logits, ArgmaxChoiceAndConfidences) {
   const float row[4] = {1.0f, 3.0f, 3.0f, 0.0f};
   Rng g(1);
   std::vector<double> work;
-  Choice c = choose_token(row, 4, TokenRule{}, g, work);
+  TokenRule with_entropy;
+  with_entropy.entropy = true;
+  Choice c = choose_token(row, 4, with_entropy, g, work);
   EXPECT_EQ(c.token, 1);  // first maximum, as torch.argmax
   const double z = std::exp(1.0) + 2 * std::exp(3.0) + 1;
   EXPECT_NEAR(c.p_raw, std::exp(3.0) / z, 1e-12);
@@ -96,6 +98,7 @@ TEST(Logits, ArgmaxChoiceAndConfidences) {
   double ent = 0;
   for (float x : row) ent += std::exp(double(x)) / z * std::log(std::exp(double(x)) / z + 1e-10);
   EXPECT_NEAR(c.neg_entropy, ent, 1e-12);
+  EXPECT_EQ(choose_token(row, 4, TokenRule{}, g, work).neg_entropy, 0.0);  // not asked for: not computed
   TokenRule banned;
   banned.banned = 1;
   c = choose_token(row, 4, banned, g, work);

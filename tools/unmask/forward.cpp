@@ -39,7 +39,7 @@ void run_forward(const ForwardOptions& o) {
 void add_forward(CLI::App& app) {
   auto* cmd = app.add_subcommand("forward", "Write the logits of one sequence (float32 [T, vocab], no shift)");
   auto o = std::make_shared<ForwardOptions>();
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
   cmd->add_option("--tokens", o->tokens, "Token ids, comma-separated")->required()->delimiter(',');
   cmd->add_option("--out", o->out, "Output file for the logits")->required();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -247,7 +247,7 @@ void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
   cmd->add_option("--block-length", c.block_length, "Semi-autoregressive block length (default: whole generation)");
   cmd->add_option("--threshold", c.threshold, "Parallel decoding: commit every position with confidence >= P");
   cmd->add_option("--factor", c.factor, "Parallel decoding with Fast-dLLM's factor rule");
-  cmd->add_option("--cache", o.cache, "Approximate cache for bidirectional models: none, prefix")->capture_default_str();
+  cmd->add_option("--cache", o.cache, "LLaDA's approximate caches (Fast-dLLM): none, prefix (K/V of the prompt and of finished blocks), dual (also of the blocks after the current one)")->capture_default_str();
   cmd->add_option("--temp,--temperature", c.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", c.top_k, "Top-k (0: off)");
   cmd->add_option("--top-p", c.top_p, "Top-p / nucleus (1: off)");
@@ -275,7 +275,7 @@ void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
 void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text with a diffusion or autoregressive sampler");
   auto o = std::make_shared<GenerateOptions>();
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file)");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt as token ids, comma-separated")->delimiter(',');
   cmd->add_option("--infill", o->infill, "Fill the holes of a pattern: \"The [MASK:12] of the world\"");

@@ -56,7 +56,7 @@ void run_grad(const GradOptions& o) {
 void add_grad(CLI::App& app) {
   auto* cmd = app.add_subcommand("grad", "Write the loss and every parameter's gradient for one sequence (debugging)");
   auto o = std::make_shared<GradOptions>();
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
   cmd->add_option("--tokens", o->tokens, "Input token ids, comma-separated")->required()->delimiter(',');
   cmd->add_option("--targets", o->targets, "Target id per position (-1: no loss), comma-separated")
       ->required()
