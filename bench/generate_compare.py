@@ -3,14 +3,16 @@ the PyTorch transcription of LLaDA's generate (tests/reference/llada_generate.py
 
   /usr/bin/python3 bench/generate_compare.py --unmask build/release/unmask [--config small] [--gen 128]
   /usr/bin/python3 bench/generate_compare.py --unmask build/release/unmask --model mdlm.gguf --ar-model ar.gguf \
-      --prompt-text "ROMEO:"                   # trained checkpoints (byte-level vocabulary)
+      --prompt-file ../shared/data/tinyshakespeare.txt --prompts 8   # trained byte-level checkpoints
 
 Rows: LLaDA one token per step; semi-AR blocks; threshold 0.9 (Fast-dLLM); threshold 0.9 + prefix cache; threshold
 0.9 + dual cache; AR with the KV cache on the causal twin (same sizes, llama architecture). With no trained
 checkpoint the models are random (`unmask init`) with the final norm scaled by --logit-scale so that their
 predictions are decisive the way a trained model's are; how many tokens the threshold rule commits per forward
 depends on that, so those figures describe that model, not real text. The PyTorch row runs the plain transcription
-(no cache) in float32 with the same number of threads, in a process with the fair OpenBLAS setup (bench/peer.py).
+(no cache), one token per step and with the threshold rule, in float32 with the same number of threads, in a process
+with the fair OpenBLAS setup (bench/peer.py). Every figure is summed over the prompts: --prompts windows of
+--prompt-file (from its last 10% by default, tinyshakespeare's validation split), or synthetic ids.
 """
 import argparse
 import json
@@ -35,25 +37,39 @@ from llama_ref import Reference  # noqa: E402
 from test_generate import scale_logits  # noqa: E402
 
 
-def unmask_row(args, model, prompt, flags):
-    cmd = [args.unmask, "generate", "-m", model, "--json", "-t", str(args.threads), "-n", str(args.gen),
-           "--prompt-tokens", ",".join(map(str, prompt))] + flags
-    best = None
-    for _ in range(args.repeats):
-        out = json.loads(run(cmd))
-        if best is None or out["stats"]["seconds_total"] < best["stats"]["seconds_total"]:
-            best = out
-    return best
+def unmask_row(args, model, prompts, flags):
+    """The row's statistics summed over the prompts (each the best of --repeats), and the canvases."""
+    total, canvases = {}, []
+    for prompt in prompts:
+        cmd = [args.unmask, "generate", "-m", model, "--json", "-t", str(args.threads), "-n", str(args.gen),
+               "--prompt-tokens", ",".join(map(str, prompt))] + flags
+        best = None
+        for _ in range(args.repeats):
+            out = json.loads(run(cmd))
+            if best is None or out["stats"]["seconds_total"] < best["stats"]["seconds_total"]:
+                best = out
+        for k in ("forward_passes", "generated", "seconds_total", "seconds_forward", "seconds_sample"):
+            total[k] = total.get(k, 0) + best["stats"][k]
+        canvases.append(best["canvas"])
+    return total, canvases
 
 
-def torch_row(model, prompt, mask_id, gen, threads):
-    torch.set_num_threads(threads)
+def torch_row(model, prompts, mask_id, args, threshold=None):
+    """The PyTorch transcription over the prompts: (canvases, forward passes, seconds)."""
+    torch.set_num_threads(args.threads)
     ref = Reference(model, torch.float32)
     fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        x, passes, _ = llada_generate.generate(fwd, prompt, mask_id, steps=gen, gen_length=gen, block_length=gen)
-    return x.tolist(), passes, time.perf_counter() - t0
+    canvases, passes, secs = [], 0, 0.0
+    for prompt in prompts:
+        kw = (dict(steps=args.gen, block_length=args.gen) if threshold is None else
+              dict(block_length=args.block, threshold=threshold))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            x, n, _ = llada_generate.generate(fwd, prompt, mask_id, gen_length=args.gen, **kw)
+        secs += time.perf_counter() - t0
+        canvases.append(x.tolist())
+        passes += n
+    return canvases, passes, secs
 
 
 def models(args, tmp):
@@ -67,19 +83,32 @@ def models(args, tmp):
     return llada, llama
 
 
+def prompts_of(args, vocab):
+    """--prompts windows of --prompt bytes spread over --prompt-file (byte-level vocabularies), or synthetic ids."""
+    if args.prompt_file:
+        data = open(args.prompt_file, "rb").read()
+        data = data[int(len(data) * args.prompt_from):]
+        stride = (len(data) - args.prompt) // args.prompts
+        return [list(data[i * stride:i * stride + args.prompt]) for i in range(args.prompts)]
+    return [[(7 * i + 3 + 11 * j) % (vocab - 1) for i in range(args.prompt)] for j in range(args.prompts)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unmask", required=True)
     ap.add_argument("--config", default="small")
     ap.add_argument("--gen", type=int, default=128)
-    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--prompt", type=int, default=32, help="prompt length")
+    ap.add_argument("--prompts", type=int, default=1, help="prompts per row (figures are summed over them)")
+    ap.add_argument("--prompt-file", help="take the prompts as byte windows of this text (byte-level vocabularies)")
+    ap.add_argument("--prompt-from", type=float, default=0.9,
+                    help="with --prompt-file: the fraction of the file to skip (0.9: tinyshakespeare's validation)")
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--logit-scale", type=float, default=12.0)
     ap.add_argument("--model", help="a trained bidirectional checkpoint instead of a random model")
     ap.add_argument("--ar-model", help="a trained causal checkpoint for the AR row")
-    ap.add_argument("--prompt-text", help="prompt as the bytes of this text (byte-level vocabularies)")
     args = ap.parse_args()
     g, b = str(args.gen), str(args.block)
     rows = [
@@ -94,33 +123,39 @@ def main():
         ref = Reference(llada)
         vocab = ref.w["token_embd.weight"].shape[0]
         mask_id = ref.meta.get("tokenizer.ggml.mask_token_id", vocab - 1)
-        prompt = (list(args.prompt_text.encode()) if args.prompt_text else
-                  [(7 * i + 3) % (vocab - 1) for i in range(args.prompt)])
+        prompts = prompts_of(args, vocab)
         what = args.model or f"{args.config} preset, random, logits x{args.logit_scale}"
-        print(f"model: {what}, prompt {len(prompt)}, generate {args.gen}, {args.threads} threads, "
-              f"best of {args.repeats}")
+        print(f"model: {what}; {len(prompts)} prompt(s) of {args.prompt} tokens, generate {args.gen} each, "
+              f"{args.threads} threads, best of {args.repeats}; figures summed over the prompts")
         print(f"{'sampler':32s} {'forwards':>8s} {'tok/fwd':>8s} {'seconds':>8s} {'tok/s':>8s} {'fwd s':>7s} {'sample s':>8s}")
-        results = {}
+        results, canvases = {}, {}
         for name, flags in rows + [("ar + kv cache (causal twin)", None)]:
-            out = (unmask_row(args, llada, prompt, ["--sampler", "llada"] + flags) if flags is not None else
-                   unmask_row(args, llama, prompt, ["--sampler", "ar", "--ignore-eos"]))
-            s = results[name] = out["stats"]
-            results[name]["canvas"] = out["canvas"]
-            print(f"{name:32s} {s['forward_passes']:8d} {s['tokens_per_forward']:8.2f} {s['seconds_total']:8.3f} "
-                  f"{s['tokens_per_second']:8.1f} {s['seconds_forward']:7.3f} {s['seconds_sample']:8.3f}")
-        want, passes, secs = torch_row(llada, prompt, mask_id, args.gen, args.threads)
-        print(f"{'pytorch llada 1 token/step':32s} {passes:8d} {args.gen / passes:8.2f} {secs:8.3f} "
-              f"{args.gen / secs:8.1f}")
+            s, canvases[name] = (unmask_row(args, llada, prompts, ["--sampler", "llada"] + flags) if flags is not None
+                                 else unmask_row(args, llama, prompts, ["--sampler", "ar", "--ignore-eos"]))
+            results[name] = s
+            print(f"{name:32s} {s['forward_passes']:8d} {s['generated'] / s['forward_passes']:8.2f} "
+                  f"{s['seconds_total']:8.3f} {s['generated'] / s['seconds_total']:8.1f} {s['seconds_forward']:7.3f} "
+                  f"{s['seconds_sample']:8.3f}")
+        gen = args.gen * len(prompts)
+        torch_rows = {}
+        for name, threshold in (("llada 1 token/step", None), ("threshold 0.9", 0.9)):
+            want, passes, secs = torch_rows[name] = torch_row(llada, prompts, mask_id, args, threshold)
+            print(f"{'pytorch ' + name:32s} {passes:8d} {gen / passes:8.2f} {secs:8.3f} {gen / secs:8.1f}")
         base = results["llada 1 token/step"]
-        cached = results["threshold 0.9 + prefix cache"]
-        for name in ("threshold 0.9 + prefix cache", "threshold 0.9 + dual cache"):
+        for name in ("threshold 0.9", "threshold 0.9 + prefix cache", "threshold 0.9 + dual cache"):
             n = results[name]["forward_passes"]
             print(f"forward passes, 1 token/step vs {name}: {base['forward_passes']} / {n} = "
                   f"{base['forward_passes'] / n:.1f}x fewer")
-        print(f"unmask llada vs pytorch transcription (same weights, same settings): {secs / base['seconds_total']:.1f}x "
-              f"faster; same tokens: {want == base['canvas']}")
-        same = results["threshold 0.9"]["canvas"] == cached["canvas"]
-        print(f"threshold 0.9 output with and without the prefix cache identical: {same}")
+        for name in torch_rows:
+            want, _, secs = torch_rows[name]
+            print(f"unmask vs pytorch transcription, {name} (same weights, same settings): "
+                  f"{secs / results[name]['seconds_total']:.1f}x faster; same tokens: {want == canvases[name]}")
+        secs = torch_rows["llada 1 token/step"][2]
+        print(f"unmask threshold 0.9 + dual cache vs pytorch llada 1 token/step: "
+              f"{secs / results['threshold 0.9 + dual cache']['seconds_total']:.1f}x faster (different tokens)")
+        for name in ("threshold 0.9 + prefix cache", "threshold 0.9 + dual cache"):
+            same = sum(a == b for a, b in zip(canvases["threshold 0.9"], canvases[name]))
+            print(f"threshold 0.9 output with and without the {name[16:]}: {same} of {len(prompts)} identical")
 
 
 if __name__ == "__main__":

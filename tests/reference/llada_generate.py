@@ -78,8 +78,13 @@ def transfer_index(logits, x, mask_index, mask_id, k, temperature, remasking, th
 
 
 def generate(model, prompt, mask_id, steps=128, gen_length=128, block_length=128, temperature=0.0, cfg_scale=0.0,
-             remasking="low_confidence", threshold=None, generator=None):
-    """Returns (x, forward_passes, margins). threshold: Fast-dLLM's rule (loop until the block is done)."""
+             remasking="low_confidence", threshold=None, generator=None, cache=None, cached_model=None):
+    """Returns (x, forward_passes, margins). threshold: Fast-dLLM's rule (loop until the block is done).
+    cache: Fast-dLLM's "prefix" or "dual" cache, through cached_model(tokens, kv, start, window) -> logits (T, V)
+    with kv a dict of each layer's K/V (llama_ref.Reference.forward's contract). At a block's first step a full
+    pass keeps every position's K/V; after it the prefix cache runs x[block start:] over the K/V before the block,
+    the dual cache runs only the block over the K/V of every other position, replacing the block's."""
+    assert cache is None or (cached_model is not None and cfg_scale == 0), "a cache needs cached_model, no CFG"
     P = len(prompt)
     x = torch.full((P + gen_length,), mask_id, dtype=torch.long)
     x[:P] = torch.as_tensor(prompt)
@@ -100,10 +105,27 @@ def generate(model, prompt, mask_id, steps=128, gen_length=128, block_length=128
             return un + (cfg_scale + 1) * (cond - un)
         return model(x)
 
+    kv = {}
+
+    def cached_logits(x, lo, hi, first):
+        nonlocal passes, kv
+        passes += 1
+        if first:
+            kv = {}
+            out = cached_model(x.tolist(), kv, 0, False)
+            if cache == "prefix":
+                kv = {p: (k[:lo], v[:lo]) for p, (k, v) in kv.items()}
+            return out
+        end = len(x) if cache == "prefix" else hi
+        out = cached_model(x[lo:end].tolist(), dict(kv) if cache == "prefix" else kv, lo, cache == "dual")
+        logits = torch.zeros((len(x), out.shape[1]), dtype=out.dtype)  # rows outside [lo, end) are not read
+        logits[lo:end] = out
+        return logits
+
     for b in range(num_blocks):
         lo, hi = P + b * block_length, P + (b + 1) * block_length
         schedule = num_transfer_tokens(int((x[lo:hi] == mask_id).sum()), steps_per_block)
-        i = 0
+        i, first = 0, True
         while bool((x[lo:hi] == mask_id).any()):
             if threshold is None and i >= steps_per_block:
                 break
@@ -113,7 +135,8 @@ def generate(model, prompt, mask_id, steps=128, gen_length=128, block_length=128
                 continue  # nothing to commit: the pass would change nothing
             mask_index = x == mask_id
             mask_index[hi:] = False
-            logits = logits_of(x)
+            logits = logits_of(x) if cache is None else cached_logits(x, lo, hi, first)
+            first = False
             x0, transfer = transfer_index(logits, x, mask_index, mask_id, k, temperature, remasking, threshold, margins,
                                           generator)
             x[transfer] = x0[transfer]

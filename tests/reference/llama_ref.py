@@ -108,7 +108,7 @@ class Reference(TensorOps):
             return F.linear(x, self.w[p + name + ".weight"][e])
         return lin(F.silu(lin(x, "ffn_gate_exps")) * lin(x, "ffn_up_exps"), "ffn_down_exps")
 
-    def attention(self, h, pos, mask, p, act_bf16, cache):
+    def attention(self, h, pos, mask, p, act_bf16, cache, window=False):
         T = h.shape[0]
         q = self.linear(h, p + "attn_q", act_bf16).view(T, self.n_heads, self.head_dim)
         k = self.linear(h, p + "attn_k", act_bf16).view(T, self.n_kv, self.head_dim)
@@ -117,7 +117,11 @@ class Reference(TensorOps):
         q, k = self.rope(q, pos), self.rope(k, pos)
         if act_bf16:  # unmask's bf16 attention takes q, k, v rounded to bf16
             q, k, v = (t.to(torch.bfloat16).to(t.dtype) for t in (q, k, v))
-        if cache is not None:  # keys and values of earlier positions, extended by this span's
+        if cache is not None and window:  # the span's rows replace theirs among the cached K/V of every position
+            start, (kc, vc) = int(pos[0]), cache[p]
+            k, v = (torch.cat((c[:start], t, c[start + T:])) for c, t in ((kc, k), (vc, v)))
+            cache[p] = (k, v)
+        elif cache is not None:  # keys and values of earlier positions, extended by this span's
             if p in cache:
                 k, v = torch.cat((cache[p][0], k)), torch.cat((cache[p][1], v))
             cache[p] = (k, v)
@@ -128,15 +132,20 @@ class Reference(TensorOps):
         out = torch.einsum("hts,shd->thd", scores.softmax(-1), v).reshape(T, -1)
         return self.linear(out, p + "attn_output", act_bf16)
 
-    def forward(self, tokens, act_bf16=False, cache=None, start=0):
-        """Logits (T, V) of tokens at positions start ...; cache: a dict that keeps each layer's K/V across calls."""
+    def forward(self, tokens, act_bf16=False, cache=None, start=0, window=False):
+        """Logits (T, V) of tokens at positions start ...; cache: a dict that keeps each layer's K/V across calls.
+        window (bidirectional models): the cache holds K/V of the whole sequence; this span's replace theirs and its
+        queries see every position (Fast-dLLM's dual cache)."""
         tokens = torch.as_tensor(tokens)
         T = tokens.shape[0]
         pos, mask = torch.arange(start, start + T), self.mask(T, start)
+        if window:
+            assert not self.causal and self.block == 0, "a window over the cache needs a bidirectional model"
+            mask = torch.ones(T, cache["blk.0."][0].shape[0], dtype=torch.bool)
         x = self.w["token_embd.weight"][tokens]
         for l in range(self.n_layers):
             p = f"blk.{l}."
-            x = x + self.attention(self.rmsnorm(x, p + "attn_norm"), pos, mask, p, act_bf16, cache)
+            x = x + self.attention(self.rmsnorm(x, p + "attn_norm"), pos, mask, p, act_bf16, cache, window)
             x = x + self.ffn(self.rmsnorm(x, p + "ffn_norm"), p, act_bf16)
         x = self.rmsnorm(x, "output_norm")
         out = "output" if "output.weight" in self.w else "token_embd"

@@ -1,6 +1,6 @@
 """Exactness: `unmask generate` against PyTorch transcriptions of LLaDA's generate (llada_generate.py), Fast-dLLM's
-threshold rule and Dream's diffusion_generate (dream_generate.py), run on the same small random models with
-temperature 0. The token ids must be identical.
+threshold rule with and without its prefix and dual caches, and Dream's diffusion_generate (dream_generate.py), run on
+the same small random models with temperature 0. The token ids must be identical.
 
 The transcriptions run the model in float64 (llama_ref.Reference), unmask in float32. Where the two could break a
 near-tie differently, the case reports the smallest margin it met (argmax: logit gap at a committed position;
@@ -43,7 +43,14 @@ LLADA_CASES = [
 THRESHOLD_CASES = [
     ("threshold whole", dict(gen_length=16, block_length=16, threshold=None)),
     ("threshold blocks of 8", dict(gen_length=24, block_length=8, threshold=None)),
+    ("threshold blocks of 8, prefix cache", dict(gen_length=24, block_length=8, threshold=None, cache="prefix")),
+    ("threshold blocks of 6, dual cache", dict(gen_length=24, block_length=6, threshold=None, cache="dual")),
 ]
+# A model and threshold on which the approximate caches change the output, each differently (checked below), so
+# that matching the transcription's cached tokens shows the same approximation, not the exact pass or the other cache.
+CACHE_MODEL = LLADA_MODEL.replace("--seed 3", "--seed 5")
+CACHE_THRESHOLD = 0.2
+CACHE_CASES = [("threshold blocks of 8, " + c + " cache, drifting", c) for c in ("prefix", "dual")]
 DREAM_CASES = [
     ("dream entropy", dict(gen_length=16, steps=8, alg="entropy")),
     ("dream maskgit_plus", dict(gen_length=16, steps=16, alg="maskgit_plus")),
@@ -60,7 +67,7 @@ def unmask_generate(unmask, model, sampler, kw):
     cmd = [unmask, "generate", "-m", model, "--json", "--sampler", sampler,
            "--prompt-tokens", ",".join(map(str, PROMPT)), "-n", str(kw["gen_length"])]
     flags = {"steps": "--steps", "block_length": "--block-length", "cfg_scale": "--cfg-scale",
-             "threshold": "--threshold", "alg": "--alg"}
+             "threshold": "--threshold", "alg": "--alg", "cache": "--cache"}
     for k, flag in flags.items():
         if kw.get(k) is not None:
             cmd += [flag, str(kw[k])]
@@ -95,6 +102,7 @@ def llada_cases(unmask, model):
     ref = Reference(model, torch.float64)
     mask_id = ref.w["token_embd.weight"].shape[0] - 1
     fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    cached = lambda x, kv, start, window: ref.forward(x, cache=kv, start=start, window=window)  # noqa: E731
     thr = pick_threshold(ref, mask_id)
     results = []
     cases = LLADA_CASES + [(n, dict(kw, threshold=thr)) for n, kw in THRESHOLD_CASES]
@@ -102,8 +110,29 @@ def llada_cases(unmask, model):
         kw = dict(kw)
         got, passes = unmask_generate(unmask, model, "llada", kw)
         with torch.no_grad():
-            want, ref_passes, margins = llada_generate.generate(fwd, PROMPT, mask_id, **kw)
+            want, ref_passes, margins = llada_generate.generate(fwd, PROMPT, mask_id, cached_model=cached, **kw)
         results.append(report(name, want.tolist(), got, (ref_passes, passes), margins))
+    return results
+
+
+def cache_cases(unmask, model):
+    ref = Reference(model, torch.float64)
+    mask_id = ref.w["token_embd.weight"].shape[0] - 1
+    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    cached = lambda x, kv, start, window: ref.forward(x, cache=kv, start=start, window=window)  # noqa: E731
+    kw = dict(gen_length=24, block_length=8, threshold=CACHE_THRESHOLD)
+    with torch.no_grad():
+        want = {c: llada_generate.generate(fwd, PROMPT, mask_id, cache=c, cached_model=cached, **kw)
+                for c in (None, "prefix", "dual")}
+    exact, prefix, dual = (want[c][0] for c in (None, "prefix", "dual"))
+    distinct = bool((prefix != exact).any() and (dual != exact).any() and (prefix != dual).any())
+    print(f"     tokens changed by the cache: prefix {int((prefix != exact).sum())}, dual {int((dual != exact).sum())} "
+          f"of {kw['gen_length']}; prefix and dual differ in {int((prefix != dual).sum())}")
+    results = []
+    for name, c in CACHE_CASES:
+        got, passes = unmask_generate(unmask, model, "llada", dict(kw, cache=c))
+        x, ref_passes, margins = want[c]
+        results.append(report(name, x.tolist(), got, (ref_passes, passes), margins) and distinct)
     return results
 
 
@@ -121,12 +150,13 @@ def dream_cases(unmask, model):
 
 
 def check_all(unmask, tmp):
-    llada, dream = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "dream.gguf")
-    run([unmask, "init", "--config", "tiny", "--out", llada] + LLADA_MODEL.split())
-    run([unmask, "init", "--config", "tiny", "--out", dream] + DREAM_MODEL.split())
-    scale_logits(llada, LOGIT_SCALE)
-    scale_logits(dream, LOGIT_SCALE)
-    return llada_cases(unmask, llada) + dream_cases(unmask, dream)
+    paths = {}
+    for name, flags in (("llada", LLADA_MODEL), ("cache", CACHE_MODEL), ("dream", DREAM_MODEL)):
+        paths[name] = os.path.join(tmp, name + ".gguf")
+        run([unmask, "init", "--config", "tiny", "--out", paths[name]] + flags.split())
+        scale_logits(paths[name], LOGIT_SCALE)
+    return (llada_cases(unmask, paths["llada"]) + cache_cases(unmask, paths["cache"]) +
+            dream_cases(unmask, paths["dream"]))
 
 
 if __name__ == "__main__":
