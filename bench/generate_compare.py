@@ -9,8 +9,9 @@ Rows: LLaDA one token per step; semi-AR blocks; threshold 0.9 (Fast-dLLM); thres
 0.9 + dual cache; AR with the KV cache on the causal twin (same sizes, llama architecture). With no trained
 checkpoint the models are random (`unmask init`) with the final norm scaled by --logit-scale so that their
 predictions are decisive the way a trained model's are; how many tokens the threshold rule commits per forward
-depends on that, so those figures describe that model, not real text. The PyTorch row runs the plain transcription
-(no cache), one token per step and with the threshold rule, in float32 with the same number of threads, in a process
+depends on that, so those figures describe that model, not real text. The PyTorch rows run the transcription of
+LLaDA's generate (tests/reference/llada_generate.py) one token per step, with the threshold rule, and with the
+threshold rule and Fast-dLLM's dual cache, in float32 with the same number of threads, in a process
 with the fair OpenBLAS setup (bench/peer.py). Every figure is summed over the prompts: --prompts windows of
 --prompt-file (from its last 10% by default, tinyshakespeare's validation split), or synthetic ids.
 """
@@ -54,15 +55,16 @@ def unmask_row(args, model, prompts, flags):
     return total, canvases
 
 
-def torch_row(model, prompts, mask_id, args, threshold=None):
+def torch_row(model, prompts, mask_id, args, threshold=None, cache=None):
     """The PyTorch transcription over the prompts: (canvases, forward passes, seconds)."""
     torch.set_num_threads(args.threads)
     ref = Reference(model, torch.float32)
     fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    cached = lambda x, kv, start, window: ref.forward(x, cache=kv, start=start, window=window)  # noqa: E731
     canvases, passes, secs = [], 0, 0.0
     for prompt in prompts:
         kw = (dict(steps=args.gen, block_length=args.gen) if threshold is None else
-              dict(block_length=args.block, threshold=threshold))
+              dict(block_length=args.block, threshold=threshold, cache=cache, cached_model=cached))
         t0 = time.perf_counter()
         with torch.no_grad():
             x, n, _ = llada_generate.generate(fwd, prompt, mask_id, gen_length=args.gen, **kw)
@@ -75,7 +77,7 @@ def torch_row(model, prompts, mask_id, args, threshold=None):
 def models(args, tmp):
     """The bidirectional model and its causal twin: the given checkpoints, or random ones with decisive logits."""
     if args.model:
-        return args.model, args.ar_model or args.model
+        return args.model, args.ar_model  # no --ar-model: no AR row
     llada, llama = os.path.join(tmp, "llada.gguf"), os.path.join(tmp, "llama.gguf")
     for arch, path in (("llada", llada), ("llama", llama)):
         run([args.unmask, "init", "--config", args.config, "--arch", arch, "--seed", "1", "--out", path])
@@ -108,7 +110,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--logit-scale", type=float, default=12.0)
     ap.add_argument("--model", help="a trained bidirectional checkpoint instead of a random model")
-    ap.add_argument("--ar-model", help="a trained causal checkpoint for the AR row")
+    ap.add_argument("--ar-model", help="a trained causal checkpoint for the AR row (with --model; without it, no AR row)")
     args = ap.parse_args()
     g, b = str(args.gen), str(args.block)
     rows = [
@@ -129,7 +131,7 @@ def main():
               f"{args.threads} threads, best of {args.repeats}; figures summed over the prompts")
         print(f"{'sampler':32s} {'forwards':>8s} {'tok/fwd':>8s} {'seconds':>8s} {'tok/s':>8s} {'fwd s':>7s} {'sample s':>8s}")
         results, canvases = {}, {}
-        for name, flags in rows + [("ar + kv cache (causal twin)", None)]:
+        for name, flags in rows + ([("ar + kv cache (causal twin)", None)] if llama else []):
             s, canvases[name] = (unmask_row(args, llada, prompts, ["--sampler", "llada"] + flags) if flags is not None
                                  else unmask_row(args, llama, prompts, ["--sampler", "ar", "--ignore-eos"]))
             results[name] = s
@@ -138,8 +140,9 @@ def main():
                   f"{s['seconds_sample']:8.3f}")
         gen = args.gen * len(prompts)
         torch_rows = {}
-        for name, threshold in (("llada 1 token/step", None), ("threshold 0.9", 0.9)):
-            want, passes, secs = torch_rows[name] = torch_row(llada, prompts, mask_id, args, threshold)
+        for name, threshold, cache in (("llada 1 token/step", None, None), ("threshold 0.9", 0.9, None),
+                                       ("threshold 0.9 + dual cache", 0.9, "dual")):
+            want, passes, secs = torch_rows[name] = torch_row(llada, prompts, mask_id, args, threshold, cache)
             print(f"{'pytorch ' + name:32s} {passes:8d} {gen / passes:8.2f} {secs:8.3f} {gen / secs:8.1f}")
         base = results["llada 1 token/step"]
         for name in ("threshold 0.9", "threshold 0.9 + prefix cache", "threshold 0.9 + dual cache"):

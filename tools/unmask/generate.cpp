@@ -6,18 +6,23 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "commands.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
+#include "unmask/base/timer.h"
 #include "unmask/io/gguf.h"
 #include "unmask/model/model.h"
+#include "unmask/sampling/batch.h"
 #include "unmask/sampling/infill.h"
 #include "unmask/sampling/sampler.h"
 #include "unmask/tokenizer/chat.h"
@@ -29,7 +34,7 @@ namespace {
 
 struct GenerateOptions {
   std::string model, prompt, infill, infill_tokens, sampler = "llada", remasking = "low_confidence", alg = "entropy";
-  std::string cache = "none", remdm = "cap", chat, chat_template;
+  std::string cache = "none", remdm = "cap", chat, chat_template, batch, batch_tokens;
   std::vector<int32_t> prompt_tokens;
   std::vector<std::string> stop;
   SamplerConfig cfg;
@@ -161,14 +166,13 @@ nlohmann::json stats_json(const GenerateStats& s) {
           {"tokens_per_second", s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0}};
 }
 
-void print_json(const GenerateOptions& o, const GenerateResult& r, const std::vector<int32_t>& out,
-                const std::string& text) {
+nlohmann::json result_json(const GenerateOptions& o, const GenerateResult& r, const std::vector<int32_t>& out,
+                           const std::string& text) {
   std::vector<int32_t> steps(r.commit_step.begin() + r.prompt_length, r.commit_step.end());
-  nlohmann::json j = {{"sampler", o.sampler},
-                      {"prompt", std::vector<int32_t>(r.canvas.begin(), r.canvas.begin() + r.prompt_length)},
-                      {"canvas", r.canvas}, {"ids", out}, {"commit_step", steps}, {"text", text},
-                      {"cancelled", r.cancelled}, {"stats", stats_json(r.stats)}};
-  fmt::print("{}\n", j.dump());
+  return {{"sampler", o.sampler},
+          {"prompt", std::vector<int32_t>(r.canvas.begin(), r.canvas.begin() + r.prompt_length)},
+          {"canvas", r.canvas}, {"ids", out}, {"commit_step", steps}, {"text", text},
+          {"cancelled", r.cancelled}, {"stats", stats_json(r.stats)}};
 }
 
 // Stops AR decoding once the generated text holds a stop string.
@@ -208,6 +212,78 @@ void finish_config(GenerateOptions& o) {
   if (o.ignore_eos) o.cfg.stop_at_eos = false;
 }
 
+// --batch / --batch-tokens: one prompt per non-empty line of the file (text, or ids as 1,2,3).
+std::vector<std::vector<int32_t>> batch_prompts(const GenerateOptions& o, Tokenizer* tok) {
+  const bool ids = !o.batch_tokens.empty();
+  const std::string& path = ids ? o.batch_tokens : o.batch;
+  std::ifstream in(path);
+  check(in.good(), "{}: cannot open the batch file", path);
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    if (!ids) {
+      prompts.push_back(need_tokenizer(tok, o.model, "--batch").encode(line, true, true));
+      continue;
+    }
+    std::vector<int32_t> p;
+    std::istringstream items(line);
+    for (std::string item; std::getline(items, item, ',');) {
+      int32_t id = -1;
+      const char* end = item.data() + item.size();
+      const auto [at, ec] = std::from_chars(item.data(), end, id);
+      check(ec == std::errc() && at == end && id >= 0, "{}:{}: '{}' is not a token id (a line is ids, 1,2,3)", path,
+            n, item);
+      p.push_back(id);
+    }
+    prompts.push_back(std::move(p));
+  }
+  check(!prompts.empty(), "{}: no prompt in the batch file (one per line)", path);
+  return prompts;
+}
+
+// Every prompt of the batch file with the same sampler settings and seed, run together by generate_batch: each
+// request gives the tokens it gives alone with the same flags.
+void run_batch(const GenerateOptions& o, Model& m, Tokenizer* tok) {
+  check(o.chat.empty() && o.prompt.empty() && o.prompt_tokens.empty() && o.infill.empty() && o.infill_tokens.empty() &&
+        !o.visual, "--batch: the prompts come from the file; -p, --prompt-tokens, --chat, --infill and --visual "
+        "do not combine with it");
+  const std::vector<std::vector<int32_t>> prompts = batch_prompts(o, tok);
+  std::vector<Request> reqs(prompts.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].cfg = o.cfg;
+    reqs[i].prompt = prompts[i];
+    reqs[i].on_step = [&o, tok](const StepEvent& e) { return !(o.cfg.kind == SamplerKind::kAr && hit_stop(o, tok, e)); };
+  }
+  Timer t;
+  const BatchResult b = generate_batch(m, reqs);
+  const double secs = t.seconds();
+  int generated = 0, failed = 0;
+  for (size_t i = 0; i < b.outcomes.size(); ++i) {
+    const BatchOutcome& bo = b.outcomes[i];
+    if (!bo.ok()) {
+      ++failed;
+      if (o.json) fmt::print("{}\n", nlohmann::json{{"request", i}, {"error", bo.error}}.dump());
+      else fmt::print(stderr, "request {}: {}\n", i + 1, bo.error);
+      continue;
+    }
+    const std::vector<int32_t> out = bo.result.output(m.config().eos_token);
+    const std::string text = cut_at_stop(text_of(tok, out), o.stop);
+    generated += bo.result.stats.generated;
+    if (o.json) {
+      nlohmann::json j = result_json(o, bo.result, out, text);
+      j["request"] = i;
+      fmt::print("{}\n", j.dump());
+    } else {
+      fmt::print("--- {} ---\n{}\n", i + 1, text);
+    }
+  }
+  fmt::print(stderr, "{} batch: {} requests ({} failed), {} tokens, {} model calls ({} shared full passes), {:.2f} s "
+             "({:.1f} tokens/s)\n", o.sampler, reqs.size(), failed, generated, b.model_calls, b.shared_passes, secs,
+             secs > 0 ? generated / secs : 0.0);
+  check(failed == 0, "--batch: {} of {} requests failed", failed, reqs.size());
+}
+
 void run_generate(GenerateOptions o) {
   set_num_threads(o.threads);
   Model m = Model::load(o.model);
@@ -216,6 +292,7 @@ void run_generate(GenerateOptions o) {
   finish_config(o);
   check(o.stop.empty() || o.cfg.kind == SamplerKind::kAr, "--stop: stop strings apply to --sampler ar");
   std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
+  if (!o.batch.empty() || !o.batch_tokens.empty()) return run_batch(o, m, tok.get());
   const Chat chat = chat_of(o, tok.get());
   Canvas canvas = make_canvas(o, mc, tok.get(), chat);
   ModelBackbone bb(m);
@@ -230,7 +307,7 @@ void run_generate(GenerateOptions o) {
                             : generate(bb, o.cfg, canvas.tokens, cb);
   const std::vector<int32_t> out = infill ? r.canvas : cut_at_stop_id(r.output(mc.eos_token), chat);
   const std::string text = cut_at_stop(text_of(tok.get(), out), o.stop);
-  if (o.json) return print_json(o, r, out, text);
+  if (o.json) return fmt::print("{}\n", result_json(o, r, out, text).dump());
   fmt::print("{}\n", text);
   const GenerateStats& s = r.stats;
   fmt::print(stderr, "{}: {} tokens, {} forward passes ({:.2f} tokens/forward), {:.2f} s ({:.1f} tokens/s; "
@@ -286,6 +363,10 @@ void add_generate(CLI::App& app) {
                   "--temp 0.2, --top-p 0.95; LLaMA/Qwen2: ar, --temp 0)");
   cmd->add_option("--chat-template", o->chat_template, "With --chat: the template by name instead of the model's: " +
                   chat_template_names());
+  cmd->add_option("--batch", o->batch, "Generate for every line of this file (one prompt per line) in one batch, "
+                  "each with the same flags and seed (the tokens each gives alone)");
+  cmd->add_option("--batch-tokens", o->batch_tokens, "As --batch with prompts as token ids, 1,2,3 per line")
+      ->excludes("--batch");
   add_sampler_options(cmd, *o);
   cmd->add_flag("--json", o->json, "Print ids, per-token commit steps and statistics as JSON");
   cmd->add_flag("--visual", o->visual, "Redraw the canvas on stderr as it denoises (darker = committed later)");
