@@ -129,13 +129,13 @@ def main():
         what = args.model or f"{args.config} preset, random, logits x{args.logit_scale}"
         print(f"model: {what}; {len(prompts)} prompt(s) of {args.prompt} tokens, generate {args.gen} each, "
               f"{args.threads} threads, best of {args.repeats}; figures summed over the prompts")
-        print(f"{'sampler':32s} {'forwards':>8s} {'tok/fwd':>8s} {'seconds':>8s} {'tok/s':>8s} {'fwd s':>7s} {'sample s':>8s}")
+        print(f"{'sampler':36s} {'forwards':>8s} {'tok/fwd':>8s} {'seconds':>8s} {'tok/s':>8s} {'fwd s':>7s} {'sample s':>8s}")
         results, canvases = {}, {}
         for name, flags in rows + ([("ar + kv cache (causal twin)", None)] if llama else []):
             s, canvases[name] = (unmask_row(args, llada, prompts, ["--sampler", "llada"] + flags) if flags is not None
                                  else unmask_row(args, llama, prompts, ["--sampler", "ar", "--ignore-eos"]))
             results[name] = s
-            print(f"{name:32s} {s['forward_passes']:8d} {s['generated'] / s['forward_passes']:8.2f} "
+            print(f"{name:36s} {s['forward_passes']:8d} {s['generated'] / s['forward_passes']:8.2f} "
                   f"{s['seconds_total']:8.3f} {s['generated'] / s['seconds_total']:8.1f} {s['seconds_forward']:7.3f} "
                   f"{s['seconds_sample']:8.3f}")
         gen = args.gen * len(prompts)
@@ -143,7 +143,7 @@ def main():
         for name, threshold, cache in (("llada 1 token/step", None, None), ("threshold 0.9", 0.9, None),
                                        ("threshold 0.9 + dual cache", 0.9, "dual")):
             want, passes, secs = torch_rows[name] = torch_row(llada, prompts, mask_id, args, threshold, cache)
-            print(f"{'pytorch ' + name:32s} {passes:8d} {gen / passes:8.2f} {secs:8.3f} {gen / secs:8.1f}")
+            print(f"{'pytorch ' + name:36s} {passes:8d} {gen / passes:8.2f} {secs:8.3f} {gen / secs:8.1f}")
         base = results["llada 1 token/step"]
         for name in ("threshold 0.9", "threshold 0.9 + prefix cache", "threshold 0.9 + dual cache"):
             n = results[name]["forward_passes"]
