@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "unmask/base/error.h"
@@ -72,6 +73,54 @@ TEST(Rope, HandComputedRotations) {
     EXPECT_NEAR(h[5], -std::sin(0.1), 1e-7);
     EXPECT_NEAR(h[7], std::cos(0.1), 1e-7);
   }
+}
+
+// The table's rotation is rope_forward's bit for bit, for positions filled in one reserve() or in several.
+TEST(Rope, TableGivesRopeForwardsBits) {
+  uint64_t seed = 7;
+  for (RopeLayout layout : {RopeLayout::kNorm, RopeLayout::kNeox})
+    for (int D : {2, 40, 64, 128})
+      for (float theta : {10000.0f, 5e5f}) {
+        RopeTable table(D, theta);
+        table.reserve(100);
+        table.reserve(60);  // never shrinks
+        ASSERT_EQ(table.size(), 100);
+        table.reserve(3000);
+        const int T = 37, H = 3;
+        Rng rng(seed++);
+        std::vector<float> x(size_t(T) * H * D);
+        for (auto& v : x) v = float(rng.normal());
+        std::vector<int32_t> pos(T);
+        for (auto& p : pos) p = int32_t(rng.below(3000));
+        pos[0] = 0, pos[1] = 2999, pos[2] = 99, pos[3] = 100;  // the ends and both sides of the first reserve
+        auto fast = x, want = x;
+        table.apply(fast.data(), pos.data(), T, H, layout);
+        rope_forward(want.data(), pos.data(), T, H, D, layout, theta);
+        for (size_t i = 0; i < x.size(); ++i)
+          ASSERT_EQ(fast[i], want[i]) << "D " << D << " theta " << theta << " element " << i;
+        if (D == 2) continue;  // one pair, angle pos·theta^0: no theta to tell apart
+        // Control: the table of another theta differs.
+        RopeTable other(D, theta * 2);
+        other.reserve(3000);
+        auto moved = x;
+        other.apply(moved.data(), pos.data(), T, H, layout);
+        EXPECT_NE(moved, fast);
+      }
+}
+
+TEST(Rope, TableRefusesPositionsItDoesNotHold) {
+  RopeTable table(8, 10000.0f);
+  table.reserve(16);
+  std::vector<float> x(8);
+  for (int32_t p : {16, -1}) {
+    try {
+      table.apply(x.data(), &p, 1, 1, RopeLayout::kNorm);
+      ADD_FAILURE() << "position " << p << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("outside the table's [0, 16)"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(RopeTable(7, 10000.0f), Error);
 }
 
 TEST(Rope, RejectsOddHeadSize) {

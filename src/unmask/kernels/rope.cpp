@@ -20,31 +20,65 @@ inline void rotate_row(float* x, const float* cs, const float* sn, int half, int
   }
 }
 
+std::vector<double> inverse_frequencies(int D, float theta) {
+  check(D > 0 && D % 2 == 0 && theta > 0.0f, "rope: head size {} must be even and positive, theta {} positive", D,
+        theta);
+  std::vector<double> inv(size_t(D / 2));
+  for (int i = 0; i < D / 2; ++i) inv[size_t(i)] = std::pow(double(theta), -2.0 * i / D);
+  return inv;
+}
+
+// cs, sn (D/2) <- the rounded cos and sin of pos·inv_freq, the angles formed in double.
+inline void angles(float* cs, float* sn, int32_t pos, const std::vector<double>& inv_freq) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    double a = double(pos) * inv_freq[i];
+    cs[i] = float(std::cos(a));
+    sn[i] = float(std::sin(a));
+  }
+}
+
+int pair_stride(RopeLayout layout) { return layout == RopeLayout::kNorm ? 2 : 1; }
+int pair_offset(RopeLayout layout, int half) { return layout == RopeLayout::kNorm ? 1 : half; }
+
 }  // namespace
 
 // x (T, H, D) in place; pos (T). The inverse frequencies are computed in double once per call; each row's angles
 // pos·inv_freq are formed in double and their cos/sin (rounded to f32) reused by all H heads.
 void rope_forward(float* x, const int32_t* pos, int T, int H, int D, RopeLayout layout, float theta) {
-  check(D > 0 && D % 2 == 0 && theta > 0.0f, "rope_forward: head size {} must be even and positive, theta {} positive",
-        D, theta);
-  const int half = D / 2;
-  std::vector<double> inv_freq(half);
-  for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(double(theta), -2.0 * i / D);
-  const int stride = layout == RopeLayout::kNorm ? 2 : 1;
-  const int offset = layout == RopeLayout::kNorm ? 1 : half;
+  const std::vector<double> inv_freq = inverse_frequencies(D, theta);
+  const int half = D / 2, stride = pair_stride(layout), offset = pair_offset(layout, half);
 #pragma omp parallel if (int64_t(T) * H * D >= 16384)
   {
     std::vector<float> cs(half), sn(half);
 #pragma omp for schedule(static)
     for (int t = 0; t < T; ++t) {
-      for (int i = 0; i < half; ++i) {
-        double a = double(pos[t]) * inv_freq[i];
-        cs[i] = float(std::cos(a));
-        sn[i] = float(std::sin(a));
-      }
+      angles(cs.data(), sn.data(), pos[t], inv_freq);
       for (int h = 0; h < H; ++h)
         rotate_row(x + (int64_t(t) * H + h) * D, cs.data(), sn.data(), half, stride, offset);
     }
+  }
+}
+
+RopeTable::RopeTable(int D, float theta) : d_(D), inv_freq_(inverse_frequencies(D, theta)) {}
+
+void RopeTable::reserve(int positions) {
+  if (positions <= n_) return;
+  const size_t half = inv_freq_.size();
+  cos_.resize(size_t(positions) * half);
+  sin_.resize(size_t(positions) * half);
+  for (int p = n_; p < positions; ++p) angles(&cos_[size_t(p) * half], &sin_[size_t(p) * half], p, inv_freq_);
+  n_ = positions;
+}
+
+void RopeTable::apply(float* x, const int32_t* pos, int T, int H, RopeLayout layout) const {
+  for (int t = 0; t < T; ++t)
+    check(pos[t] >= 0 && pos[t] < n_, "rope: position {} of row {} is outside the table's [0, {})", pos[t], t, n_);
+  const int half = d_ / 2, stride = pair_stride(layout), offset = pair_offset(layout, half);
+#pragma omp parallel for schedule(static) if (int64_t(T) * H * d_ >= 16384)
+  for (int t = 0; t < T; ++t) {
+    const float* cs = &cos_[size_t(pos[t]) * size_t(half)];
+    const float* sn = &sin_[size_t(pos[t]) * size_t(half)];
+    for (int h = 0; h < H; ++h) rotate_row(x + (int64_t(t) * H + h) * d_, cs, sn, half, stride, offset);
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace unmask {
 
@@ -12,6 +13,24 @@ enum class RopeLayout { kNorm, kNeox };
 
 // x (T, H, D) rotated in place; pos (T) are the absolute positions of the T rows. D even.
 void rope_forward(float* x, const int32_t* pos, int T, int H, int D, RopeLayout layout, float theta);
+
+// The cos and sin of every angle of positions [0, size()), rounded to f32 exactly as rope_forward rounds them, so
+// that a model computes them once rather than twice per layer and call. apply() gives rope_forward's result bit for
+// bit.
+class RopeTable {
+ public:
+  RopeTable() = default;
+  RopeTable(int D, float theta);  // D even, theta > 0; empty until reserve()
+  void reserve(int positions);    // extends the table to cover [0, positions)
+  int size() const { return n_; }
+  // x (T, H, D) rotated in place; pos (T), each in [0, size()) (throws otherwise, naming the row).
+  void apply(float* x, const int32_t* pos, int T, int H, RopeLayout layout) const;
+
+ private:
+  int d_ = 0, n_ = 0;
+  std::vector<double> inv_freq_;  // (D/2)
+  std::vector<float> cos_, sin_;  // (size(), D/2)
+};
 
 namespace ref {
 void rope_forward(float* x, const int32_t* pos, int T, int H, int D, RopeLayout layout, float theta);

@@ -90,6 +90,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
   for (const Segment& g : segs)
     for (int i = g.row0; i < g.row0 + g.n; ++i)
       spans[i] = visible_keys(cfg_.mask, cfg_.block_size, pos[size_t(i)], g.n_keys);
+  reserve_rope(pos);
   const TensorView& emb = w_.get().token_embd;
   LayerBufs b;
   b.x = fit(s.x, size_t(N) * C);
@@ -109,6 +110,10 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
   }
   const int R = rows.empty() ? N : int(rows.size());
   logits_forward(b.x, N, rows, fit(s.hr, size_t(R) * C), nullptr, logits);
+}
+
+void Model::reserve_rope(std::span<const int32_t> pos) {
+  if (!pos.empty()) rope_.reserve(*std::max_element(pos.begin(), pos.end()) + 1);
 }
 
 // The final RMSNorm and output projection for the selected rows of the residual stream x (N, C):
@@ -163,8 +168,8 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
     rmsnorm_forward(b.q, nullptr, b.q, W.q_norm.f32(), N * cfg_.n_heads, D, cfg_.norm_eps);
     rmsnorm_forward(b.k + b.first, nullptr, b.k + b.first, W.k_norm.f32(), N * cfg_.n_kv_heads, D, cfg_.norm_eps);
   }
-  rope_forward(b.q, pos, N, cfg_.n_heads, D, cfg_.rope, cfg_.rope_theta);
-  rope_forward(b.k + b.first, pos, N, cfg_.n_kv_heads, D, cfg_.rope, cfg_.rope_theta);
+  rope_.apply(b.q, pos, N, cfg_.n_heads, cfg_.rope);
+  rope_.apply(b.k + b.first, pos, N, cfg_.n_kv_heads, cfg_.rope);
   const float scale = 1.0f / std::sqrt(float(D));
   // bf16 weights: attention in bf16 as well (products and P·V through AVX512-BF16, f32 softmax).
   const auto attend = cfg_.wtype == DType::BF16 ? attention_forward_bf16 : attention_forward;

@@ -120,6 +120,7 @@ Linear Model::matrix_linear(const void* data, DType t, int oc, int ic) const {
 void Model::prepare() {
   const Weights& w = w_.get();
   prepack_ = prepack_weights(w_);
+  rope_ = RopeTable(cfg_.head_dim, cfg_.rope_theta);
   lin_ = std::vector<LayerLinears>(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& W = w.layers[l];

@@ -10,6 +10,7 @@
 
 #include "unmask/kernels/attention.h"
 #include "unmask/kernels/gemm.h"
+#include "unmask/kernels/rope.h"
 #include "unmask/model/config.h"
 #include "unmask/model/weights.h"
 
@@ -129,6 +130,7 @@ class Model {
   void layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                      const LayerBufs& b);
   void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
+  void reserve_rope(std::span<const int32_t> pos);  // the RoPE table covers every position of pos
   void layer_backward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                       float* dx, float* grads);
   // The mixture-of-experts FFN of layer l: h (N, C) -> out (N, C).
@@ -167,6 +169,7 @@ class Model {
   // f32/bf16 matrices through oneDNN's prepacked copies (fast, but a mapped file's weights then take twice their
   // size in memory) — unless the model is mapped and the copies would not fit comfortably (prepack_weights()).
   bool prepack_ = true;
+  RopeTable rope_;  // cos/sin of the positions run so far (reserve_rope)
   std::unique_ptr<Scratch> s_;
   std::unique_ptr<TrainActs> t_;
 };

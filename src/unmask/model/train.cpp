@@ -134,6 +134,7 @@ void Model::forward_train(const TrainBatch& tb, float* logits) {
   b.tmp = fit(a.tmp, size_t(N) * C);
   const TensorView& emb = w_.get().token_embd;
   embedding_forward(b.x, tb.tokens.data(), N, emb.data, emb.dtype, cfg_.vocab, C);
+  reserve_rope(tb.pos);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     TrainActs::Layer& A = a.layers[size_t(l)];
     b.x_in = fit(A.x_in, size_t(N) * C), b.h = fit(A.h, size_t(N) * C), b.rstd1 = fit(A.rstd1, size_t(N));
