@@ -99,6 +99,12 @@ TEST(Logits, ArgmaxChoiceAndConfidences) {
   for (float x : row) ent += std::exp(double(x)) / z * std::log(std::exp(double(x)) / z + 1e-10);
   EXPECT_NEAR(c.neg_entropy, ent, 1e-12);
   EXPECT_EQ(choose_token(row, 4, TokenRule{}, g, work).neg_entropy, 0.0);  // not asked for: not computed
+  TokenRule raw_only;
+  raw_only.processed = false;
+  c = choose_token(row, 4, raw_only, g, work);
+  EXPECT_EQ(c.token, 1);
+  EXPECT_NEAR(c.p_raw, std::exp(3.0) / z, 1e-12);
+  EXPECT_EQ(c.p, 0.0);
   TokenRule banned;
   banned.banned = 1;
   c = choose_token(row, 4, banned, g, work);

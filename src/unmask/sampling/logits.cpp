@@ -101,6 +101,7 @@ Choice choose_token(const float* row, int V, const TokenRule& rule, Rng& rng, st
   }
   c.p_raw = std::exp(double(row[c.token]) - lse_raw);
   if (rule.banned == c.token) c.p_raw = 0;
+  if (!rule.processed) return c;
   const double lse = unprocessed(rule) ? lse_raw : log_sum_exp(z);
   double top1 = -kInf, top2 = -kInf;
   for (double x : z) {

@@ -17,6 +17,7 @@ struct TokenRule {
   double min_p = 0;        // 0: off; drops tokens with p < min_p * p_max
   int32_t banned = -1;     // a token that is never chosen and has no probability (forbidden EOS), -1: none
   int32_t unchosen = -1;   // a token that is never chosen but keeps its share of p_raw (the mask id), -1: none
+  bool processed = true;   // fill Choice::p and margin (an exp per entry; LLaDA reads only p_raw)
   bool entropy = false;    // fill Choice::neg_entropy (an exp and a log per entry; only Dream's entropy order reads it)
 };
 
@@ -24,8 +25,9 @@ struct TokenRule {
 struct Choice {
   int32_t token = -1;
   double p_raw = 0;        // softmax(logits)[token] of the row as given (banned token removed): LLaDA's confidence
-  double p = 0;            // probability of token under the processed distribution (temperature, filters): Dream's
-  double margin = 0;       // top-1 minus top-2 probability, processed distribution (Dream topk_margin)
+  double p = 0;            // probability of token under the processed distribution (temperature, filters): Dream's;
+                           // 0 unless rule.processed
+  double margin = 0;       // top-1 minus top-2 probability, processed distribution (Dream topk_margin); likewise
   double neg_entropy = 0;  // sum p log(p + 1e-10), processed distribution (Dream entropy); 0 unless rule.entropy
 };
 

@@ -154,6 +154,7 @@ TokenRule token_rule(const SamplerConfig& cfg, const ModelConfig& mc) {
   r.min_p = cfg.min_p;
   r.banned = cfg.forbid_eos ? mc.eos_token : -1;
   r.unchosen = mc.mask_token;
+  r.processed = cfg.kind != SamplerKind::kLlada;
   r.entropy = cfg.kind == SamplerKind::kDream && cfg.alg == DreamAlg::kEntropy;
   return r;
 }
