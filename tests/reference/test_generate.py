@@ -98,11 +98,17 @@ def pick_threshold(ref, mask_id):
     return float(p.sort(descending=True).values[4:6].mean())
 
 
-def llada_cases(unmask, model):
+def transcription_model(model):
+    """The float64 reference of the model file, its mask id, and its forward as the transcriptions call it: plain
+    (tokens -> logits) and cached (tokens, kv, start, window -> logits)."""
     ref = Reference(model, torch.float64)
-    mask_id = ref.w["token_embd.weight"].shape[0] - 1
     fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
     cached = lambda x, kv, start, window: ref.forward(x, cache=kv, start=start, window=window)  # noqa: E731
+    return ref, ref.w["token_embd.weight"].shape[0] - 1, fwd, cached
+
+
+def llada_cases(unmask, model):
+    ref, mask_id, fwd, cached = transcription_model(model)
     thr = pick_threshold(ref, mask_id)
     results = []
     cases = LLADA_CASES + [(n, dict(kw, threshold=thr)) for n, kw in THRESHOLD_CASES]
@@ -116,10 +122,7 @@ def llada_cases(unmask, model):
 
 
 def cache_cases(unmask, model):
-    ref = Reference(model, torch.float64)
-    mask_id = ref.w["token_embd.weight"].shape[0] - 1
-    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
-    cached = lambda x, kv, start, window: ref.forward(x, cache=kv, start=start, window=window)  # noqa: E731
+    _, mask_id, fwd, cached = transcription_model(model)
     kw = dict(gen_length=24, block_length=8, threshold=CACHE_THRESHOLD)
     with torch.no_grad():
         want = {c: llada_generate.generate(fwd, PROMPT, mask_id, cache=c, cached_model=cached, **kw)
@@ -137,9 +140,7 @@ def cache_cases(unmask, model):
 
 
 def dream_cases(unmask, model):
-    ref = Reference(model, torch.float64)
-    mask_id = ref.w["token_embd.weight"].shape[0] - 1
-    fwd = lambda x: ref.forward(x.tolist())  # noqa: E731
+    _, mask_id, fwd, _ = transcription_model(model)
     results = []
     for name, kw in DREAM_CASES:
         got, passes = unmask_generate(unmask, model, "dream", kw)

@@ -59,26 +59,27 @@ void rope_forward(float* x, const int32_t* pos, int T, int H, int D, RopeLayout 
   }
 }
 
-RopeTable::RopeTable(int D, float theta) : d_(D), inv_freq_(inverse_frequencies(D, theta)) {}
+RopeTable::RopeTable(int D, float theta) : inv_freq_(inverse_frequencies(D, theta)) {}
 
 void RopeTable::reserve(int positions) {
-  if (positions <= n_) return;
+  const int n = size();
+  if (positions <= n) return;
   const size_t half = inv_freq_.size();
   cos_.resize(size_t(positions) * half);
   sin_.resize(size_t(positions) * half);
-  for (int p = n_; p < positions; ++p) angles(&cos_[size_t(p) * half], &sin_[size_t(p) * half], p, inv_freq_);
-  n_ = positions;
+  for (int p = n; p < positions; ++p) angles(&cos_[size_t(p) * half], &sin_[size_t(p) * half], p, inv_freq_);
 }
 
 void RopeTable::apply(float* x, const int32_t* pos, int T, int H, RopeLayout layout) const {
+  const int n = size(), half = int(inv_freq_.size()), D = 2 * half;
   for (int t = 0; t < T; ++t)
-    check(pos[t] >= 0 && pos[t] < n_, "rope: position {} of row {} is outside the table's [0, {})", pos[t], t, n_);
-  const int half = d_ / 2, stride = pair_stride(layout), offset = pair_offset(layout, half);
-#pragma omp parallel for schedule(static) if (int64_t(T) * H * d_ >= 16384)
+    check(pos[t] >= 0 && pos[t] < n, "rope: position {} of row {} is outside the table's [0, {})", pos[t], t, n);
+  const int stride = pair_stride(layout), offset = pair_offset(layout, half);
+#pragma omp parallel for schedule(static) if (int64_t(T) * H * D >= 16384)
   for (int t = 0; t < T; ++t) {
     const float* cs = &cos_[size_t(pos[t]) * size_t(half)];
     const float* sn = &sin_[size_t(pos[t]) * size_t(half)];
-    for (int h = 0; h < H; ++h) rotate_row(x + (int64_t(t) * H + h) * d_, cs, sn, half, stride, offset);
+    for (int h = 0; h < H; ++h) rotate_row(x + (int64_t(t) * H + h) * D, cs, sn, half, stride, offset);
   }
 }
 

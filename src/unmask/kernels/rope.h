@@ -22,12 +22,11 @@ class RopeTable {
   RopeTable() = default;
   RopeTable(int D, float theta);  // D even, theta > 0; empty until reserve()
   void reserve(int positions);    // extends the table to cover [0, positions)
-  int size() const { return n_; }
+  int size() const { return inv_freq_.empty() ? 0 : int(cos_.size() / inv_freq_.size()); }
   // x (T, H, D) rotated in place; pos (T), each in [0, size()) (throws otherwise, naming the row).
   void apply(float* x, const int32_t* pos, int T, int H, RopeLayout layout) const;
 
  private:
-  int d_ = 0, n_ = 0;
   std::vector<double> inv_freq_;  // (D/2)
   std::vector<float> cos_, sin_;  // (size(), D/2)
 };

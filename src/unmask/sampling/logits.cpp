@@ -46,12 +46,6 @@ void keep_min_p(std::span<double> z, double min_p) {
     if (x < cut) x = -kInf;
 }
 
-// Whether the processed logits are the raw ones (with the banned token removed), so share their log-sum-exp.
-bool unprocessed(const TokenRule& r) {
-  return (r.temperature == 0 || r.temperature == 1) && r.top_k <= 0 && r.top_p >= 1 && r.min_p <= 0 &&
-         r.unchosen < 0;
-}
-
 }  // namespace
 
 double log_sum_exp(std::span<const double> z) {
@@ -102,7 +96,7 @@ Choice choose_token(const float* row, int V, const TokenRule& rule, Rng& rng, st
   c.p_raw = std::exp(double(row[c.token]) - lse_raw);
   if (rule.banned == c.token) c.p_raw = 0;
   if (!rule.processed) return c;
-  const double lse = unprocessed(rule) ? lse_raw : log_sum_exp(z);
+  const double lse = log_sum_exp(z);
   double top1 = -kInf, top2 = -kInf;
   for (double x : z) {
     if (x > top1) top2 = top1, top1 = x;
