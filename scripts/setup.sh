@@ -1,19 +1,40 @@
 #!/usr/bin/env bash
-# Installs every Debian package unmask's build, tests and benchmarks need. Idempotent: safe to re-run.
+# Installs the Debian packages unmask needs. Idempotent: safe to re-run; uses sudo when not root.
+#
+#   bash scripts/setup.sh          # what building and running `unmask` needs (compiler, CMake, oneDNN, ...)
+#   bash scripts/setup.sh --test   # also what the tests, fuzzers and benchmarks need (GoogleTest, PyTorch, clang,
+#                                  # Open MPI, Node for the independent GGUF parser)
+#   bash scripts/setup.sh --corpus # also the corpus the default models are trained on (scripts/train-default-models.sh)
 set -euo pipefail
+test=0 corpus=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test=1 ;;
+    --corpus) corpus=1 ;;
+    *) echo "setup: unknown argument '$arg' (expected --test or --corpus)" >&2; exit 1 ;;
+  esac
+done
+
 packages=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev libcli11-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libopenmpi-dev openmpi-bin
-  python3-torch python3-numpy libopenblas0-openmp
-  clang libclang-rt-14-dev libomp-dev  # the fuzz targets: clang++, libFuzzer + sanitizer runtimes, OpenMP for clang
 )
+if [ $test -eq 1 ]; then
+  packages+=(
+    googletest libgtest-dev libgmock-dev libbenchmark-dev
+    libopenmpi-dev openmpi-bin
+    python3-torch python3-numpy libopenblas0-openmp
+    clang libclang-rt-14-dev libomp-dev  # the fuzz targets: clang++, libFuzzer + sanitizer runtimes, OpenMP for clang
+  )
+fi
+if [ $corpus -eq 1 ]; then
+  packages+=(bible-kjv bible-kjv-text)   # the King James Bible (public domain) and the program that prints it
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+[ $test -eq 1 ] && { command -v npm >/dev/null 2>&1 || missing+=(nodejs npm); }
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 if [ ${#missing[@]} -eq 0 ]; then
@@ -24,8 +45,10 @@ else
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The independent GGUF parser the io tests compare against (npm's @huggingface/gguf, pinned by package-lock.json).
-cd "$(dirname "$0")/../tests/io/gguf_js"
-if [ ! -d node_modules/@huggingface/gguf ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+if [ $test -eq 1 ]; then
+  # The independent GGUF parser the io tests compare against (npm's @huggingface/gguf, pinned by package-lock.json).
+  cd "$(dirname "$0")/../tests/io/gguf_js"
+  if [ ! -d node_modules/@huggingface/gguf ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
 fi

@@ -1,6 +1,7 @@
 // unmask quantize IN.gguf OUT.gguf --type TYPE: the model of IN with its tensors in the scheme's types (llama.cpp's
 // rules, model/quantize.h; a quantized IN is dequantized first), every metadata key of IN kept (tokenizer
-// included) and general.file_type set; written atomically.
+// included) and general.file_type set; written atomically. IN may be a training checkpoint (or its run directory):
+// its optimizer state is dropped, with a line saying so.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "model_file.h"
 #include "progress.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
@@ -24,23 +26,13 @@ struct QuantizeOptions {
   int threads = 0;
 };
 
-// IN's tensors must all be the model's: quantize writes the model's tensors and would otherwise drop the rest.
-void check_only_model_tensors(const gguf::Reader& in, const ModelWeights& w) {
-  for (const auto& t : in.tensors()) {
-    bool known = false;
-    for (const auto& [spec, view] : w.tensors()) known |= spec.name == t.name;
-    check(known, "{}: tensor {} is not one of the model's ({} architecture); quantize would drop it", in.path(),
-          t.name, in.get_string("general.architecture"));
-  }
-}
-
 void run_quantize(const QuantizeOptions& o) {
   set_num_threads(o.threads);
   const QuantScheme scheme = parse_quant_scheme(o.type);  // before touching the disk
-  auto in = std::make_shared<const gguf::Reader>(o.in);
+  const std::shared_ptr<const gguf::Reader> in = open_model_or_run(o.in);
   const ModelConfig c = read_config(*in);
   const ModelWeights weights = ModelWeights::from_gguf(in, c);
-  check_only_model_tensors(*in, weights);
+  say_dropped(optimizer_tensors(*in, weights), in->path());
   gguf::Writer w;
   for (const auto& [key, value] : in->metadata()) w.set(key, value);
   std::vector<std::vector<uint8_t>> store;
@@ -58,7 +50,7 @@ void run_quantize(const QuantizeOptions& o) {
 void add_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "Write a GGUF model with its tensors in another type (llama.cpp's mixes)");
   auto o = std::make_shared<QuantizeOptions>();
-  cmd->add_option("in", o->in, "Input GGUF model (any supported tensor types)")->required();
+  cmd->add_option("in", o->in, "Input GGUF model (any supported tensor types), a training checkpoint or run directory (the optimizer state is dropped)")->required();
   cmd->add_option("out", o->out, "Output GGUF file")->required();
   cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0 or q4_k_m (norms stay f32)")->required();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);

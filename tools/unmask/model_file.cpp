@@ -1,0 +1,41 @@
+#include "model_file.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+
+#include "unmask/base/error.h"
+
+namespace unmask::cli {
+
+std::shared_ptr<const gguf::Reader> open_model_or_run(const std::string& path) {
+  const std::filesystem::path p(path);
+  if (!std::filesystem::is_directory(p)) return std::make_shared<const gguf::Reader>(path);
+  const std::filesystem::path ckpt = p / "checkpoint.gguf";
+  check(std::filesystem::exists(ckpt), "{}: a directory without checkpoint.gguf (expected a GGUF model file or a "
+        "training run's directory)", path);
+  return std::make_shared<const gguf::Reader>(ckpt.string());
+}
+
+std::vector<std::string> optimizer_tensors(const gguf::Reader& in, const ModelWeights& w) {
+  std::vector<std::string> dropped;
+  for (const auto& t : in.tensors()) {
+    bool known = false;
+    for (const auto& [spec, view] : w.tensors()) known |= spec.name == t.name;
+    if (known) continue;
+    check(t.name.starts_with("optim."), "{}: tensor {} is neither one of the model's ({} architecture) nor a "
+          "checkpoint's optimizer state; writing the model alone would drop it", in.path(), t.name,
+          in.get_string("general.architecture"));
+    dropped.push_back(t.name);
+  }
+  return dropped;
+}
+
+void say_dropped(const std::vector<std::string>& dropped, const std::string& from) {
+  if (!dropped.empty())
+    fmt::print(stderr, "{} is a training checkpoint: its optimizer state ({}) is left out\n", from,
+               fmt::join(dropped, ", "));
+}
+
+}  // namespace unmask::cli
