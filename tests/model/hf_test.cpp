@@ -12,6 +12,7 @@
 #include <string>
 
 #include "unmask/base/error.h"
+#include "unmask/tokenizer/tokenizer.h"
 #include "../common/test_util.h"
 
 namespace unmask {
@@ -176,6 +177,32 @@ TEST_F(HfConfigTest, MissingTensorIsNamedWithItsHfName) {
   EXPECT_NE(e.find("tensor model.embed_tokens.weight is missing"), std::string::npos) << e;
 }
 
+// Real Dream-7B and Qwen2.5 folders have more embedding rows than tokenizer.json has tokens: a folder opened directly
+// pads its vocabulary to the rows with unused [PAD<i>] tokens, as `convert` does (one function, hf_vocab), so that a
+// sampled padding id decodes (to nothing, as llama.cpp's unused tokens) instead of failing with "outside the
+// vocabulary".
+TEST_F(HfConfigTest, FolderTokenizerIsPaddedToTheEmbeddingRows) {
+  write("config.json", qwen2_config().dump());  // 1000 embedding rows
+  write("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"h": 0, "e": 1, "l": 2, "o": 3, "Ġ": 4,
+      "he": 5, "ll": 6, "hell": 7, "hello": 8, "Ġh": 9}, "merges": ["h e", "l l", "he ll", "hell o", "Ġ h"]},
+      "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+      "decoder": {"type": "ByteLevel"},
+      "added_tokens": [{"id": 10, "content": "<|endoftext|>", "special": true, "lstrip": false, "rstrip": false}]})");
+  for (const auto& tok : {load_tokenizer_file(dir_), load_hf_tokenizer(dir_)}) {
+    EXPECT_EQ(tok->n_vocab(), 1000);
+    EXPECT_EQ(tok->encode("hello"), (std::vector<int32_t>{8}));
+    const std::vector<int32_t> ids = {8, 275, 999};
+    EXPECT_EQ(tok->decode(ids), "hello");
+    EXPECT_EQ(tok->token_text(275), "[PAD275]");
+    EXPECT_EQ(tok->role(TokenRole::kBos), 3);  // from config.json, which the tokenizer files lack
+  }
+  ModelConfig c = read_hf_config(dir_);
+  EXPECT_EQ(hf_vocab(dir_, c).size(), 1000);
+  c.vocab = 5;
+  EXPECT_NE(test::error_of([&] { hf_vocab(dir_, c); }).find("11 tokens, but the model's embedding has only 5 rows"),
+            std::string::npos);
+}
+
 TEST(HfConvertCli, BadTypeAndMissingFolder) {
   const std::string out = test::temp_path("hf", "never.gguf");
   test::Result r = test::sh("convert " + test::temp_path("hf", "no_such_dir") + " --out " + out + " --type q5_1");
@@ -189,7 +216,7 @@ TEST(HfConvertCli, BadTypeAndMissingFolder) {
   EXPECT_FALSE(fs::exists(out));
   r = test::sh("convert --out " + out);
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.out.find("dir is required"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--model is required"), std::string::npos) << r.out;  // the folder: DIR or -m DIR
 }
 
 }  // namespace

@@ -65,6 +65,22 @@ TEST(Chat, Detection) {
   EXPECT_THROW(chat_template_by_name("vicuna"), Error);
 }
 
+// The Jinja source written into tokenizer.chat_template (data prepare --chat-template) is recognised again as a
+// template rendering the same text (qwen2 and dream are twins), and reads as the template it stands for.
+TEST(Chat, SourceIsRecognisedAgain) {
+  for (std::string_view name : {"llada", "llama3", "chatml", "qwen2", "dream", "smollm2"}) {
+    const ChatTemplate& t = chat_template_by_name(name);
+    const ChatTemplate* back = detect_chat_template(chat_template_source(t), "");
+    ASSERT_NE(back, nullptr) << name << ": " << chat_template_source(t);
+    for (const auto& msgs : {kConversation, M{ChatMessage{"system", "S"}, ChatMessage{"user", "Hi"}}})
+      EXPECT_EQ(apply_chat_template(*back, msgs, true), apply_chat_template(t, msgs, true)) << name;
+  }
+  EXPECT_EQ(chat_template_source(chat_template_by_name("chatml")),
+            "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+            "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>' + 'assistant' + '\\n' }}"
+            "{% endif %}");
+}
+
 TEST(Chat, ResolveAndNoSecondBos) {
   Vocab v = testing::bytes_vocab();
   const int32_t bos = testing::add_token(v, "<|startoftext|>", TokenType::kControl);

@@ -12,6 +12,8 @@
 #include "unmask/base/error.h"
 #include "unmask/diffusion/noise.h"
 #include "unmask/diffusion/objective.h"
+#include "unmask/io/gguf.h"
+#include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
 #include "unmask/tokenizer/train.h"
 #include "unmask/train/sft_data.h"
@@ -270,6 +272,10 @@ TEST(Sft, TinyFineTuneRunsAndResumesBitForBit) {
   Result full = sh(args + " --out " + (dir / "a").string());
   ASSERT_EQ(full.code, 0) << full.out;
   EXPECT_NE(full.out.find("val "), std::string::npos) << full.out;
+  // The template the data was prepared with travels into the checkpoint, where generate --chat finds it.
+  const std::string tmpl = gguf::Reader((dir / "a" / "checkpoint.gguf").string()).get_string("tokenizer.chat_template");
+  ASSERT_NE(detect_chat_template(tmpl, ""), nullptr) << tmpl;
+  EXPECT_EQ(detect_chat_template(tmpl, "")->name, "chatml") << tmpl;
   const int64_t at = test::kill_after_first_checkpoint(args, dir / "b");
   ASSERT_LT(at, 150) << "the run finished before the kill; nothing was tested";
   Result resumed = sh("train --resume " + (dir / "b").string() + " -t 1");

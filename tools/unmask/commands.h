@@ -17,5 +17,6 @@ void add_tokenizer(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace unmask::cli

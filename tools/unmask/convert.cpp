@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "progress.h"
 #include "unmask/base/error.h"
@@ -26,6 +27,7 @@ namespace {
 struct ConvertOptions {
   std::string dir, out, type;  // type "": the folder's own
   int threads = 0;
+  bool force = false;
 };
 
 // Text on which the pre-tokenizers of GGUF's names cut differently: contractions in both cases, runs of digits,
@@ -52,22 +54,12 @@ std::string pre_name_of(const Vocab& v, const std::string& where) {
   fail("{}: its pre-tokenizer matches none that llama.cpp knows by name ({})", where, fmt::join(kNames, ", "));
 }
 
-// The folder's vocabulary for the GGUF: llama.cpp's pre-tokenizer name, padded with [PAD<i>] tokens to the
-// embedding's rows (as llama.cpp's converter does), roles the tokenizer files lack taken from config.json.
+// The folder's vocabulary for the GGUF: hf_vocab (padded to the embedding's rows, roles from config.json) with
+// llama.cpp's pre-tokenizer name.
 Vocab gguf_vocab(const std::string& dir, const ModelConfig& c) {
-  const std::string path = (std::filesystem::path(dir) / "tokenizer.json").string();
-  Vocab v = vocab_from_json(path);
-  v.pre = pre_name_of(v, path);
+  Vocab v = hf_vocab(dir, c);
+  v.pre = pre_name_of(v, (std::filesystem::path(dir) / "tokenizer.json").string());
   v.pre_patterns.clear();
-  check(v.size() <= c.vocab, "{}: {} tokens, but the model's embedding has only {} rows", path, v.size(), c.vocab);
-  for (int32_t i = v.size(); i < c.vocab; ++i) {
-    v.tokens.push_back(fmt::format("[PAD{}]", i));
-    v.types.push_back(TokenType::kUnused);
-    if (!v.lstrip.empty()) v.lstrip.push_back(0), v.rstrip.push_back(0);
-  }
-  for (auto [role, id] : {std::pair{&v.mask, c.mask_token}, {&v.bos, c.bos_token}, {&v.eos, c.eos_token}})
-    if (*role < 0) *role = id;
-  validate_vocab(v, path);
   return v;
 }
 
@@ -84,6 +76,7 @@ void run_convert(const ConvertOptions& o) {
       o.type.empty() ? std::nullopt : std::optional(parse_quant_scheme(o.type));  // flags first, then the disk
   check(is_hf_folder(o.dir), "{}: not a Hugging Face checkpoint folder (expected a directory with config.json)",
         o.dir);
+  check_new_output(o.out, o.force);
   const GgufWeights g = hf_weights_for_gguf(o.dir);
   const QuantScheme scheme = given ? *given : parse_quant_scheme(dtype_name(g.config.wtype));
   const Vocab v = gguf_vocab(o.dir, g.config);
@@ -108,12 +101,13 @@ void run_convert(const ConvertOptions& o) {
 void add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a Hugging Face checkpoint folder into a GGUF file");
   auto o = std::make_shared<ConvertOptions>();
-  cmd->add_option("dir", o->dir, "Folder with config.json, the safetensors and tokenizer.json")->required();
-  cmd->add_option("--out", o->out, "Output GGUF file")->required();
+  cmd->add_option("dir,-m,--model", o->dir, "Folder with config.json, the safetensors and tokenizer.json")
+      ->required();
+  add_out_option(cmd, o->out, o->force, "Output GGUF file");
   cmd->add_option("--type", o->type,
                   "Tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (default: the folder's own, lossless; norms "
                   "stay f32)");
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_convert(*o); });
 }
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "unmask/base/error.h"
 #include "unmask/base/mmap.h"
@@ -18,12 +19,13 @@ struct ForwardOptions {
   std::string model, out;
   std::vector<int32_t> tokens;
   int threads = 0;
+  bool force = false;
 };
 
 void run_forward(const ForwardOptions& o) {
   set_num_threads(o.threads);
+  check_new_output(o.out, o.force);
   Model m = Model::load(o.model);
-  check(!o.tokens.empty(), "--tokens: no tokens given");
   Batch b;
   b.add(o.tokens);
   std::vector<float> logits(o.tokens.size() * size_t(m.config().vocab));
@@ -40,9 +42,9 @@ void add_forward(CLI::App& app) {
   auto* cmd = app.add_subcommand("forward", "Write the logits of one sequence (float32 [T, vocab], no shift)");
   auto o = std::make_shared<ForwardOptions>();
   cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
-  cmd->add_option("--tokens", o->tokens, "Token ids, comma-separated")->required()->delimiter(',');
-  cmd->add_option("--out", o->out, "Output file for the logits")->required();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_tokens_option(cmd, "--tokens", o->tokens, "Token ids")->required();
+  add_out_option(cmd, o->out, o->force, "Output file for the logits");
+  add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_forward(*o); });
 }
 

@@ -7,9 +7,11 @@
 #include <memory>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "unmask/base/error.h"
 #include "unmask/base/mmap.h"
+#include "unmask/base/parallel.h"
 #include "unmask/kernels/backward.h"
 #include "unmask/model/model.h"
 
@@ -20,9 +22,13 @@ namespace {
 struct GradOptions {
   std::string model, out;
   std::vector<int32_t> tokens, targets;
+  int threads = 0;
+  bool force = false;
 };
 
 void run_grad(const GradOptions& o) {
+  set_num_threads(o.threads);
+  check_new_output(o.out, o.force);
   Model m = Model::load(o.model).to_trainable();
   const ModelConfig& c = m.config();
   check(o.tokens.size() == o.targets.size(), "--targets: {} targets for {} tokens", o.targets.size(), o.tokens.size());
@@ -57,11 +63,10 @@ void add_grad(CLI::App& app) {
   auto* cmd = app.add_subcommand("grad", "Write the loss and every parameter's gradient for one sequence (debugging)");
   auto o = std::make_shared<GradOptions>();
   cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
-  cmd->add_option("--tokens", o->tokens, "Input token ids, comma-separated")->required()->delimiter(',');
-  cmd->add_option("--targets", o->targets, "Target id per position (-1: no loss), comma-separated")
-      ->required()
-      ->delimiter(',');
-  cmd->add_option("--out", o->out, "Output file: float32 loss, then the gradients in file order")->required();
+  add_tokens_option(cmd, "--tokens", o->tokens, "Input token ids")->required();
+  add_tokens_option(cmd, "--targets", o->targets, "Target id per position (-1: no loss)")->required();
+  add_out_option(cmd, o->out, o->force, "Output file: float32 loss, then the gradients in file order");
+  add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_grad(*o); });
 }
 

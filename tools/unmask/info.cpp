@@ -95,7 +95,7 @@ void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's architecture, hyper-parameters, tensors and memory");
   auto path = std::make_shared<std::string>();
   auto all = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "GGUF model file or Hugging Face folder")->required();
+  cmd->add_option("file,-m,--model", *path, "GGUF model file or Hugging Face folder")->required();
   cmd->add_flag("--all-keys", *all, "Also list the tokenizer's array keys");
   cmd->callback([path, all] { run_info(*path, *all); });
 }

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "unmask/base/timer.h"
 #include "unmask/model/model.h"
@@ -16,7 +17,7 @@ struct InitOptions {
   int vocab = 0, d_model = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, ctx = 0, block = 0;
   int experts = 0, experts_used = 0, expert_ffn = 0;
   float rope_theta = 0;
-  bool qkv_bias = false, tied = false, expert_norm = false;
+  bool qkv_bias = false, tied = false, expert_norm = false, force = false;
   uint64_t seed = 1;
 };
 
@@ -43,10 +44,12 @@ ModelConfig make_config(const InitOptions& o) {
 
 void run_init(const InitOptions& o) {
   ModelConfig c = make_config(o);
+  check_new_output(o.out, o.force);
   Timer t;
   Model m = Model::random(c, o.seed);
   m.save(o.out);
-  fmt::print("{}: {}\n{} parameters, written in {:.2f} s\n", o.out, c.summary(), c.n_params(), t.seconds());
+  fmt::print("{}: {}\n{} parameters (seed {}), written in {:.2f} s\n", o.out, c.summary(), c.n_params(), o.seed,
+             t.seconds());
 }
 
 }  // namespace
@@ -58,25 +61,25 @@ void add_init(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "llama (causal), qwen2 (causal, NEOX rope, qkv bias), llada (bidirectional), "
                                      "dream (bidirectional, NEOX rope, qkv bias), llada-moe (bidirectional, NEOX "
                                      "rope, q/k norms, experts: give --experts)")->capture_default_str();
-  cmd->add_option("--out", o->out, "Output GGUF file")->required();
+  add_out_option(cmd, o->out, o->force, "Output GGUF file");
   cmd->add_option("--type", o->wtype, "Weight type: f32 or bf16")->capture_default_str();
-  cmd->add_option("--vocab", o->vocab, "Vocabulary size")->check(CLI::PositiveNumber);
-  cmd->add_option("--d-model", o->d_model, "Model width")->check(CLI::PositiveNumber);
-  cmd->add_option("--layers", o->layers, "Number of layers")->check(CLI::PositiveNumber);
-  cmd->add_option("--heads", o->heads, "Attention heads")->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-heads", o->kv_heads, "Key/value heads (grouped-query attention)")->check(CLI::PositiveNumber);
-  cmd->add_option("--head-dim", o->head_dim, "Head dimension (default d_model / heads)")->check(CLI::PositiveNumber);
-  cmd->add_option("--ffn", o->ffn, "Feed-forward width")->check(CLI::PositiveNumber);
-  cmd->add_option("--ctx", o->ctx, "Context length")->check(CLI::PositiveNumber);
-  cmd->add_option("--rope-theta", o->rope_theta, "RoPE base")->check(CLI::PositiveNumber);
-  cmd->add_option("--block-size", o->block, "Block-causal attention with this block size")->check(CLI::PositiveNumber);
+  cmd->add_option("--vocab", o->vocab, "Vocabulary size")->check(positive());
+  cmd->add_option("--d-model", o->d_model, "Model width")->check(positive());
+  cmd->add_option("--layers", o->layers, "Number of layers")->check(positive());
+  cmd->add_option("--heads", o->heads, "Attention heads")->check(positive());
+  cmd->add_option("--kv-heads", o->kv_heads, "Key/value heads (grouped-query attention)")->check(positive());
+  cmd->add_option("--head-dim", o->head_dim, "Head dimension (default d_model / heads)")->check(positive());
+  cmd->add_option("--ffn", o->ffn, "Feed-forward width")->check(positive());
+  cmd->add_option("-c,--ctx-size,--ctx", o->ctx, "Context length")->check(positive());
+  cmd->add_option("--rope-theta", o->rope_theta, "RoPE base")->check(positive());
+  cmd->add_option("--block-size", o->block, "Block-causal attention with this block size")->check(positive());
   cmd->add_flag("--qkv-bias", o->qkv_bias, "Add q/k/v biases");
   cmd->add_flag("--tied", o->tied, "Tie the output projection to the embedding");
-  cmd->add_option("--experts", o->experts, "Experts per layer (llada-moe)")->check(CLI::PositiveNumber);
-  cmd->add_option("--experts-used", o->experts_used, "Experts each token is routed to")->check(CLI::PositiveNumber);
-  cmd->add_option("--expert-ffn", o->expert_ffn, "Feed-forward width of one expert")->check(CLI::PositiveNumber);
+  cmd->add_option("--experts", o->experts, "Experts per layer (llada-moe)")->check(positive());
+  cmd->add_option("--experts-used", o->experts_used, "Experts each token is routed to")->check(positive());
+  cmd->add_option("--expert-ffn", o->expert_ffn, "Feed-forward width of one expert")->check(positive());
   cmd->add_flag("--expert-norm", o->expert_norm, "Renormalise the chosen experts' weights to sum to 1");
-  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  add_seed_option(cmd, o->seed, "Seed of the random weights");
   cmd->callback([o] { run_init(*o); });
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "progress.h"
 #include "unmask/base/error.h"
@@ -19,14 +20,6 @@
 namespace unmask::cli {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(bool(in), "{}: cannot open for reading", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Control characters and invalid bytes escaped, so that a piece shows on one line.
 std::string printable(std::string_view s) {
@@ -49,7 +42,7 @@ struct TokenizeArgs {
 
 void run_tokenize(const TokenizeArgs& a) {
   auto tok = load_tokenizer_file(a.model);
-  std::string text = a.file.empty() ? a.text : read_file(a.file);
+  std::string text = a.file.empty() ? a.text : read_text_file(a.file);
   bool parse_special = a.parse_special;
   if (a.chat || !a.chat_template.empty()) {
     const ChatMessage msg{"user", text};
@@ -65,35 +58,21 @@ void run_tokenize(const TokenizeArgs& a) {
   }
 }
 
-std::vector<int32_t> parse_ids(const std::string& s, int32_t n_vocab) {
-  std::vector<int32_t> ids;
-  std::string t = s;
-  for (char& c : t) c = (c == ',' || c == '[' || c == ']') ? ' ' : c;
-  std::istringstream in(t);
-  for (std::string w; in >> w;) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(w, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    check(used == w.size(), "detokenize: '{}' is not a token id", w);
+std::vector<int32_t> checked_ids(std::vector<int32_t> ids, int32_t n_vocab) {
+  for (int32_t v : ids)
     check(v >= 0 && v < n_vocab, "detokenize: token id {} is outside the vocabulary [0, {})", v, n_vocab);
-    ids.push_back(int32_t(v));
-  }
   return ids;
 }
 
-void run_detokenize(const std::string& model, const std::string& ids_text, bool skip_special) {
+// ids: from --tokens, else read from stdin.
+void run_detokenize(const std::string& model, std::vector<int32_t> ids, bool skip_special) {
   auto tok = load_tokenizer_file(model);
-  std::string src = ids_text;
-  if (src.empty()) {
+  if (ids.empty()) {
     std::stringstream ss;
     ss << std::cin.rdbuf();
-    src = ss.str();
+    ids = parse_token_list(ss.str(), "detokenize (stdin)");
   }
-  const std::string text = tok->decode(parse_ids(src, tok->n_vocab()), skip_special);
+  const std::string text = tok->decode(checked_ids(std::move(ids), tok->n_vocab()), skip_special);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -102,20 +81,22 @@ struct TrainArgs {
   std::string input, out, pre = "gpt-2";
   int32_t vocab_size = 0;
   int64_t min_count = 2;
-  bool byte_level = false;
+  bool byte_level = false, force = false;
 };
 
 void draw_merges(int64_t done, int64_t total) { draw_progress("training BPE", done, total, "merges"); }
 
 void run_train(const TrainArgs& a) {
+  check_new_output(a.out, a.force);
   Timer timer;
   Vocab v;
   if (a.byte_level) {
     v = byte_level_vocab();
   } else {
     check(a.vocab_size > 0, "tokenizer train: --vocab-size is required (or --byte-level)");
-    check(!a.input.empty(), "tokenizer train: --input is required (or --byte-level)");
-    const std::string corpus = read_file(a.input);
+    check(!a.input.empty(), "tokenizer train: --file is required (or --byte-level)");
+    const std::string corpus = read_text_file(a.input);
+    check(!corpus.empty(), "{}: the corpus is empty", a.input);
     v = train_bpe(corpus, {a.vocab_size, a.pre, a.min_count, draw_merges});
     if (v.size() < a.vocab_size) std::fputc('\n', stderr);
   }
@@ -133,8 +114,8 @@ void add_tokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text, space-separated on one line");
   auto a = std::make_shared<TokenizeArgs>();
   cmd->add_option("-m,--model", a->model, "GGUF file, tokenizer.json or Hugging Face folder")->required();
-  auto* text = cmd->add_option("--text", a->text, "The text to encode");
-  auto* file = cmd->add_option("--file", a->file, "Read the text from this file");
+  auto* text = cmd->add_option("-p,--prompt,--text", a->text, "The text to encode");
+  auto* file = cmd->add_option("-f,--file", a->file, "Read the text from this file");
   text->excludes(file);
   cmd->add_flag("--add-special", a->add_special, "Add BOS/EOS as the vocabulary asks");
   cmd->add_flag("--parse-special", a->parse_special, "Turn special tokens written in the text into their ids");
@@ -143,18 +124,18 @@ void add_tokenize(CLI::App& app) {
   cmd->add_option("--chat-template", a->chat_template,
                   "Chat template by name (implies --chat): " + chat_template_names());
   cmd->callback([a, text, file] {
-    check(text->count() + file->count() == 1, "tokenize: give the text with --text or --file");
+    check(text->count() + file->count() == 1, "tokenize: give the text with -p/--prompt or -f/--file");
     run_tokenize(*a);
   });
 }
 
 void add_detokenize(CLI::App& app) {
-  auto* cmd = app.add_subcommand("detokenize", "Print the text of token ids (from --ids or stdin)");
+  auto* cmd = app.add_subcommand("detokenize", "Print the text of token ids (from --tokens or stdin)");
   auto model = std::make_shared<std::string>();
-  auto ids = std::make_shared<std::string>();
+  auto ids = std::make_shared<std::vector<int32_t>>();
   auto skip = std::make_shared<bool>(false);
   cmd->add_option("-m,--model", *model, "GGUF file, tokenizer.json or Hugging Face folder")->required();
-  cmd->add_option("--ids", *ids, "Token ids separated by spaces or commas");
+  add_tokens_option(cmd, "--tokens,--ids", *ids, "Token ids (default: read from stdin)");
   cmd->add_flag("--skip-special", *skip, "Leave out control tokens");
   cmd->callback([model, ids, skip] { run_detokenize(*model, *ids, *skip); });
 }
@@ -164,14 +145,14 @@ void add_tokenizer(CLI::App& app) {
   group->require_subcommand(1);
   auto* cmd = group->add_subcommand("train", "Train a byte-level BPE tokenizer and write it as GGUF");
   auto a = std::make_shared<TrainArgs>();
-  cmd->add_option("--input", a->input, "Training text (UTF-8)");
+  cmd->add_option("-f,--file,--input", a->input, "Training text (UTF-8)");
   cmd->add_option("--vocab-size", a->vocab_size, "Tokens in all: 256 bytes + merges + 4 specials")
-      ->check(CLI::Range(260, 1 << 24));
-  cmd->add_option("--out", a->out, "Output GGUF file")->required();
+      ->check(in_range(int64_t(260), int64_t(1) << 24));
+  add_out_option(cmd, a->out, a->force, "Output GGUF file");
   cmd->add_option("--pre", a->pre, "Pre-tokenizer (a tokenizer.ggml.pre name)")->capture_default_str();
   cmd->add_option("--min-count", a->min_count, "Stop when the best pair is rarer than this")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_flag("--byte-level", a->byte_level, "Write the plain byte tokenizer (256 + specials), no training");
   cmd->callback([a] { run_train(*a); });
 }

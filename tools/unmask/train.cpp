@@ -1,11 +1,14 @@
-// unmask train: ar, mdlm, bd3 or sft (fine-tuning, usually --init from a model) on one backbone, with a progress line, a CSV and SVG curve, atomic checkpoints and
-// exact resume.
+// unmask train: ar, mdlm, bd3 or sft (fine-tuning, usually --init from a model) on one backbone, with a progress
+// line, a CSV and SVG curve, atomic checkpoints and exact resume. SIGINT or SIGTERM finishes the step under way,
+// checkpoints it and exits with 128 + the signal (130 for Ctrl-C); a second one quits at once.
 #include <fmt/format.h>
-
+#include <signal.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <memory>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "progress.h"
 #include "unmask/base/error.h"
@@ -38,7 +41,26 @@ void report(const StepReport& r) {
   }
 }
 
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  constexpr char kMsg[] = "\nunmask: finishing this step, then writing a checkpoint (again to quit at once)\n";
+  [[maybe_unused]] const ssize_t n = write(2, kMsg, sizeof kMsg - 1);
+}
+
+// SIGINT and SIGTERM ask the run to stop after the step under way; a second one has its default effect.
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
 void run_train(const TrainOptions& o) {
+  catch_stop_signals();  // from the start: a signal while loading stops the run after its first step
   set_num_threads(o.threads);
   Trainer t = o.resume.empty() ? Trainer::start(o.c) : Trainer::resume(o.resume, o.c.steps);
   const bool talk = Comm::world().rank() == 0;
@@ -46,7 +68,13 @@ void run_train(const TrainOptions& o) {
     fmt::print("{} {}: {}\n", o.resume.empty() ? "training" : "resuming at step " + std::to_string(t.step()) + ",",
              t.config().out_dir, t.model_summary());
   std::fflush(stdout);
-  t.run(report);
+  if (!t.run(report, [] { return g_stop_signal != 0; })) {
+    const std::string& dir = t.config().out_dir;
+    if (talk)
+      fmt::print(stderr, "interrupted after step {} of {}: checkpoint in {}/checkpoint.gguf; continue with `unmask "
+                 "train --resume {}`\n", t.step(), t.config().steps, dir, dir);
+    throw ExitStatus{128 + int(g_stop_signal)};
+  }
   if (talk)
     fmt::print("done: {} steps; curve in {}/log.csv and loss.svg, model and optimizer in {}/checkpoint.gguf\n",
              t.config().steps, t.config().out_dir, t.config().out_dir);
@@ -67,30 +95,36 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");
   cmd->add_option("--config", c.preset, "Model size: tiny, nano, small, medium")->capture_default_str();
-  cmd->add_option("--d-model", c.d_model, "Override the width")->check(CLI::PositiveNumber);
-  cmd->add_option("--layers", c.layers, "Override the number of layers")->check(CLI::PositiveNumber);
-  cmd->add_option("--heads", c.heads, "Override the number of heads")->check(CLI::PositiveNumber);
-  cmd->add_option("--ffn", c.ffn, "Override the feed-forward width")->check(CLI::PositiveNumber);
-  cmd->add_option("--block-size", c.block, "Block size for bd3")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", c.steps, "Optimizer steps (default 2000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", c.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", c.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--accum", c.accum, "Micro-batches per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", c.lr, "Peak learning rate")->capture_default_str();
-  cmd->add_option("--min-lr", c.min_lr, "Learning rate at the end of the cosine decay")->capture_default_str();
-  cmd->add_option("--warmup", c.warmup, "Warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
-  cmd->add_option("--beta2", c.beta2, "AdamW beta2")->capture_default_str();
-  cmd->add_option("--grad-clip", c.grad_clip, "Clip the gradient norm (0: off)")->capture_default_str();
-  cmd->add_option("--eval-every", c.eval_every, "Steps between validations")->capture_default_str();
-  cmd->add_option("--eval-batches", c.eval_batches, "Batches per validation")->capture_default_str();
-  cmd->add_option("--checkpoint-every", c.ckpt_every, "Steps between checkpoints")->capture_default_str();
+  cmd->add_option("--d-model", c.d_model, "Override the width")->check(positive());
+  cmd->add_option("--layers", c.layers, "Override the number of layers")->check(positive());
+  cmd->add_option("--heads", c.heads, "Override the number of heads")->check(positive());
+  cmd->add_option("--ffn", c.ffn, "Override the feed-forward width")->check(positive());
+  cmd->add_option("--block-size", c.block, "Block size for bd3")->check(positive());
+  cmd->add_option("--steps", c.steps, "Optimizer steps (default 2000)")->check(positive());
+  cmd->add_option("--batch", c.batch, "Sequences per micro-batch")->capture_default_str()->check(positive());
+  cmd->add_option("--seq-len", c.seq_len, "Tokens per sequence")->capture_default_str()
+      ->check(in_range(int64_t(2), int64_t(1) << 20));
+  cmd->add_option("--accum", c.accum, "Micro-batches per step")->capture_default_str()->check(positive());
+  cmd->add_option("--lr", c.lr, "Peak learning rate")->capture_default_str()->check(positive());
+  cmd->add_option("--min-lr", c.min_lr, "Learning rate at the end of the cosine decay")->capture_default_str()
+      ->check(non_negative());
+  cmd->add_option("--warmup", c.warmup, "Warmup steps")->capture_default_str()->check(non_negative());
+  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str()
+      ->check(non_negative());
+  cmd->add_option("--beta2", c.beta2, "AdamW beta2")->capture_default_str()->check(in_range(0.0, 1.0));
+  cmd->add_option("--grad-clip", c.grad_clip, "Clip the gradient norm (0: off)")->capture_default_str()
+      ->check(non_negative());
+  cmd->add_option("--eval-every", c.eval_every, "Steps between validations")->capture_default_str()->check(positive());
+  cmd->add_option("--eval-batches", c.eval_batches, "Batches per validation")->capture_default_str()
+      ->check(positive());
+  cmd->add_option("--checkpoint-every", c.ckpt_every, "Steps between checkpoints (and at the end, and on SIGINT or "
+                  "SIGTERM)")->capture_default_str()->check(positive());
   cmd->add_flag("--bf16", c.bf16, "Mixed precision: bf16 GEMMs (weights copied from the f32 master after each "
                                   "step, activations rounded), f32 accumulation, gradients and AdamW");
-  cmd->add_option("--seed", c.seed, "Seed of the initialisation, data windows and masks")->capture_default_str();
-  cmd->add_option("--out", c.out_dir, "Run directory");
+  add_seed_option(cmd, c.seed, "Seed of the initialisation, data windows and masks (kept in the checkpoint)");
+  cmd->add_option("-o,--out", c.out_dir, "Run directory (refused when it already holds a checkpoint: --resume it)");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory from its checkpoint");
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, cmd] {
     if (!o->resume.empty()) {  // the run's configuration is the checkpoint's: only its length may change
       std::string fixed;

@@ -404,8 +404,23 @@ GgufWeights hf_weights_for_gguf(const std::string& dir) {
   }
 }
 
+Vocab hf_vocab(const std::string& dir, const ModelConfig& c) {
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  Vocab v = vocab_from_json(path);
+  check(v.size() <= c.vocab, "{}: {} tokens, but the model's embedding has only {} rows", path, v.size(), c.vocab);
+  for (int32_t i = v.size(); i < c.vocab; ++i) {
+    v.tokens.push_back(fmt::format("[PAD{}]", i));
+    v.types.push_back(TokenType::kUnused);
+    if (!v.lstrip.empty()) v.lstrip.push_back(0), v.rstrip.push_back(0);
+  }
+  for (auto [role, id] : {std::pair{&v.mask, c.mask_token}, {&v.bos, c.bos_token}, {&v.eos, c.eos_token}})
+    if (*role < 0) *role = id;
+  validate_vocab(v, path);
+  return v;
+}
+
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir) {
-  return load_tokenizer_json((fs::path(dir) / "tokenizer.json").string());
+  return make_tokenizer(hf_vocab(dir, read_hf_config(dir)));
 }
 
 }  // namespace unmask

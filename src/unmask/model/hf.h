@@ -14,6 +14,7 @@
 
 #include "unmask/model/config.h"
 #include "unmask/model/model.h"
+#include "unmask/tokenizer/vocab.h"
 
 namespace unmask {
 
@@ -53,7 +54,14 @@ struct GgufWeights {
 };
 GgufWeights hf_weights_for_gguf(const std::string& dir);
 
-// The folder's tokenizer (tokenizer.json, with tokenizer_config.json for roles and the chat template).
+// The folder's vocabulary (tokenizer.json, with tokenizer_config.json for roles and the chat template) as the model
+// with config c sees it: padded with unused [PAD<i>] tokens up to the embedding's c.vocab rows, as llama.cpp's
+// converter does (Dream-7B and Qwen2.5 have more rows than tokens, and a model may sample a padding id), and the
+// roles the tokenizer files lack (mask, bos, eos) taken from config.json. Throws when the tokenizer has more tokens
+// than the embedding has rows. `convert` writes this vocabulary; a folder opened directly uses it too.
+Vocab hf_vocab(const std::string& dir, const ModelConfig& c);
+
+// The folder's tokenizer: make_tokenizer(hf_vocab(dir, read_hf_config(dir))).
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir);
 
 }  // namespace unmask

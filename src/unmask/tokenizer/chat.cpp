@@ -27,6 +27,17 @@ std::string_view trim(std::string_view s) {
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
+// A Jinja string literal: '...' with quotes, backslashes and newlines escaped.
+std::string jinja_literal(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\'' || c == '\\') out += '\\', out += c;
+    else out += c;
+  }
+  return out + "'";
+}
+
 }  // namespace
 
 std::string chat_template_names() {
@@ -54,6 +65,18 @@ const ChatTemplate* detect_chat_template(std::string_view src, std::string_view 
     return &chat_template_by_name("chatml");
   }
   return nullptr;
+}
+
+std::string chat_template_source(const ChatTemplate& t) {
+  const std::string open = jinja_literal(t.before_role), close = jinja_literal(t.after_role);
+  std::string src = t.prefix.empty() ? "" : "{{ " + jinja_literal(t.prefix) + " }}";
+  if (!t.default_system.empty())
+    src += "{% if messages|length == 0 or messages[0]['role'] != 'system' %}{{ " + open + " + 'system' + " + close +
+           " + " + jinja_literal(t.default_system) + " + " + jinja_literal(t.after_content) + " }}{% endif %}";
+  src += "{% for message in messages %}{{ " + open + " + message['role'] + " + close + " + " +
+         (t.trim_content ? "(message['content'] | trim)" : "message['content']") + " + " +
+         jinja_literal(t.after_content) + " }}{% endfor %}";
+  return src + "{% if add_generation_prompt %}{{ " + open + " + 'assistant' + " + close + " }}{% endif %}";
 }
 
 const ChatTemplate& resolve_chat_template(const Tokenizer& tok, std::string_view override_name) {

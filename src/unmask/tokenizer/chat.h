@@ -34,6 +34,10 @@ std::string chat_template_names();
 // LLaMA-3's). nullptr when it is none of ours.
 const ChatTemplate* detect_chat_template(std::string_view jinja_source, std::string_view bos_text);
 
+// The template as Jinja source (for tokenizer.chat_template), rendering what apply_chat_template renders, that
+// detect_chat_template recognises again (as t, or a twin that renders the same text).
+std::string chat_template_source(const ChatTemplate& t);
+
 // The override when given, else the one detected in the tokenizer's vocabulary; Error when neither works.
 const ChatTemplate& resolve_chat_template(const Tokenizer& tok, std::string_view override_name);
 

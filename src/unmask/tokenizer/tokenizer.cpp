@@ -5,6 +5,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/io/gguf.h"
+#include "unmask/model/hf.h"  // a model folder's vocabulary is padded to its embedding's rows
 #include "unmask/tokenizer/unicode.h"
 
 namespace unmask {
@@ -165,6 +166,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) { return
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   if (path.ends_with(".json")) return load_tokenizer_json(path);
+  if (is_hf_folder(path)) return load_hf_tokenizer(path);  // padded to the embedding's rows
   if (std::filesystem::is_directory(path))
     return load_tokenizer_json((std::filesystem::path(path) / "tokenizer.json").string());
   gguf::Reader reader(path);

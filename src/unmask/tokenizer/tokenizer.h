@@ -80,7 +80,8 @@ std::unique_ptr<Tokenizer> make_tokenizer(Vocab vocab);
 std::unique_ptr<Tokenizer> make_reference_bpe_tokenizer(Vocab vocab);
 std::unique_ptr<Tokenizer> load_tokenizer(const gguf::Reader& reader);
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
-// A GGUF file, a tokenizer.json when the path ends in .json, or a Hugging Face folder's tokenizer.json.
+// A GGUF file, a tokenizer.json when the path ends in .json, or a Hugging Face folder's tokenizer.json (for a model
+// folder, padded to its embedding's rows: hf_vocab in model/hf.h).
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
 
 // Feeds ids one at a time and returns only whole UTF-8 characters; the bytes of a character split across tokens

@@ -154,6 +154,7 @@ struct Trainer::State {
   std::vector<float> grads, logits, losses, dloss;
   std::vector<CurvePoint> curve;
   int64_t step = 0, first_step = 0;  // steps done; the step this process started from
+  int64_t saved_step = -1;            // the step of the last checkpoint this process wrote
 
   State(TrainConfig c, Model m)
       : cfg(std::move(c)),
@@ -276,6 +277,7 @@ void Trainer::State::checkpoint() {
   w.add_tensor("optim.adam_m", DType::F32, {n}, opt->m().data());
   w.add_tensor("optim.adam_v", DType::F32, {n}, opt->v().data());
   w.write((out / kCheckpoint).string());
+  saved_step = step;
   write_text(out / "log.csv", curve_csv(curve));
   write_text(out / "loss.svg", curve_svg(curve, fmt::format("{} · {} · {}", cfg.objective, cfg.preset, out.string())));
 }
@@ -311,18 +313,25 @@ Trainer Trainer::resume(const std::string& out_dir, int steps) {
   const std::string path = (fs::path(out_dir) / kCheckpoint).string();
   check(fs::exists(path), "{}: no checkpoint to resume from", path);
   TrainConfig c;
+  int64_t at = 0;  // the checkpoint's step
   Model m = [&] {
     gguf::Reader r(path);
     c = train_config_from_json(r.get_string("unmask.train.config"));
+    at = r.get_int("unmask.train.step");
     return Model::load(path).to_trainable();
   }();
   if (steps > 0) c.steps = steps;
+  check(steps <= 0 || steps > at, "train --resume {0}: --steps {1} is not above the checkpoint's step {2}; give "
+        "more than {2} steps to continue", out_dir, steps, at);
+  check(c.steps > at, "train --resume {0}: the run's {1} steps are done (checkpoint at step {2}); give --steps "
+        "above {2} to continue it", out_dir, c.steps, at);
   c.out_dir = out_dir;
   validate(c);
   auto s = std::make_unique<State>(c, std::move(m));
   s->obj = make_objective(c, *s->tok);
   gguf::Reader r(path);
-  s->step = r.get_int("unmask.train.step");
+  s->step = at;
+  s->saved_step = at;
   s->grads.assign(s->model.params().size(), 0.0f);
   s->opt = std::make_unique<AdamW>(s->grads.size(), param_groups(s->model.weights()),
                                    AdamWConfig{c.beta1, c.beta2, 1e-8f, c.weight_decay});
@@ -337,10 +346,28 @@ Trainer Trainer::resume(const std::string& out_dir, int steps) {
   return Trainer(std::move(s));
 }
 
-void Trainer::run(const std::function<void(const StepReport&)>& report) {
+namespace {
+
+// Whether any process was asked to stop (every process then stops after the same step).
+bool stop_requested(const std::function<bool()>& stop) {
+  double any = stop && stop() ? 1 : 0;
+  if (Comm::world().size() > 1) Comm::world().sum(&any, 1);
+  return any > 0;
+}
+
+}  // namespace
+
+bool Trainer::run(const std::function<void(const StepReport&)>& report, const std::function<bool()>& stop) {
   Timer timer;
   s_->first_step = s_->step;
-  while (s_->step < s_->cfg.steps) s_->train_step(timer, report);
+  while (s_->step < s_->cfg.steps) {
+    s_->train_step(timer, report);
+    if (s_->step < s_->cfg.steps && stop_requested(stop)) {
+      if (s_->saved_step != s_->step && Comm::world().rank() == 0) s_->checkpoint();
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace unmask

@@ -42,14 +42,16 @@ class Trainer {
  public:
   // A new run in c.out_dir (created); throws if it already holds a checkpoint (resume it instead).
   static Trainer start(const TrainConfig& c);
-  // Continues the run in out_dir from its checkpoint; steps > 0 extends or shortens the total.
+  // Continues the run in out_dir from its checkpoint; steps > 0 changes the total. Throws naming both numbers when
+  // the total (given, or the run's own) is not above the checkpoint's step: there would be nothing to train.
   static Trainer resume(const std::string& out_dir, int steps = 0);
   ~Trainer();
   Trainer(Trainer&&) noexcept;
 
-  // Trains to the last step, calling report after each step. A NaN or infinite loss stops the run with an Error
-  // (the last checkpoint, written before, stays good).
-  void run(const std::function<void(const StepReport&)>& report);
+  // Trains to the last step, calling report after each step, and returns true. A NaN or infinite loss stops the run
+  // with an Error (the last checkpoint, written before, stays good). When stop() is true after a step (a signal;
+  // under MPI, on any process), the run checkpoints that step (unless it just did) and returns false.
+  bool run(const std::function<void(const StepReport&)>& report, const std::function<bool()>& stop = {});
   const TrainConfig& config() const;
   int64_t step() const;
   std::string model_summary() const;
