@@ -138,7 +138,7 @@ TEST(ChatCli, LladaPromptIsTheTemplateAndTheTurnEndsAtEot) {
 TEST(ChatCli, ArModelStopsAtEotWithItsOwnDefaults) {
   const ChatVocab cv;
   const std::string m = write_model("llama", cv.v, cv.eot);
-  // No --sampler: the chat defaults pick ar for a llama model (the plain default, llada, needs a mask token).
+  // No --sampler: a llama model decodes with ar, its default.
   const json j = run_json("-m " + m + " --chat hello -n 8");
   EXPECT_EQ(j["sampler"], "ar");
   EXPECT_EQ(generated(j), std::vector<int32_t>{cv.eot}) << "decoding stops after the end-of-turn token";

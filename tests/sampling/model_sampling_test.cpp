@@ -122,7 +122,7 @@ TEST(GenerateCli, BadInputIsOneClearLine) {
       {g + "-n 0", "generation length 0"},
       {g + "-n 8 --steps 0", "--steps 0"},
       {g + "-n 8 --sampler beam", "unknown sampler 'beam'"},
-      {"generate -m " + llama + " --prompt-tokens 1,2 -n 8 --sampler llada", "no mask token"},
+      {"generate -m " + llama + " --prompt-tokens 1,2 -n 8 --sampler llada", "this llama model is causal"},
       {"generate -m " + llada + " -p hello -n 4", "--prompt-tokens"},
       {g + "-n 8 --block-length 3", "does not divide"},
   };

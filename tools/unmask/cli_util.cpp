@@ -80,8 +80,9 @@ CLI::Option* add_tokens_option(CLI::App* cmd, const std::string& name, std::vect
 }
 
 CLI::Option* add_out_option(CLI::App* cmd, std::string& out, bool& force, const std::string& help) {
+  auto* opt = cmd->add_option("-o,--out", out, help)->required();
   cmd->add_flag("--force", force, "Replace the output if it exists (atomically; refused otherwise)");
-  return cmd->add_option("-o,--out", out, help)->required();
+  return opt;
 }
 
 void check_new_output(const std::string& path, bool force) {
@@ -105,7 +106,7 @@ CLI::Option* add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& h
     seed = std::random_device{}() & 0xffffffffu;
     fmt::print(stderr, "seed: {} (drawn at random)\n", seed);
   };
-  return cmd->add_option_function<int64_t>("-s,--seed", set, help + " (-1: a random seed)")
+  return cmd->add_option_function<int64_t>("-s,--seed", set, help + "; -1: a random seed")
       ->default_str(std::to_string(seed));
 }
 

@@ -15,6 +15,7 @@ void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_export(CLI::App& app);

@@ -1,7 +1,9 @@
-// unmask generate: text from a prompt (or holes filled in a pattern) with any sampler; --visual redraws the canvas as
-// it denoises, --json prints ids, per-token commit steps and statistics. --chat wraps a message in the model's chat
-// template, stops at the end of the assistant's turn and takes the sampler defaults of the model's authors.
-#include <fmt/color.h>
+// unmask generate: text from a prompt (or holes filled in a pattern) with any sampler, by default the one the model's
+// family decodes with. AR text streams to stdout as it is produced, diffusion shows its progress on a terminal,
+// --visual redraws the canvas coloured by commit step, --json prints ids, per-token commit steps and statistics.
+// --chat wraps a message in the model's chat template, stops at the end of the assistant's turn and takes the sampler
+// defaults of the model's authors. The text-level work (defaults, chat, stops, canvases, UTF-8) is the library's
+// (unmask/sampling/text.h); this file reads flags and prints.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -16,15 +18,18 @@
 #include <string>
 #include <vector>
 
+#include "canvas_view.h"
+#include "cli_util.h"
 #include "commands.h"
+#include "live_output.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/base/timer.h"
 #include "unmask/io/gguf.h"
 #include "unmask/model/model.h"
 #include "unmask/sampling/batch.h"
-#include "unmask/sampling/infill.h"
 #include "unmask/sampling/sampler.h"
+#include "unmask/sampling/text.h"
 #include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
 
@@ -33,8 +38,8 @@ namespace unmask::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model, prompt, infill, infill_tokens, sampler = "llada", remasking = "low_confidence", alg = "entropy";
-  std::string cache = "none", remdm = "cap", chat, chat_template, batch, batch_tokens;
+  std::string model, prompt, prompt_file, infill, infill_tokens, sampler, remasking = "low_confidence";
+  std::string alg = "entropy", cache = "none", remdm = "cap", chat, chat_template, batch, batch_tokens;
   std::vector<int32_t> prompt_tokens;
   std::vector<std::string> stop;
   SamplerConfig cfg;
@@ -50,112 +55,96 @@ std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
   return load_tokenizer_file(path);
 }
 
-std::string text_of(const Tokenizer* tok, std::span<const int32_t> ids) {
-  if (tok) return tok->decode(ids);
-  std::string s;
-  for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
-  return s;
-}
-
 Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* flag) {
   check(tok != nullptr, "{}: {} carries no tokenizer; pass the prompt as token ids with --prompt-tokens 1,2,3 "
         "(or --infill-tokens)", flag, model);
   return *tok;
 }
 
-// --chat: the template the message goes into, and the ids that end the assistant's turn (the vocabulary's EOS and
-// EOT, and the template's end-of-turn token: LLaDA's <|eot_id|>, ChatML's <|im_end|>).
-struct Chat {
-  const ChatTemplate* tmpl = nullptr;
-  std::vector<int32_t> stop_ids;
-};
+bool is_infill(const GenerateOptions& o) { return !o.infill.empty() || !o.infill_tokens.empty(); }
+
+// The sampler: --sampler, or the one the model's family decodes with.
+SamplerKind sampler_of(const GenerateOptions& o, const ModelConfig& mc) {
+  return o.given("--sampler") ? parse_sampler_kind(o.sampler) : default_sampler(mc);
+}
+
+// --chat: the defaults of the model's authors for the flags the user did not give and the sampler reads.
+void apply_chat_defaults(GenerateOptions& o, const ModelConfig& mc) {
+  const ChatDefaults* d = chat_defaults(mc.arch);
+  if (o.chat.empty() || d == nullptr) return;
+  auto unset = [&](const char* flag) { return !o.given(flag) && sampler_reads(o.cfg.kind, flag); };
+  if (unset("--remasking")) o.cfg.remasking = d->remasking;
+  if (unset("--alg")) o.cfg.alg = d->alg;
+  if (unset("--temp")) o.cfg.temperature = d->temperature;
+  if (unset("--top-p")) o.cfg.top_p = d->top_p;
+  if (unset("--block-length")) o.cfg.block_length = d->block_length;
+}
+
+// Flags the chosen sampler never reads are refused, and so are values the library would take as "unset".
+void check_flags(const GenerateOptions& o) {
+  std::vector<std::string> given;
+  for (std::string_view f : sampler_specific_options())
+    if (o.given(std::string(f))) given.emplace_back(f);
+  check_sampler_reads(o.cfg.kind, given);
+  check(!o.given("--steps") || o.cfg.steps >= 1, "--steps {}: expected at least 1 denoising step", o.cfg.steps);
+  check(!o.given("--threshold") || (o.cfg.threshold > 0 && o.cfg.threshold <= 1),
+        "--threshold {}: expected a value in (0, 1]", o.cfg.threshold);
+}
+
+void finish_config(GenerateOptions& o, const ModelConfig& mc) {
+  o.cfg.kind = sampler_of(o, mc);
+  check_flags(o);
+  check_sampler_fits(o.cfg.kind, mc, is_infill(o));
+  o.cfg.remasking = parse_remasking(o.remasking);
+  o.cfg.alg = parse_dream_alg(o.alg);
+  o.cfg.cache = parse_cache_mode(o.cache);
+  o.cfg.remdm = parse_remdm_schedule(o.remdm);
+  o.cfg.kv_cache = !o.no_kv_cache;
+  o.cfg.ddpm_cache = !o.no_ddpm_cache;
+  o.cfg.forbid_eos = o.ignore_eos;
+  if (o.ignore_eos) o.cfg.stop_at_eos = false;
+  apply_chat_defaults(o, mc);
+}
 
 Chat chat_of(const GenerateOptions& o, Tokenizer* tok) {
   if (o.chat.empty()) {
     check(o.chat_template.empty(), "--chat-template {}: give the message with --chat", o.chat_template);
     return {};
   }
-  Tokenizer& t = need_tokenizer(tok, o.model, "--chat");
-  Chat c{&resolve_chat_template(t, o.chat_template), {t.role(TokenRole::kEos), t.role(TokenRole::kEot)}};
-  const std::vector<int32_t> end = t.encode(c.tmpl->after_content, false, true);
-  if (!end.empty() && t.is_control(end[0])) c.stop_ids.push_back(end[0]);
-  std::erase(c.stop_ids, -1);
-  return c;
+  return make_chat(need_tokenizer(tok, o.model, "--chat"), o.chat_template);
 }
 
-bool is_stop(const Chat& chat, int32_t id) {
-  return std::find(chat.stop_ids.begin(), chat.stop_ids.end(), id) != chat.stop_ids.end();
-}
-
-// The sampler settings each instruct family's authors publish (LLaDA's generate.py/chat.py; Dream's README:
-// diffusion_generate(steps = max_new_tokens, temperature 0.2, top_p 0.95, alg "entropy")); steps stay one per
-// generated token, the default. --chat applies them to the flags the user did not give.
-struct ChatDefaults {
-  std::string_view arch, sampler, remasking, alg;
-  double temperature, top_p;
-  int block_length;  // 0: the whole generation
-};
-constexpr ChatDefaults kChatDefaults[] = {
-    {"llada", "llada", "low_confidence", "entropy", 0.0, 1.0, 32},
-    {"llada-moe", "llada", "low_confidence", "entropy", 0.0, 1.0, 32},
-    {"dream", "dream", "low_confidence", "entropy", 0.2, 0.95, 0},
-    {"llama", "ar", "low_confidence", "entropy", 0.0, 1.0, 0},
-    {"qwen2", "ar", "low_confidence", "entropy", 0.0, 1.0, 0},
-};
-
-void apply_chat_defaults(GenerateOptions& o, std::string_view arch) {
-  const auto* d = std::find_if(std::begin(kChatDefaults), std::end(kChatDefaults),
-                               [&](const ChatDefaults& x) { return x.arch == arch; });
-  if (o.chat.empty() || d == std::end(kChatDefaults)) return;
-  if (!o.given("--sampler")) o.sampler = d->sampler;
-  if (!o.given("--remasking")) o.remasking = d->remasking;
-  if (!o.given("--alg")) o.alg = d->alg;
-  if (!o.given("--temp")) o.cfg.temperature = d->temperature;
-  if (!o.given("--top-p")) o.cfg.top_p = d->top_p;
-  if (!o.given("--block-length")) o.cfg.block_length = d->block_length;
-}
-
-// The canvas: the prompt (or the --chat message in its template) followed by masks, or an infill pattern.
+// The canvas: the prompt (-p, -f, --prompt-tokens, or the --chat message in its template) followed by masks, or an
+// infill pattern.
 Canvas make_canvas(const GenerateOptions& o, const ModelConfig& mc, Tokenizer* tok, const Chat& chat) {
-  const int given = int(!o.prompt.empty()) + int(!o.prompt_tokens.empty()) + int(!o.infill.empty()) +
-                    int(!o.infill_tokens.empty()) + int(!o.chat.empty());
-  check(given == 1, "give exactly one of -p/--prompt, --prompt-tokens, --chat, --infill, --infill-tokens");
-  if (!o.infill_tokens.empty()) return infill_canvas(parse_infill_tokens(o.infill_tokens), mc.mask_token);
-  if (!o.infill.empty()) {
-    Tokenizer& t = need_tokenizer(tok, o.model, "--infill");
-    auto enc = [&](std::string_view s) { return t.encode(s, false, true); };
-    return infill_canvas(encode_pieces(parse_infill_pattern(o.infill), enc), mc.mask_token);
-  }
-  std::vector<int32_t> ids = o.prompt_tokens;
-  if (!o.prompt.empty()) ids = need_tokenizer(tok, o.model, "-p").encode(o.prompt, true, true);
-  if (chat.tmpl != nullptr) {
-    // As Hugging Face's apply_chat_template: the template carries the BOS, nothing is added around it.
-    const ChatMessage message{"user", o.chat};
-    ids = tok->encode(apply_chat_template(*chat.tmpl, {&message, 1}, true), false, true);
-  }
-  return Canvas{ids, int(ids.size())};
+  const int given = int(o.given("--prompt")) + int(o.given("--file")) + int(!o.prompt_tokens.empty()) +
+                    int(!o.infill.empty()) + int(!o.infill_tokens.empty()) + int(!o.chat.empty());
+  check(given == 1, "give exactly one of -p/--prompt, -f/--file, --prompt-tokens, --chat, --infill, --infill-tokens");
+  if (!o.infill_tokens.empty()) return infill_ids_canvas(o.infill_tokens, mc.mask_token);
+  if (!o.infill.empty()) return infill_text_canvas(need_tokenizer(tok, o.model, "--infill"), o.infill, mc.mask_token);
+  if (chat.tmpl != nullptr) return chat_canvas(*tok, chat, o.chat);
+  if (o.given("--file")) return text_canvas(need_tokenizer(tok, o.model, "-f"), read_prompt_file(o.prompt_file));
+  if (o.given("--prompt")) return text_canvas(need_tokenizer(tok, o.model, "-p"), o.prompt);
+  return ids_canvas(o.prompt_tokens);
 }
 
-// ANSI 256-colour grey by commit step: early steps bright, later ones darker.
-std::string paint(const std::string& s, int step, int total) {
-  const int grey = total <= 1 ? 255 : 255 - (step * 17) / std::max(total - 1, 1);
-  return fmt::format("\x1b[38;5;{}m{}\x1b[0m", grey, s);
+// The positions a run fills: the holes of an infill canvas, or the generation after a prompt.
+int positions_to_fill(const SamplerConfig& c, const ModelConfig& mc, const Canvas& canvas) {
+  const bool prompt_only = canvas.prompt_length == int(canvas.tokens.size());
+  return prompt_only ? c.gen_length : int(std::count(canvas.tokens.begin(), canvas.tokens.end(), mc.mask_token));
 }
 
-std::string piece(const Tokenizer* tok, int32_t id) { return tok ? tok->token_bytes(id) : fmt::format("{} ", id); }
+// The steps the rainbow of --visual spans: the sampler's step count (bd3: per block), or one per position.
+int expected_steps(const SamplerConfig& c, const ModelConfig& mc, const Canvas& canvas) {
+  const int masks = positions_to_fill(c, mc, canvas);
+  if (c.kind == SamplerKind::kAr || c.steps <= 0) return masks;
+  const int block = c.kind == SamplerKind::kBd3 ? std::max(mc.block_size, 1) : masks;
+  return c.steps * std::max((masks + block - 1) / block, 1);
+}
 
-void draw(const StepEvent& e, const Tokenizer* tok, const ModelConfig& mc, std::vector<int>& steps, int total) {
-  steps.resize(e.canvas.size(), -1);
-  for (int p : e.committed) steps[size_t(p)] = e.step;
-  for (int p : e.remasked) steps[size_t(p)] = -1;
-  std::string out = "\x1b[2J\x1b[H";
-  for (size_t p = 0; p < e.canvas.size(); ++p) {
-    const int32_t id = e.canvas[p];
-    if (id == mc.mask_token) out += "\x1b[38;5;238m_\x1b[0m";
-    else if (steps[p] < 0) out += fmt::format("\x1b[36m{}\x1b[0m", piece(tok, id));
-    else out += paint(piece(tok, id), steps[p], total);
-  }
-  fmt::print(stderr, "{}\n\nstep {}  block {}  committed {}\n", out, e.step + 1, e.block, e.committed.size());
+// JSON that is always valid: the text fields are valid UTF-8 already; anything else is replaced, never thrown.
+std::string json_line(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 nlohmann::json stats_json(const GenerateStats& s) {
@@ -166,50 +155,20 @@ nlohmann::json stats_json(const GenerateStats& s) {
           {"tokens_per_second", s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0}};
 }
 
-nlohmann::json result_json(const GenerateOptions& o, const GenerateResult& r, const std::vector<int32_t>& out,
+// "text" is valid UTF-8 (U+FFFD where the ids' bytes are not); "ids" are the exact tokens.
+nlohmann::json result_json(const SamplerConfig& c, const GenerateResult& r, const std::vector<int32_t>& out,
                            const std::string& text) {
   std::vector<int32_t> steps(r.commit_step.begin() + r.prompt_length, r.commit_step.end());
-  return {{"sampler", o.sampler},
+  return {{"sampler", sampler_kind_name(c.kind)},
           {"prompt", std::vector<int32_t>(r.canvas.begin(), r.canvas.begin() + r.prompt_length)},
           {"canvas", r.canvas}, {"ids", out}, {"commit_step", steps}, {"text", text},
           {"cancelled", r.cancelled}, {"stats", stats_json(r.stats)}};
 }
 
-// Stops AR decoding once the generated text holds a stop string.
+// AR with stop strings, for a request that is not streamed (--batch): stop once the generated text holds one.
 bool hit_stop(const GenerateOptions& o, const Tokenizer* tok, const StepEvent& e) {
-  if (o.stop.empty() || !tok) return false;
-  const std::string text = tok->decode(e.canvas.subspan(size_t(e.prompt_length)));
-  return std::any_of(o.stop.begin(), o.stop.end(), [&](const std::string& s) { return text.find(s) != std::string::npos; });
-}
-
-std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) {
-  for (const std::string& s : stop)
-    if (size_t at = text.find(s); at != std::string::npos) text.resize(at);
-  return text;
-}
-
-// The generated ids before the first stop id (a diffusion sampler fills the rest of the canvas after it, as LLaDA's
-// reference pads with EOS).
-std::vector<int32_t> cut_at_stop_id(std::vector<int32_t> ids, const Chat& chat) {
-  ids.erase(std::find_if(ids.begin(), ids.end(), [&](int32_t id) { return is_stop(chat, id); }), ids.end());
-  return ids;
-}
-
-// AR with --chat: the turn ends at the first stop id.
-bool ended_turn(const Chat& chat, const StepEvent& e) {
-  return std::any_of(e.committed.begin(), e.committed.end(), [&](int p) { return is_stop(chat, e.canvas[size_t(p)]); });
-}
-
-void finish_config(GenerateOptions& o) {
-  o.cfg.kind = parse_sampler_kind(o.sampler);
-  o.cfg.remasking = parse_remasking(o.remasking);
-  o.cfg.alg = parse_dream_alg(o.alg);
-  o.cfg.cache = parse_cache_mode(o.cache);
-  o.cfg.remdm = parse_remdm_schedule(o.remdm);
-  o.cfg.kv_cache = !o.no_kv_cache;
-  o.cfg.ddpm_cache = !o.no_ddpm_cache;
-  o.cfg.forbid_eos = o.ignore_eos;
-  if (o.ignore_eos) o.cfg.stop_at_eos = false;
+  return o.cfg.kind == SamplerKind::kAr && tok && !o.stop.empty() &&
+         holds_stop(tok->decode(e.canvas.subspan(size_t(e.prompt_length))), o.stop);
 }
 
 // --batch / --batch-tokens: one prompt per non-empty line of the file (text, or ids as 1,2,3).
@@ -242,87 +201,99 @@ std::vector<std::vector<int32_t>> batch_prompts(const GenerateOptions& o, Tokeni
   return prompts;
 }
 
+void print_outcome(const GenerateOptions& o, size_t i, const BatchOutcome& bo, const ModelConfig& mc,
+                   const Tokenizer* tok) {
+  if (!bo.ok()) {
+    if (o.json) return fmt::print("{}\n", json_line({{"request", i}, {"error", bo.error}}));
+    return fmt::print(stderr, "request {}: {}\n", i + 1, bo.error);
+  }
+  const std::vector<int32_t> out = bo.result.output(mc.eos_token);
+  const std::string text = cut_at_stop(decode_text(tok, out), o.stop);
+  if (!o.json) return fmt::print("--- {} ---\n{}\n", i + 1, text);
+  nlohmann::json j = result_json(o.cfg, bo.result, out, text);
+  j["request"] = i;
+  fmt::print("{}\n", json_line(j));
+}
+
 // Every prompt of the batch file with the same sampler settings and seed, run together by generate_batch: each
 // request gives the tokens it gives alone with the same flags.
 void run_batch(const GenerateOptions& o, Model& m, Tokenizer* tok) {
-  check(o.chat.empty() && o.prompt.empty() && o.prompt_tokens.empty() && o.infill.empty() && o.infill_tokens.empty() &&
-        !o.visual, "--batch: the prompts come from the file; -p, --prompt-tokens, --chat, --infill and --visual "
+  check(o.chat.empty() && !o.given("--prompt") && !o.given("--file") && o.prompt_tokens.empty() && !is_infill(o) &&
+        !o.visual, "--batch: the prompts come from the file; -p, -f, --prompt-tokens, --chat, --infill and --visual "
         "do not combine with it");
   const std::vector<std::vector<int32_t>> prompts = batch_prompts(o, tok);
   std::vector<Request> reqs(prompts.size());
   for (size_t i = 0; i < reqs.size(); ++i) {
     reqs[i].cfg = o.cfg;
     reqs[i].prompt = prompts[i];
-    reqs[i].on_step = [&o, tok](const StepEvent& e) { return !(o.cfg.kind == SamplerKind::kAr && hit_stop(o, tok, e)); };
+    reqs[i].on_step = [&o, tok](const StepEvent& e) { return !hit_stop(o, tok, e); };
   }
   Timer t;
   const BatchResult b = generate_batch(m, reqs);
   const double secs = t.seconds();
   int generated = 0, failed = 0;
   for (size_t i = 0; i < b.outcomes.size(); ++i) {
-    const BatchOutcome& bo = b.outcomes[i];
-    if (!bo.ok()) {
-      ++failed;
-      if (o.json) fmt::print("{}\n", nlohmann::json{{"request", i}, {"error", bo.error}}.dump());
-      else fmt::print(stderr, "request {}: {}\n", i + 1, bo.error);
-      continue;
-    }
-    const std::vector<int32_t> out = bo.result.output(m.config().eos_token);
-    const std::string text = cut_at_stop(text_of(tok, out), o.stop);
-    generated += bo.result.stats.generated;
-    if (o.json) {
-      nlohmann::json j = result_json(o, bo.result, out, text);
-      j["request"] = i;
-      fmt::print("{}\n", j.dump());
-    } else {
-      fmt::print("--- {} ---\n{}\n", i + 1, text);
-    }
+    print_outcome(o, i, b.outcomes[i], m.config(), tok);
+    failed += !b.outcomes[i].ok();
+    generated += b.outcomes[i].result.stats.generated;
   }
   fmt::print(stderr, "{} batch: {} requests ({} failed), {} tokens, {} model calls ({} shared full passes), {:.2f} s "
-             "({:.1f} tokens/s)\n", o.sampler, reqs.size(), failed, generated, b.model_calls, b.shared_passes, secs,
-             secs > 0 ? generated / secs : 0.0);
+             "({:.1f} tokens/s)\n", sampler_kind_name(o.cfg.kind), reqs.size(), failed, generated, b.model_calls,
+             b.shared_passes, secs, secs > 0 ? generated / secs : 0.0);
   check(failed == 0, "--batch: {} of {} requests failed", failed, reqs.size());
+}
+
+// One request: AR streams its text (unless --json or --visual), diffusion shows its progress or the live canvas.
+void run_one(const GenerateOptions& o, Model& m, const Tokenizer* tok, const Chat& chat, Canvas canvas) {
+  const ModelConfig& mc = m.config();
+  const bool ar = o.cfg.kind == SamplerKind::kAr, stream = ar && !o.json && !o.visual;
+  std::vector<int32_t> skip = chat.stop_ids;
+  skip.push_back(mc.eos_token);
+  ArStream text(stdout, tok, o.stop, skip);
+  DenoiseProgress progress(positions_to_fill(o.cfg, mc, canvas), !ar && !o.visual);
+  LiveCanvas view(tok, mc.mask_token, expected_steps(o.cfg, mc, canvas));
+  StepCallback cb = [&](const StepEvent& e) {
+    if (o.visual) view.update(e);
+    if (stream) text.update(e);
+    progress.update(e);
+    return !(ar && (hit_stop(o, tok, e) || ended_turn(chat, e)));
+  };
+  ModelBackbone bb(m);
+  const bool infill = is_infill(o);
+  const GenerateResult r = infill ? generate_canvas(bb, o.cfg, std::move(canvas), cb)
+                                  : generate(bb, o.cfg, canvas.tokens, cb);
+  progress.finish();
+  const std::vector<int32_t> out = infill ? r.canvas : cut_at_stop_id(r.output(mc.eos_token), chat);
+  const std::string txt = cut_at_stop(decode_text(tok, out), o.stop);
+  if (o.json) return fmt::print("{}\n", json_line(result_json(o.cfg, r, out, txt)));
+  if (stream) text.finish();
+  else fmt::print("{}\n", txt);
+  fmt::print(stderr, "{}\n", figures_line(sampler_kind_name(o.cfg.kind), r.stats));
 }
 
 void run_generate(GenerateOptions o) {
   set_num_threads(o.threads);
   Model m = Model::load(o.model);
   const ModelConfig& mc = m.config();
-  apply_chat_defaults(o, mc.arch);
-  finish_config(o);
-  check(o.stop.empty() || o.cfg.kind == SamplerKind::kAr, "--stop: stop strings apply to --sampler ar");
+  finish_config(o, mc);
   std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
   if (!o.batch.empty() || !o.batch_tokens.empty()) return run_batch(o, m, tok.get());
   const Chat chat = chat_of(o, tok.get());
   Canvas canvas = make_canvas(o, mc, tok.get(), chat);
-  ModelBackbone bb(m);
-  std::vector<int> steps;
-  const int total = std::max(o.cfg.steps > 0 ? o.cfg.steps : o.cfg.gen_length, 1);
-  StepCallback cb = [&](const StepEvent& e) {
-    if (o.visual) draw(e, tok.get(), mc, steps, total);
-    return !(o.cfg.kind == SamplerKind::kAr && (hit_stop(o, tok.get(), e) || ended_turn(chat, e)));
-  };
-  const bool infill = !o.infill.empty() || !o.infill_tokens.empty();
-  GenerateResult r = infill ? generate_canvas(bb, o.cfg, std::move(canvas), cb)
-                            : generate(bb, o.cfg, canvas.tokens, cb);
-  const std::vector<int32_t> out = infill ? r.canvas : cut_at_stop_id(r.output(mc.eos_token), chat);
-  const std::string text = cut_at_stop(text_of(tok.get(), out), o.stop);
-  if (o.json) return fmt::print("{}\n", result_json(o, r, out, text).dump());
-  fmt::print("{}\n", text);
-  const GenerateStats& s = r.stats;
-  fmt::print(stderr, "{}: {} tokens, {} forward passes ({:.2f} tokens/forward), {:.2f} s ({:.1f} tokens/s; "
-             "forward {:.2f} s, sampling {:.2f} s)\n", o.sampler, s.generated, s.forward_passes,
-             s.tokens_per_forward(), s.seconds_total, s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0,
-             s.seconds_forward, s.seconds_sample);
+  check_prompt_fits(canvas, mc);
+  run_one(o, m, tok.get(), chat, std::move(canvas));
 }
 
 void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
   SamplerConfig& c = o.cfg;
-  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3 or remdm")->capture_default_str();
+  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3 or remdm (default: the model's: ar for a causal "
+                  "model, bd3 for a block-causal one, llada for LLaDA and LLaDA-MoE, dream for Dream); a flag the "
+                  "sampler does not read is refused");
   cmd->add_option("-n,--n-predict", c.gen_length, "Tokens to generate")->capture_default_str();
-  cmd->add_option("--steps", c.steps, "Denoising steps (default: one per token; bd3: per block)");
+  cmd->add_option("--steps", c.steps, "Denoising steps, at least 1 (default: one per token; bd3: per block)");
   cmd->add_option("--block-length", c.block_length, "Semi-autoregressive block length (default: whole generation)");
-  cmd->add_option("--threshold", c.threshold, "Parallel decoding: commit every position with confidence >= P");
+  cmd->add_option("--threshold", c.threshold, "Parallel decoding: commit every position with confidence >= P, "
+                  "P in (0, 1]");
   cmd->add_option("--factor", c.factor, "Parallel decoding with Fast-dLLM's factor rule");
   cmd->add_option("--cache", o.cache, "LLaDA's approximate caches (Fast-dLLM): none, prefix (K/V of the prompt and of finished blocks), dual (also of the blocks after the current one)")->capture_default_str();
   cmd->add_option("--temp,--temperature", c.temperature, "Temperature (0: greedy)")->capture_default_str();
@@ -331,7 +302,7 @@ void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
   cmd->add_option("--min-p", c.min_p, "Min-p (0: off)");
   cmd->add_option("--repeat-penalty", c.repeat_penalty, "Repetition penalty (1: off; AR)");
   cmd->add_option("--repeat-last-n", c.repeat_last_n, "Tokens the repetition penalty looks back");
-  cmd->add_option("-s,--seed", c.seed, "Random seed")->capture_default_str();
+  add_seed_option(cmd, c.seed, "Random seed");
   cmd->add_option("--remasking", o.remasking, "LLaDA: low_confidence or random")->capture_default_str();
   cmd->add_option("--cfg-scale", c.cfg_scale, "Classifier-free guidance scale (LLaDA)");
   cmd->add_flag("--ignore-eos", o.ignore_eos, "Never sample EOS");
@@ -353,7 +324,9 @@ void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text with a diffusion or autoregressive sampler");
   auto o = std::make_shared<GenerateOptions>();
   cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
-  cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file)");
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file; \"\" is an empty "
+                  "prompt: the BOS alone)");
+  cmd->add_option("-f,--file", o->prompt_file, "Read the prompt text from this file (less one final newline)");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt as token ids, comma-separated")->delimiter(',');
   cmd->add_option("--infill", o->infill, "Fill the holes of a pattern: \"The [MASK:12] of the world\"");
   cmd->add_option("--infill-tokens", o->infill_tokens, "Infill pattern as ids: 1,2,M12,3 (M<n>: n masks)");
@@ -369,8 +342,9 @@ void add_generate(CLI::App& app) {
       ->excludes("--batch");
   add_sampler_options(cmd, *o);
   cmd->add_flag("--json", o->json, "Print ids, per-token commit steps and statistics as JSON");
-  cmd->add_flag("--visual", o->visual, "Redraw the canvas on stderr as it denoises (darker = committed later)");
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--visual", o->visual, "Redraw the canvas in place on stderr as it denoises, each token coloured by "
+                "the step that committed it (red first, through the rainbow to rose last); only on a terminal");
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, cmd] {
     o->given = [cmd](const std::string& flag) { return cmd->get_option(flag)->count() > 0; };
     run_generate(*o);

@@ -49,6 +49,7 @@ std::string parse_error_line(const CLI::App& app, const CLI::ParseError& e) {
 int main(int argc, char** argv) {
   CLI::App app{"unmask: diffusion language models and their autoregressive twins"};
   app.require_subcommand(1);
+  app.footer("`unmask COMMAND --help` describes each command; the conventions they share: docs/command-line.md");
   app.set_version_flag("--version", fmt::format("unmask {} (commit {})", UNMASK_VERSION, UNMASK_COMMIT));
   unmask::cli::add_info(app);
   unmask::cli::add_init(app);

@@ -83,7 +83,8 @@ void run_train(const TrainOptions& o) {
 }  // namespace
 
 void add_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a model: next-token (ar), masked diffusion (mdlm), block diffusion");
+  auto* cmd = app.add_subcommand("train", "Train a model: next-token (ar), masked diffusion (mdlm), block diffusion "
+                                          "(bd3) or fine-tuning (sft); Ctrl-C writes a checkpoint, --resume goes on");
   auto o = std::make_shared<TrainOptions>();
   TrainConfig& c = o->c;
   c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
@@ -100,7 +101,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--heads", c.heads, "Override the number of heads")->check(positive());
   cmd->add_option("--ffn", c.ffn, "Override the feed-forward width")->check(positive());
   cmd->add_option("--block-size", c.block, "Block size for bd3")->check(positive());
-  cmd->add_option("--steps", c.steps, "Optimizer steps (default 2000)")->check(positive());
+  cmd->add_option("--steps", c.steps, "Optimizer steps in all (default 2000; with --resume, the run's own)")
+      ->check(positive());
   cmd->add_option("--batch", c.batch, "Sequences per micro-batch")->capture_default_str()->check(positive());
   cmd->add_option("--seq-len", c.seq_len, "Tokens per sequence")->capture_default_str()
       ->check(in_range(int64_t(2), int64_t(1) << 20));
