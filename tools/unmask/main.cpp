@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   unmask::cli::add_detokenize(app);
   unmask::cli::add_tokenizer(app);
   unmask::cli::add_generate(app);
+  unmask::cli::add_demo(app);
   unmask::cli::add_convert(app);
   unmask::cli::add_quantize(app);
   unmask::cli::add_export(app);
