@@ -293,6 +293,7 @@ TEST(Sft, CommandLineRefusesBadInput) {
   Result r = sh(prep + " --input " + (dir / "pairs.jsonl").string());
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("pairs.jsonl:5: not valid JSON"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "data" / "tokenizer.gguf")) << "a failed prepare left a tokenizer behind";
   write_pairs(dir / "pairs.jsonl", 4);
   r = sh(prep + " --input " + (dir / "pairs.jsonl").string() + " --seq-len 20");
   EXPECT_EQ(r.code, 1) << r.out;
