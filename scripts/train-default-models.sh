@@ -5,6 +5,8 @@
 # (3,000 steps of 8 x 256 tokens each), on the King James Bible (public domain; Debian's bible-kjv-text).
 #
 #   bash scripts/train-default-models.sh            # builds unmask if needed, trains both, writes models/*.gguf
+#   bash scripts/train-default-models.sh --check    # trains both in build/default-models-check and compares
+#                                                   # their SHA-256 with models/SHA256SUMS (writes nothing in models/)
 #
 # Re-running it gives the same bytes: the trainer is deterministic (same seed, same output, whatever the thread
 # count), so each file's SHA-256 matches models/SHA256SUMS on a machine with the same instruction set (AVX-512 here;
@@ -12,6 +14,12 @@
 # Takes about 30 minutes on two cores (both models train at once, one thread each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+check=0
+case "${1:-}" in
+  "") ;;
+  --check) check=1 ;;
+  *) echo "train-default-models: unknown argument '$1' (expected --check)" >&2; exit 1 ;;
+esac
 bash scripts/setup.sh --corpus
 unmask=${UNMASK:-build/release/unmask}
 if [ -z "${UNMASK:-}" ]; then
@@ -20,6 +28,7 @@ fi
 unmask=$(realpath "$unmask")
 top=$(pwd)
 work=build/default-models
+[ $check -eq 1 ] && work=build/default-models-check
 rm -rf "$work" && mkdir -p "$work" models
 cd "$work"
 u() { "$unmask" "$@"; }
@@ -54,6 +63,10 @@ grep -h "val" ar.log mdlm.log | tail -n 2
 for o in ar mdlm; do
   u export "$o" "kjv-$o.gguf" --type bf16 --set "unmask.recipe=$recipe" --set "general.name=kjv-$o"
 done
-cd "$top"
-cp "$work/kjv-ar.gguf" "$work/kjv-mdlm.gguf" models/
-(cd models && sha256sum kjv-ar.gguf kjv-mdlm.gguf)
+if [ $check -eq 1 ]; then
+  sha256sum -c "$top/models/SHA256SUMS" && echo "train-default-models: the rebuilt models are bit for bit the shipped ones"
+  exit
+fi
+sha256sum kjv-ar.gguf kjv-mdlm.gguf > SHA256SUMS
+cp kjv-ar.gguf kjv-mdlm.gguf SHA256SUMS "$top/models/"
+cat SHA256SUMS

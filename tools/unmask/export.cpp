@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "model_file.h"
 #include "progress.h"
@@ -22,6 +23,7 @@ namespace {
 struct ExportOptions {
   std::string in, out, type;
   std::vector<std::string> set;
+  bool force = false;
 };
 
 void add_set_keys(gguf::Writer& w, const std::vector<std::string>& set) {
@@ -33,6 +35,7 @@ void add_set_keys(gguf::Writer& w, const std::vector<std::string>& set) {
 }
 
 void run_export(const ExportOptions& o) {
+  check_new_output(o.out, o.force);
   const std::shared_ptr<const gguf::Reader> in = open_model_or_run(o.in);
   const ModelConfig c = read_config(*in);
   const ModelWeights weights = ModelWeights::from_gguf(in, c);
@@ -63,6 +66,7 @@ void add_export(CLI::App& app) {
   cmd->add_option("--type", o->type, "Convert the tensors: f32, f16, bf16, q8_0, q4_0 or q4_k_m (default: keep "
                                      "the checkpoint's types)");
   cmd->add_option("--set", o->set, "Add a string metadata key, KEY=VALUE (repeatable)");
+  cmd->add_flag("--force", o->force, "Replace OUT if it exists (atomically)");
   cmd->callback([o] { run_export(*o); });
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "model_file.h"
 #include "progress.h"
@@ -24,11 +25,13 @@ namespace {
 struct QuantizeOptions {
   std::string in, out, type;
   int threads = 0;
+  bool force = false;
 };
 
 void run_quantize(const QuantizeOptions& o) {
   set_num_threads(o.threads);
   const QuantScheme scheme = parse_quant_scheme(o.type);  // before touching the disk
+  check_new_output(o.out, o.force);
   const std::shared_ptr<const gguf::Reader> in = open_model_or_run(o.in);
   const ModelConfig c = read_config(*in);
   const ModelWeights weights = ModelWeights::from_gguf(in, c);
@@ -53,7 +56,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("in", o->in, "Input GGUF model (any supported tensor types), a training checkpoint or run directory (the optimizer state is dropped)")->required();
   cmd->add_option("out", o->out, "Output GGUF file")->required();
   cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0 or q4_k_m (norms stay f32)")->required();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--force", o->force, "Replace OUT if it exists (atomically)");
+  add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_quantize(*o); });
 }
 
