@@ -44,10 +44,23 @@ TEST(TextOptions, EachSamplerReadsItsOwnFlags) {
   EXPECT_TRUE(sampler_reads(SamplerKind::kRemdm, "--eta"));
   EXPECT_FALSE(sampler_reads(SamplerKind::kMdlm, "--eta"));
   EXPECT_TRUE(sampler_reads(SamplerKind::kMdlm, "--temp")) << "an option every sampler reads";
+  SamplerConfig c;
+  c.kind = SamplerKind::kLlada, c.steps = 8;
   const std::vector<std::string> given = {"--steps", "--alg"};
-  EXPECT_EQ(test::error_of([&] { check_sampler_reads(SamplerKind::kLlada, given); }),
+  EXPECT_EQ(test::error_of([&] { check_given_options(c, given); }),
             "--alg does not apply to --sampler llada (that sampler never reads it)");
-  EXPECT_EQ(test::error_of([&] { check_sampler_reads(SamplerKind::kDream, given); }), "");
+  c.kind = SamplerKind::kDream;
+  EXPECT_EQ(test::error_of([&] { check_given_options(c, given); }), "");
+  c.steps = -1;
+  EXPECT_EQ(test::error_of([&] { check_given_options(c, given); }), "--steps -1: expected at least 1 denoising step")
+      << "-1 means one step per position inside the library, but a user who types it made a mistake";
+  EXPECT_EQ(test::error_of([&] { check_given_options(c, {}); }), "") << "not given: the library's default";
+  const std::vector<std::string> threshold = {"--threshold"};
+  c.kind = SamplerKind::kLlada;
+  EXPECT_NE(test::error_of([&] { check_given_options(c, threshold); }).find("--threshold 0: expected"),
+            std::string::npos);
+  c.threshold = 1;
+  EXPECT_EQ(test::error_of([&] { check_given_options(c, threshold); }), "");
   for (std::string_view o : sampler_specific_options()) EXPECT_TRUE(o.starts_with("--")) << o;
 }
 

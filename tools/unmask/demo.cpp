@@ -95,20 +95,19 @@ SamplerConfig sampler_config(const DemoOptions& o, SamplerKind kind) {
   return c;
 }
 
-// The diffusion sampler (--sampler or the model's), refusing flags it does not read and values out of range.
-SamplerKind diffusion_sampler(const DemoOptions& o, const ModelConfig& mc) {
+// The diffusion sampler's settings (--sampler or the model's), refusing flags it does not read and values out of
+// range.
+SamplerConfig diffusion_config(const DemoOptions& o, const ModelConfig& mc) {
   check(mc.mask != MaskKind::kCausal, "--diffusion-model: this {} model is causal; the demo's first model must be a "
         "diffusion model (its twin goes in --ar-model)", mc.arch);
   const SamplerKind k = o.given("--sampler") ? parse_sampler_kind(o.sampler) : default_sampler(mc);
   check_sampler_fits(k, mc, false);
+  const SamplerConfig c = sampler_config(o, k);
   std::vector<std::string> given;
   for (const char* f : {"--steps", "--block-length", "--threshold"})
     if (o.given(f)) given.emplace_back(f);
-  check_sampler_reads(k, given);
-  check(!o.given("--steps") || o.steps >= 1, "--steps {}: expected at least 1 denoising step", o.steps);
-  check(!o.given("--threshold") || (o.threshold > 0 && o.threshold <= 1), "--threshold {}: expected a value in "
-        "(0, 1]", o.threshold);
-  return k;
+  check_given_options(c, given);
+  return c;
 }
 
 // A model, its sampler settings and its prompt.
@@ -158,9 +157,8 @@ void run_demo(const DemoOptions& o) {
   if (o.given("--file")) opt.prompt = read_prompt_file(o.prompt_file);
   Loaded dm = load(model_path(o.diffusion_model, "--diffusion-model", kDiffusionFile), "--diffusion-model");
   Loaded am = load(model_path(o.ar_model, "--ar-model", kArFile), "--ar-model");
-  const SamplerKind kind = diffusion_sampler(opt, dm.model.config());
+  const Job diffusion{dm, diffusion_config(opt, dm.model.config()), text_canvas(*dm.tok, opt.prompt)};
   check_sampler_fits(SamplerKind::kAr, am.model.config(), false);
-  const Job diffusion{dm, sampler_config(opt, kind), text_canvas(*dm.tok, opt.prompt)};
   const Job ar{am, sampler_config(opt, SamplerKind::kAr), text_canvas(*am.tok, opt.prompt)};
   for (const Job* r : {&diffusion, &ar}) {
     check_prompt_fits(r->canvas, r->m.model.config());
@@ -168,7 +166,7 @@ void run_demo(const DemoOptions& o) {
   }
   const bool live = isatty(STDOUT_FILENO) != 0;
   header(fmt::format("prompt: {}", opt.prompt), live);
-  header(fmt::format("--- diffusion: {} ({} sampler) ---", dm.path, sampler_kind_name(kind)), live);
+  header(fmt::format("--- diffusion: {} ({} sampler) ---", dm.path, sampler_kind_name(diffusion.cfg.kind)), live);
   const GenerateStats ds = run_model(diffusion, opt, live);
   fmt::print("{}\n", figures_line("diffusion figures", ds));
   header(fmt::format("--- autoregressive: {} (ar) ---", am.path), live);

@@ -80,15 +80,12 @@ void apply_chat_defaults(GenerateOptions& o, const ModelConfig& mc) {
   if (unset("--block-length")) o.cfg.block_length = d->block_length;
 }
 
-// Flags the chosen sampler never reads are refused, and so are values the library would take as "unset".
+// Flags the chosen sampler never reads are refused, and so are values the library would take as unset.
 void check_flags(const GenerateOptions& o) {
   std::vector<std::string> given;
   for (std::string_view f : sampler_specific_options())
     if (o.given(std::string(f))) given.emplace_back(f);
-  check_sampler_reads(o.cfg.kind, given);
-  check(!o.given("--steps") || o.cfg.steps >= 1, "--steps {}: expected at least 1 denoising step", o.cfg.steps);
-  check(!o.given("--threshold") || (o.cfg.threshold > 0 && o.cfg.threshold <= 1),
-        "--threshold {}: expected a value in (0, 1]", o.cfg.threshold);
+  check_given_options(o.cfg, given);
 }
 
 void finish_config(GenerateOptions& o, const ModelConfig& mc) {

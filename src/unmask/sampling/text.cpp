@@ -83,10 +83,14 @@ bool sampler_reads(SamplerKind k, std::string_view option) {
   return true;
 }
 
-void check_sampler_reads(SamplerKind k, std::span<const std::string> given) {
+void check_given_options(const SamplerConfig& c, std::span<const std::string> given) {
   for (const std::string& option : given)
-    check(sampler_reads(k, option), "{} does not apply to --sampler {} (that sampler never reads it)", option,
-          sampler_kind_name(k));
+    check(sampler_reads(c.kind, option), "{} does not apply to --sampler {} (that sampler never reads it)", option,
+          sampler_kind_name(c.kind));
+  auto was_given = [&](std::string_view o) { return std::find(given.begin(), given.end(), o) != given.end(); };
+  check(!was_given("--steps") || c.steps >= 1, "--steps {}: expected at least 1 denoising step", c.steps);
+  check(!was_given("--threshold") || (c.threshold > 0 && c.threshold <= 1),
+        "--threshold {}: expected a value in (0, 1]", c.threshold);
 }
 
 bool Chat::is_stop(int32_t id) const { return std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end(); }

@@ -47,8 +47,10 @@ const ChatDefaults* chat_defaults(std::string_view arch);  // null for a family 
 // --min-p, --seed, --ignore-eos) are not listed.
 std::vector<std::string_view> sampler_specific_options();
 bool sampler_reads(SamplerKind k, std::string_view option);  // true for an option every sampler reads
-// Throws Error for the first of `given` that `k` does not read: "--threshold does not apply to --sampler mdlm".
-void check_sampler_reads(SamplerKind k, std::span<const std::string> given);
+// Throws Error for the first of `given` (the options the user passed, by command-line name) that the sampler c.kind
+// does not read ("--threshold does not apply to --sampler mdlm"), and for a given value that the library would take
+// as unset: --steps below 1 (inside, -1 means one per position), --threshold outside (0, 1] (inside, 0 means off).
+void check_given_options(const SamplerConfig& c, std::span<const std::string> given);
 
 // ---- chat and stops
 
