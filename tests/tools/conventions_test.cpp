@@ -162,6 +162,8 @@ TEST(Conventions, DirectoriesAndEmptyInputsAreRefused) {
   ASSERT_EQ(sh("tokenizer train --byte-level -o " + tok).code, 0);
   expect_error("tokenize -m " + tok + " --file " + dir, "is a directory");
   expect_error("data prepare -f " + dir + " -o " + tmp("d"), "is a directory");
+  expect_error("train --data " + dir + " -o " + empty + " --steps 2", empty + ": exists and is not a directory");
+  expect_error("train --data " + dir + " -o " + empty + "/run --steps 2", "Not a directory");  // a path, not a bug
   fs::remove_all(dir), fs::remove(empty), fs::remove(tok);
 }
 

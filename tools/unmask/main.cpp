@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,6 +77,11 @@ int main(int argc, char** argv) {
     return e.code;
   } catch (const unmask::Error& e) {
     std::fprintf(stderr, "unmask: error: %s\n", e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave: not a bug
+    std::string msg = e.what();
+    if (msg.starts_with("filesystem error: ")) msg.erase(0, 18);
+    std::fprintf(stderr, "unmask: error: %s\n", msg.c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "unmask: internal error: %s\n", e.what());

@@ -291,6 +291,8 @@ std::string Trainer::model_summary() const { return s_->model.config().summary()
 
 Trainer Trainer::start(const TrainConfig& c) {
   validate(c);
+  check(!fs::exists(c.out_dir) || fs::is_directory(c.out_dir), "{}: exists and is not a directory (the run's "
+        "directory, for its checkpoint and curve)", c.out_dir);
   check(!fs::exists(fs::path(c.out_dir) / kCheckpoint), "{} already holds a checkpoint: continue it with --resume {}",
         c.out_dir, c.out_dir);
   fs::create_directories(c.out_dir);
