@@ -44,13 +44,13 @@ CLI::Validator positive() { return number_check("a positive number", "> 0", [](d
 CLI::Validator non_negative() { return number_check("0 or more", ">= 0", [](double v) { return v >= 0; }); }
 
 CLI::Validator in_range(int64_t lo, int64_t hi) {
-  return number_check(fmt::format("in [{}, {}]", lo, hi), fmt::format("in [{}, {}]", lo, hi),
-                      [lo, hi](double v) { return v >= double(lo) && v <= double(hi); });
+  const std::string range = fmt::format("in [{}, {}]", lo, hi);
+  return number_check(range, range, [lo, hi](double v) { return v >= double(lo) && v <= double(hi); });
 }
 
 CLI::Validator in_range(double lo, double hi) {
-  return number_check(fmt::format("in [{:g}, {:g}]", lo, hi), fmt::format("in [{:g}, {:g}]", lo, hi),
-                      [lo, hi](double v) { return v >= lo && v <= hi; });
+  const std::string range = fmt::format("in [{:g}, {:g}]", lo, hi);
+  return number_check(range, range, [lo, hi](double v) { return v >= lo && v <= hi; });
 }
 
 std::vector<int32_t> parse_token_list(std::string_view text, std::string_view what) {

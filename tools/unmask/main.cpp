@@ -28,7 +28,7 @@ std::pair<const CLI::App*, std::string> reached(const CLI::App& app) {
   return {at, path};
 }
 
-// "a command is required: one of info, init, ..." or "unknown command 'x'; one of ...".
+// "a command is required; one of: info, init, ..." or "unknown command 'x'; one of: ...".
 std::string missing_command(const CLI::App& at) {
   std::vector<std::string> names;
   for (const CLI::App* sub : at.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
