@@ -136,6 +136,8 @@ TEST(Conventions, AnExistingOutputIsRefusedUnlessForce) {
       "tokenizer train -f " + corpus + " --vocab-size 300 -o " + tok,
       "data prepare --input " + corpus + " --out " + data,
       "convert " + hf + " --out " + model,
+      "quantize " + model + " " + logits + " --type f32",
+      "export " + model + " " + logits,
   };
   for (const std::string& args : writers) expect_error(args, "already exists; pass --force to replace it");
   EXPECT_EQ(read_bytes(model), model_bytes);
