@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -153,6 +155,38 @@ TEST(GenerateFrontEnd, VisualWritesNoEscapesWhereStderrIsNotATerminal) {
     ASSERT_EQ(r.code, 0) << args << "\n" << r.out;
     EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << args << "\n" << r.out;
     EXPECT_NE(r.out.find("forward passes"), std::string::npos) << args << "\n" << r.out;
+  }
+}
+
+// On a terminal (a pseudo-terminal from script(1)), --visual redraws in place: the cursor goes up over the last frame,
+// the screen is never cleared, and each step has its own hue (8 steps of 4 tokens: 8 colours).
+TEST(GenerateFrontEnd, VisualOnATerminalRedrawsInPlaceWithAHuePerStep) {
+  const test::ToolModels tm = test::tool_models();
+  const std::string cmd = "script -qec \"" + std::string(UNMASK_BINARY) + " generate -m " + tm.kjv_mdlm +
+                          " -p And -n 32 --steps 8 --visual\" /dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  for (int c; (c = fgetc(p)) != EOF;) out += char(c);
+  ASSERT_EQ(pclose(p), 0) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\x1b\\[[0-9]+A\r"))) << "cursor up over the previous frame";
+  EXPECT_EQ(out.find("\x1b[2J"), std::string::npos) << "the screen is never cleared";
+  std::set<std::string> hues;
+  for (size_t at = out.find("\x1b[38;5;"); at != std::string::npos; at = out.find("\x1b[38;5;", at + 1))
+    hues.insert(out.substr(at + 7, out.find('m', at) - at - 7));
+  EXPECT_EQ(hues.size(), 8u) << "one hue per step";
+}
+
+// Streamed AR text is the text --json reports, stop strings included.
+TEST(GenerateFrontEnd, StreamedTextIsTheWholeText) {
+  const test::ToolModels tm = test::tool_models();
+  for (const std::string& flags : {std::string("-n 40"), std::string("-n 40 --stop 'th'"), std::string("-n 3")}) {
+    const std::string g = "generate -m " + tm.kjv_ar + " -p 'And God' " + flags;
+    const test::Result plain = test::sh(g), j = test::sh(g + " --json");
+    ASSERT_EQ(plain.code, 0) << plain.out;
+    const std::string text = json::parse(j.out)["text"].get<std::string>() + "\n";
+    EXPECT_EQ(plain.out.substr(0, text.size()), text) << flags;
+    EXPECT_TRUE(plain.out.substr(text.size()).starts_with("ar: ")) << flags << "\n" << plain.out;
   }
 }
 
