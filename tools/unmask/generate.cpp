@@ -324,7 +324,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file; \"\" is an empty "
                   "prompt: the BOS alone)");
   cmd->add_option("-f,--file", o->prompt_file, "Read the prompt text from this file (less one final newline)");
-  cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt as token ids, comma-separated")->delimiter(',');
+  add_tokens_option(cmd, "--prompt-tokens", o->prompt_tokens, "Prompt as token ids");
   cmd->add_option("--infill", o->infill, "Fill the holes of a pattern: \"The [MASK:12] of the world\"");
   cmd->add_option("--infill-tokens", o->infill_tokens, "Infill pattern as ids: 1,2,M12,3 (M<n>: n masks)");
   cmd->add_option("--chat", o->chat, "A user message, put in the model's chat template with the assistant's turn "
