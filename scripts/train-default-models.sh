@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the two default models shipped in models/: a masked-diffusion model (MDLM objective, LLaDA architecture,
 # bidirectional) and its autoregressive twin (next-token objective, LLaMA architecture, causal) on the same backbone
-# (5.9M parameters), the same byte-level BPE tokenizer trained by unmask, the same data and the same compute
+# (5.9M parameters; the diffusion model reads its logits shifted by one position, as Dream does, which lets it learn
+# from a clean neighbour before it learns to attend), the same byte-level BPE tokenizer trained by unmask, the same data and the same compute
 # (3,000 steps of 8 x 256 tokens each), on the King James Bible (public domain; Debian's bible-kjv-text).
 #
 #   bash scripts/train-default-models.sh            # builds unmask if needed, trains both, writes models/*.gguf
@@ -38,7 +39,7 @@ recipe=$(cat <<'EOF'
 bible -l1000 gen1:1-rev22:21 </dev/null | sed -E 's/^ +[0-9]+ //' > kjv.txt
 unmask tokenizer train --input kjv.txt --vocab-size 2048 --out tokenizer.gguf
 unmask data prepare --input kjv.txt --tokenizer tokenizer.gguf --out data
-unmask train --objective OBJECTIVE --data data --d-model 256 --layers 6 --heads 4 --ffn 704 --seq-len 256 --batch 8 --steps 3000 --lr 1.5e-3 --min-lr 1.5e-4 --warmup 150 --eval-every 250 --eval-batches 20 --checkpoint-every 500 --bf16 --seed 1337 -t 1 --out OBJECTIVE
+unmask train --objective OBJECTIVE [--arch dream for mdlm] --data data --d-model 256 --layers 6 --heads 4 --ffn 704 --seq-len 256 --batch 8 --steps 3000 --lr 1.5e-3 --min-lr 1.5e-4 --warmup 150 --eval-every 250 --eval-batches 20 --checkpoint-every 500 --bf16 --seed 1337 -t 1 --out OBJECTIVE
 unmask export OBJECTIVE kjv-OBJECTIVE.gguf --type bf16 --set unmask.recipe=... --set general.name=kjv-OBJECTIVE
 EOF
 )
@@ -50,12 +51,12 @@ u tokenizer train --input kjv.txt --vocab-size 2048 --out tokenizer.gguf
 u data prepare --input kjv.txt --tokenizer tokenizer.gguf --out data
 # 3. Both models at once, one thread each (the bytes do not depend on the thread count).
 train() {
-  u train --objective "$1" --data data --d-model 256 --layers 6 --heads 4 --ffn 704 --seq-len 256 --batch 8 \
+  u train --objective "$@" --data data --d-model 256 --layers 6 --heads 4 --ffn 704 --seq-len 256 --batch 8 \
     --steps 3000 --lr 1.5e-3 --min-lr 1.5e-4 --warmup 150 --eval-every 250 --eval-batches 20 \
     --checkpoint-every 500 --bf16 --seed 1337 -t 1 --out "$1" > "$1.log" 2>&1
 }
 train ar & ar_pid=$!
-train mdlm & mdlm_pid=$!
+train mdlm --arch dream & mdlm_pid=$!
 wait $ar_pid || { echo "train ar failed: see $work/ar.log"; exit 1; }
 wait $mdlm_pid || { echo "train mdlm failed: see $work/mdlm.log"; exit 1; }
 grep -h "val" ar.log mdlm.log | tail -n 2

@@ -101,6 +101,27 @@ TEST(Objective, Bd3SeesNoisyBlockAndCleanPastThroughTheXtX0Mask) {
   }
 }
 
+// Dream's layout: the logits of row p - 1 predict position p, so each masked position's loss sits on the row before
+// it, and the first position, which has no row before it, is never masked.
+TEST(Objective, ShiftedMdlmPutsEachLossOnTheRowBefore) {
+  Objective o;
+  o.kind = ObjectiveKind::kMDLM, o.mask_token = 99, o.shift = true;
+  const int B = 3, T = 50;
+  auto w = windows(B, T);
+  Rng rng(5);
+  LossBatch lb = make_loss_batch(o, w, B, T, rng);
+  ASSERT_FALSE(lb.targets.empty());
+  for (int b = 0; b < B; ++b) EXPECT_EQ(lb.batch.tokens[size_t(b * T)], w[size_t(b * (T + 1))]);  // first clean
+  for (size_t r = 0; r < lb.targets.size(); ++r) {
+    const int row = lb.batch.rows[r], b = row / T, p = row % T + 1;  // the position this row predicts
+    ASSERT_LT(p, T);
+    EXPECT_EQ(lb.batch.tokens[size_t(b * T + p)], 99) << "row " << row;
+    EXPECT_EQ(lb.targets[r], w[size_t(b * (T + 1) + p)]) << "row " << row;
+  }
+  size_t masked = size_t(std::count(lb.batch.tokens.begin(), lb.batch.tokens.end(), 99));
+  EXPECT_EQ(masked, lb.targets.size());
+}
+
 TEST(Objective, BadConfigurationsAreRefused) {
   ModelConfig c = preset_config("tiny");
   Objective o;
@@ -108,6 +129,12 @@ TEST(Objective, BadConfigurationsAreRefused) {
   EXPECT_THROW(o.validate(c), Error);  // no mask token
   o.kind = ObjectiveKind::kBD3, o.mask_token = 3;
   EXPECT_THROW(o.validate(c), Error);  // no block size
+  o.block = 4, o.shift = true;
+  EXPECT_THROW(o.validate(c), Error);  // bd3 with shifted logits
+  o.kind = ObjectiveKind::kMDLM;
+  EXPECT_THROW(o.validate(c), Error);  // shifted objective, unshifted model
+  c.shift_logits = true;
+  EXPECT_NO_THROW(o.validate(c));
   EXPECT_THROW(parse_objective("sedd2"), Error);
   EXPECT_THROW(parse_schedule("quadratic"), Error);
 }

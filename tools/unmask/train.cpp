@@ -92,6 +92,8 @@ void add_train(CLI::App& app) {
                                              "`data prepare --format jsonl`)")->capture_default_str();
   cmd->add_option("--init", c.init, "Start from this model's weights (GGUF; its shape and attention) instead of a "
                                     "random model");
+  cmd->add_option("--arch", c.arch, "mdlm/sft: llada (row i predicts position i) or dream (row i predicts position "
+                                   "i + 1, as AR rows do: learns from the clean neighbour first)");
   cmd->add_option("--schedule", c.schedule, "Noise schedule for mdlm/bd3: linear, cosine, loglinear")
       ->capture_default_str();
   cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");

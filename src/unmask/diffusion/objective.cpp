@@ -39,6 +39,10 @@ void Objective::validate(const ModelConfig& c) const {
     check(mask_token >= 0 && mask_token < c.vocab, "objective {}: the mask token {} is not in the vocabulary of {}",
           objective_name(kind), mask_token, c.vocab);
   if (kind == ObjectiveKind::kBD3) check(block > 0, "objective bd3: needs a block size > 0, got {}", block);
+  check(!shift || kind == ObjectiveKind::kMDLM || kind == ObjectiveKind::kSFT, "objective {}: shifted logits are "
+        "trained with mdlm and sft only", objective_name(kind));
+  check(shift == c.shift_logits, "objective {}: the model's logits are {}shifted, the objective's {}",
+        objective_name(kind), c.shift_logits ? "" : "not ", shift ? "are" : "are not");
   check(eps > 0 && eps < 1, "objective: eps = {}, expected in (0, 1)", eps);
 }
 
@@ -75,10 +79,12 @@ void add_ar(LossBatch& lb, std::span<const int32_t> w, int T, float weight) {
   }
 }
 
-// x0 (T) whose first `keep` tokens stay clean (sft's prompt; 0 for mdlm), the rest masked at time t.
+// x0 (T) whose first `keep` tokens stay clean (sft's prompt; 0 for mdlm, at least 1 when the logits are shifted),
+// the rest masked at time t. Position p's logits are row p, or row p - 1 when shifted.
 void add_mdlm(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, double t, float norm, Rng& rng,
               int keep = 0) {
-  int row0 = int(lb.batch.tokens.size());
+  if (o.shift) keep = std::max(keep, 1);
+  const int row0 = int(lb.batch.tokens.size()) - (o.shift ? 1 : 0);
   std::vector<int32_t> xt(x0.begin(), x0.begin() + keep);
   std::vector<int> masked;
   mask_tokens(x0.subspan(size_t(keep)), 1.0 - schedule_alpha(o.schedule, t, o.eps), o.mask_token, rng, xt, masked);

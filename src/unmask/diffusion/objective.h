@@ -35,6 +35,7 @@ struct Objective {
   double eps = 1e-3;       // t is drawn from [eps, 1]
   int block = 0;           // bd3 block size
   int32_t mask_token = -1; // mdlm, bd3, sft
+  bool shift = false;      // mdlm, sft: row i predicts position i + 1 (Dream); the first token is never masked
   // The mask kind a model trained with this objective uses at inference.
   MaskKind mask_kind() const;
   void validate(const ModelConfig& c) const;  // throws naming what does not fit

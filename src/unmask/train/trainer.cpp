@@ -40,6 +40,7 @@ std::string to_json(const TrainConfig& c) {
   UNMASK_TRAIN_FIELDS(X)
   UNMASK_TRAIN_LATER_FIELDS(X)
 #undef X
+  if (!c.arch.empty()) j["arch"] = c.arch;  // only when chosen, so that earlier runs' configurations stay as written
   return j.dump();
 }
 
@@ -52,6 +53,7 @@ TrainConfig train_config_from_json(const std::string& text) {
 #undef X
 #define X(f) if (j.contains(#f)) j.at(#f).get_to(c.f);
     UNMASK_TRAIN_LATER_FIELDS(X)
+    X(arch)
 #undef X
   } catch (const std::exception& e) {
     fail("training configuration: {}", e.what());
@@ -76,7 +78,14 @@ void write_text(const fs::path& p, const std::string& s) {
   f.commit();
 }
 
+// The architecture a diffusion objective trains: llada (row i predicts position i), or dream (row i predicts position
+// i + 1, as an autoregressive model's row does, so that a masked token is first learned from its clean neighbour).
+std::string diffusion_arch(const TrainConfig& c) { return c.arch.empty() ? "llada" : c.arch; }
+
 void validate(const TrainConfig& c) {
+  check(c.arch.empty() || ((c.arch == "llada" || c.arch == "dream") && (c.objective == "mdlm" || c.objective == "sft")),
+        "train: --arch {} with --objective {}: the architecture is chosen for mdlm and sft only, llada or dream",
+        c.arch, c.objective);
   check(c.steps > 0 && c.batch > 0 && c.seq_len > 1 && c.accum > 0, "train: steps, batch, accum must be > 0 and "
         "seq-len > 1 (got {}, {}, {}, {})", c.steps, c.batch, c.accum, c.seq_len);
   check(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, "train: need 0 <= min-lr <= lr and lr > 0 (got {}, {})",
@@ -94,8 +103,8 @@ ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::R
   if (c.heads > 0) m.n_kv_heads = c.heads;
   m.head_dim = m.d_model / m.n_heads;
   m.vocab = int(tok.get_strings("tokenizer.ggml.tokens").size());
-  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : "llada";  // sft of a fresh model: llada, bidirectional
-  m.rope = arch_info(m.arch).rope;
+  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : diffusion_arch(c);  // sft of a fresh model: bidirectional
+  m.rope = arch_info(m.arch).rope, m.shift_logits = arch_info(m.arch).shift_logits;
   m.mask = o.mask_kind(), m.block_size = o.kind == ObjectiveKind::kBD3 ? o.block : 0;
   m.ctx = std::max(m.ctx, c.seq_len);
   m.mask_token = o.mask_token;
@@ -181,6 +190,7 @@ Objective make_objective(const TrainConfig& c, const gguf::Reader& tok) {
   o.schedule = parse_schedule(c.schedule);
   o.eps = c.eps, o.block = c.block;
   o.mask_token = int32_t(tok.get_int("tokenizer.ggml.mask_token_id", -1));
+  o.shift = o.kind != ObjectiveKind::kAR && arch_info(diffusion_arch(c)).shift_logits;
   return o;
 }
 
@@ -198,6 +208,8 @@ Model init_model(const TrainConfig& c, const Objective& o, const gguf::Reader& t
   check(o.kind == ObjectiveKind::kAR || mc.mask_token < 0 || mc.mask_token == o.mask_token, "--init {}: the model's "
         "mask token is {}, the tokenizer's in {} is {}", c.init, mc.mask_token, c.data_dir, o.mask_token);
   check(c.seq_len <= mc.ctx, "--init {}: --seq-len {} exceeds the model's context of {}", c.init, c.seq_len, mc.ctx);
+  check(o.kind == ObjectiveKind::kAR || mc.shift_logits == o.shift, "--init {}: the model is {} (logits {}shifted); "
+        "give --arch {}", c.init, mc.arch, mc.shift_logits ? "" : "not ", mc.arch);
   return m;
 }
 

@@ -15,6 +15,7 @@ struct TrainConfig {
   std::string objective = "ar";     // ar, mdlm, bd3, sft
   std::string schedule = "linear";  // mdlm/bd3 noise schedule
   std::string preset = "nano";      // model size; the vocabulary comes from the data
+  std::string arch;                 // mdlm/sft: llada (default) or dream (shifted logits)
   int d_model = 0, layers = 0, heads = 0, ffn = 0;  // overrides when > 0
   int block = 0;                    // bd3 block size
   std::string data_dir, out_dir;
