@@ -178,7 +178,7 @@ void run_demo(const DemoOptions& o) {
 
 void add_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand("demo", "Watch a diffusion model unmask text beside its autoregressive twin");
-  cmd->footer("Example:\n  unmask demo -p \"In the beginning\" --steps 32 --block-length 16 -s 7\n"
+  cmd->footer("Example:\n  unmask demo -p \"In the beginning\" --steps 32 -s 7\n"
               "  unmask demo --diffusion-model runs/mdlm/checkpoint.gguf --ar-model runs/ar/checkpoint.gguf -n 128\n"
               "Default models: kjv-mdlm.gguf and kjv-ar.gguf, looked for in $UNMASK_MODELS, then "
               "<bin>/../share/unmask/models, then the source tree's models/.\nPiped (stdout not a terminal), the "
