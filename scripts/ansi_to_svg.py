@@ -98,9 +98,11 @@ def svg(lines, title):
                 attrs += ' font-weight="bold"'
             if st.get("dim"):
                 attrs += ' opacity="0.6"'
-            if s.strip():
-                out.append(f'<text x="{x:.1f}" y="{y:.1f}" {attrs} textLength="{len(s) * CELL_W:.1f}">'
-                           f'{html.escape(s)}</text>')
+            body = s.strip(" ")
+            if body:  # SVG collapses spaces at the ends of a text: place the text at its first non-space cell
+                at = x + (len(s) - len(s.lstrip(" "))) * CELL_W
+                out.append(f'<text x="{at:.1f}" y="{y:.1f}" {attrs} textLength="{len(body) * CELL_W:.1f}" '
+                           f'lengthAdjust="spacingAndGlyphs">{html.escape(body)}</text>')
             x += len(s) * CELL_W
     out.append("</svg>")
     return "\n".join(out) + "\n"

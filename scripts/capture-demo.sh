@@ -10,11 +10,12 @@ unmask=$(realpath build/release/unmask)
 session=unmask-demo-$$
 done_flag=$(mktemp)
 rm -f "$done_flag"
+args=$(printf ' %q' "$@")
 tmux new-session -d -s "$session" -x 100 -y 30 \
-  "$unmask demo $* ; touch $done_flag; sleep 600"
+  "$unmask demo$args ; touch $done_flag; sleep 600"
 for _ in $(seq 1 600); do [ -e "$done_flag" ] && break; sleep 0.5; done
 tmux capture-pane -e -p -t "$session" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' \
-  | /usr/bin/python3 scripts/ansi_to_svg.py --title "$ unmask demo $*" > docs/img/demo.svg
+  | /usr/bin/python3 scripts/ansi_to_svg.py --title "$ unmask demo$args" > docs/img/demo.svg
 tmux kill-session -t "$session"
 rm -f "$done_flag"
 echo "wrote docs/img/demo.svg"
