@@ -36,22 +36,20 @@ void add_set_keys(gguf::Writer& w, const std::vector<std::string>& set) {
 
 void run_export(const ExportOptions& o) {
   check_new_output(o.out, o.force);
-  const std::shared_ptr<const gguf::Reader> in = open_model_or_run(o.in);
-  const ModelConfig c = read_config(*in);
-  const ModelWeights weights = ModelWeights::from_gguf(in, c);
-  say_dropped(optimizer_tensors(*in, weights), in->path());
-  gguf::Writer w;
-  for (const auto& [key, value] : in->metadata()) w.set(key, value);
+  const SourceModel src = open_source_model(o.in);
+  const gguf::Reader& in = *src.file;
+  gguf::Writer w = writer_with_metadata(in);
   add_set_keys(w, o.set);
   std::vector<std::vector<uint8_t>> store;
   if (!o.type.empty()) {
-    add_quantized_tensors(w, weights, c, parse_quant_scheme(o.type), store);
+    add_quantized_tensors(w, src.weights, src.config, parse_quant_scheme(o.type), store);
   } else {
-    for (const auto& t : in->tensors())
+    for (const auto& t : in.tensors())
       if (!t.name.starts_with("optim.")) w.add_tensor(t.name, t.type, t.ne, t.data);
   }
   w.write(o.out);
-  fmt::print(stderr, "{}: the model of {} ({} tensors{}), {:.1f} MB\n", o.out, in->path(), weights.tensors().size(),
+  fmt::print(stderr, "{}: the model of {} ({} tensors{}), {:.1f} MB\n", o.out, in.path(),
+             src.weights.tensors().size(),
              o.type.empty() ? "" : ", as " + o.type, double(std::filesystem::file_size(o.out)) / 1e6);
 }
 

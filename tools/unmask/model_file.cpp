@@ -9,6 +9,8 @@
 
 namespace unmask::cli {
 
+namespace {
+
 std::shared_ptr<const gguf::Reader> open_model_or_run(const std::string& path) {
   const std::filesystem::path p(path);
   if (!std::filesystem::is_directory(p)) return std::make_shared<const gguf::Reader>(path);
@@ -18,6 +20,8 @@ std::shared_ptr<const gguf::Reader> open_model_or_run(const std::string& path) {
   return std::make_shared<const gguf::Reader>(ckpt.string());
 }
 
+// The names of IN's tensors that are a checkpoint's optimizer state; throws at a tensor that is neither that nor the
+// model's.
 std::vector<std::string> optimizer_tensors(const gguf::Reader& in, const ModelWeights& w) {
   std::vector<std::string> dropped;
   for (const auto& t : in.tensors()) {
@@ -36,6 +40,22 @@ void say_dropped(const std::vector<std::string>& dropped, const std::string& fro
   if (!dropped.empty())
     fmt::print(stderr, "{} is a training checkpoint: its optimizer state ({}) is left out\n", from,
                fmt::join(dropped, ", "));
+}
+
+}  // namespace
+
+SourceModel open_source_model(const std::string& path) {
+  std::shared_ptr<const gguf::Reader> in = open_model_or_run(path);
+  ModelConfig c = read_config(*in);
+  ModelWeights w = ModelWeights::from_gguf(in, c);
+  say_dropped(optimizer_tensors(*in, w), in->path());
+  return {in, c, std::move(w)};
+}
+
+gguf::Writer writer_with_metadata(const gguf::Reader& in) {
+  gguf::Writer w;
+  for (const auto& [key, value] : in.metadata()) w.set(key, value);
+  return w;
 }
 
 }  // namespace unmask::cli

@@ -7,18 +7,22 @@
 #include <vector>
 
 #include "unmask/io/gguf.h"
+#include "unmask/model/config.h"
 #include "unmask/model/weights.h"
 
 namespace unmask::cli {
 
-// PATH itself, or PATH/checkpoint.gguf when PATH is a training run's directory.
-std::shared_ptr<const gguf::Reader> open_model_or_run(const std::string& path);
+// A model about to be written again: the file (PATH, or PATH/checkpoint.gguf for a training run's directory), its
+// configuration and weights. A checkpoint's optimizer state (optim.*) is left out, with one line on stderr saying
+// so; any other tensor that is not the model's is refused (writing the model alone would drop it).
+struct SourceModel {
+  std::shared_ptr<const gguf::Reader> file;
+  ModelConfig config;
+  ModelWeights weights;
+};
+SourceModel open_source_model(const std::string& path);
 
-// The names of IN's tensors that are a training checkpoint's optimizer state (optim.*); every other tensor must be
-// one of the model's (throws naming the first that is neither: writing the model alone would drop it).
-std::vector<std::string> optimizer_tensors(const gguf::Reader& in, const ModelWeights& w);
-
-// One line on stderr saying that the optimizer state was left out, when there was some.
-void say_dropped(const std::vector<std::string>& dropped, const std::string& from);
+// A writer that holds every metadata key of the source, in its order.
+gguf::Writer writer_with_metadata(const gguf::Reader& in);
 
 }  // namespace unmask::cli

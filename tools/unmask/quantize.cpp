@@ -32,20 +32,18 @@ void run_quantize(const QuantizeOptions& o) {
   set_num_threads(o.threads);
   const QuantScheme scheme = parse_quant_scheme(o.type);  // before touching the disk
   check_new_output(o.out, o.force);
-  const std::shared_ptr<const gguf::Reader> in = open_model_or_run(o.in);
-  const ModelConfig c = read_config(*in);
-  const ModelWeights weights = ModelWeights::from_gguf(in, c);
-  say_dropped(optimizer_tensors(*in, weights), in->path());
-  gguf::Writer w;
-  for (const auto& [key, value] : in->metadata()) w.set(key, value);
+  const SourceModel src = open_source_model(o.in);
+  const gguf::Reader& in = *src.file;
+  const ModelWeights& weights = src.weights;
+  gguf::Writer w = writer_with_metadata(in);
   std::vector<std::vector<uint8_t>> store;
-  add_quantized_tensors(w, weights, c, scheme, store, [](size_t done, size_t total) {
+  add_quantized_tensors(w, weights, src.config, scheme, store, [](size_t done, size_t total) {
     draw_progress("quantize", int64_t(done), int64_t(total), "tensors");
   });
   w.write(o.out);
   fmt::print(stderr, "{}: {} tensors as {} (general.file_type {}), {:.1f} MB -> {:.1f} MB\n", o.out,
              weights.tensors().size(), quant_scheme_name(scheme), quant_file_type(scheme),
-             double(in->file_size()) / 1e6, double(std::filesystem::file_size(o.out)) / 1e6);
+             double(in.file_size()) / 1e6, double(std::filesystem::file_size(o.out)) / 1e6);
 }
 
 }  // namespace
