@@ -19,5 +19,10 @@ void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_export(CLI::App& app);
+void add_eval(CLI::App& app);  // eval.cpp: `eval` and its likelihood commands; the others below add theirs to it
+
+// The subcommands of `unmask eval`, one file each.
+void add_eval_gen(CLI::App& eval);   // eval_gen.cpp
+void add_eval_task(CLI::App& eval);  // eval_task.cpp
 
 }  // namespace unmask::cli

@@ -22,6 +22,8 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "live_output.h"
+#include "model_file.h"
+#include "sampler_options.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/base/timer.h"
@@ -38,22 +40,15 @@ namespace unmask::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model, prompt, prompt_file, infill, infill_tokens, sampler, remasking = "low_confidence";
-  std::string alg = "entropy", cache = "none", remdm = "cap", chat, chat_template, batch, batch_tokens;
+  std::string model, prompt, prompt_file, infill, infill_tokens, chat, chat_template, batch, batch_tokens;
   std::vector<int32_t> prompt_tokens;
   std::vector<std::string> stop;
-  SamplerConfig cfg;
+  SamplerOptions sampler;
+  SamplerConfig cfg;  // the sampler's flags made into the model's configuration (finish_config)
   int threads = 0;
-  bool json = false, visual = false, no_kv_cache = false, no_ddpm_cache = false, ignore_eos = false;
+  bool json = false, visual = false;
   std::function<bool(const std::string&)> given;  // whether the user passed this flag ("--temp")
 };
-
-// The model's tokenizer (a GGUF file's tokenizer.ggml.* keys, a Hugging Face folder's tokenizer.json), or null when
-// a GGUF file carries none.
-std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
-  if (!std::filesystem::is_directory(path) && !gguf::Reader(path).has("tokenizer.ggml.model")) return nullptr;
-  return load_tokenizer_file(path);
-}
 
 Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* flag) {
   check(tok != nullptr, "{}: {} carries no tokenizer; pass the prompt as token ids with --prompt-tokens 1,2,3 "
@@ -62,11 +57,6 @@ Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* 
 }
 
 bool is_infill(const GenerateOptions& o) { return !o.infill.empty() || !o.infill_tokens.empty(); }
-
-// The sampler: --sampler, or the one the model's family decodes with.
-SamplerKind sampler_of(const GenerateOptions& o, const ModelConfig& mc) {
-  return o.given("--sampler") ? parse_sampler_kind(o.sampler) : default_sampler(mc);
-}
 
 // --chat: the defaults of the model's authors for the flags the user did not give and the sampler reads.
 void apply_chat_defaults(GenerateOptions& o, const ModelConfig& mc) {
@@ -80,26 +70,8 @@ void apply_chat_defaults(GenerateOptions& o, const ModelConfig& mc) {
   if (unset("--block-length")) o.cfg.block_length = d->block_length;
 }
 
-// Flags the chosen sampler never reads are refused, and so are values the library would take as unset.
-void check_flags(const GenerateOptions& o) {
-  std::vector<std::string> given;
-  for (std::string_view f : sampler_specific_options())
-    if (o.given(std::string(f))) given.emplace_back(f);
-  check_given_options(o.cfg, given);
-}
-
 void finish_config(GenerateOptions& o, const ModelConfig& mc) {
-  o.cfg.kind = sampler_of(o, mc);
-  check_flags(o);
-  check_sampler_fits(o.cfg.kind, mc, is_infill(o));
-  o.cfg.remasking = parse_remasking(o.remasking);
-  o.cfg.alg = parse_dream_alg(o.alg);
-  o.cfg.cache = parse_cache_mode(o.cache);
-  o.cfg.remdm = parse_remdm_schedule(o.remdm);
-  o.cfg.kv_cache = !o.no_kv_cache;
-  o.cfg.ddpm_cache = !o.no_ddpm_cache;
-  o.cfg.forbid_eos = o.ignore_eos;
-  if (o.ignore_eos) o.cfg.stop_at_eos = false;
+  o.cfg = sampler_config(o.sampler, mc, is_infill(o), o.given);
   apply_chat_defaults(o, mc);
 }
 
@@ -281,40 +253,6 @@ void run_generate(GenerateOptions o) {
   run_one(o, m, tok.get(), chat, std::move(canvas));
 }
 
-void add_sampler_options(CLI::App* cmd, GenerateOptions& o) {
-  SamplerConfig& c = o.cfg;
-  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3 or remdm (default: the model's: ar for a causal "
-                  "model, bd3 for a block-causal one, llada for LLaDA and LLaDA-MoE, dream for Dream); a flag the "
-                  "sampler does not read is refused");
-  cmd->add_option("-n,--n-predict", c.gen_length, "Tokens to generate")->capture_default_str();
-  cmd->add_option("--steps", c.steps, "Denoising steps, at least 1 (default: one per token; bd3: per block)");
-  cmd->add_option("--block-length", c.block_length, "Semi-autoregressive block length (default: whole generation)");
-  cmd->add_option("--threshold", c.threshold, "Parallel decoding: commit every position with confidence >= P, "
-                  "P in (0, 1]");
-  cmd->add_option("--factor", c.factor, "Parallel decoding with Fast-dLLM's factor rule");
-  cmd->add_option("--cache", o.cache, "LLaDA's approximate caches (Fast-dLLM): none, prefix (K/V of the prompt and of finished blocks), dual (also of the blocks after the current one)")->capture_default_str();
-  cmd->add_option("--temp,--temperature", c.temperature, "Temperature (0: greedy)")->capture_default_str();
-  cmd->add_option("--top-k", c.top_k, "Top-k (0: off)");
-  cmd->add_option("--top-p", c.top_p, "Top-p / nucleus (1: off)");
-  cmd->add_option("--min-p", c.min_p, "Min-p (0: off)");
-  cmd->add_option("--repeat-penalty", c.repeat_penalty, "Repetition penalty (1: off; AR)");
-  cmd->add_option("--repeat-last-n", c.repeat_last_n, "Tokens the repetition penalty looks back");
-  add_seed_option(cmd, c.seed, "Random seed");
-  cmd->add_option("--remasking", o.remasking, "LLaDA: low_confidence or random")->capture_default_str();
-  cmd->add_option("--cfg-scale", c.cfg_scale, "Classifier-free guidance scale (LLaDA)");
-  cmd->add_flag("--ignore-eos", o.ignore_eos, "Never sample EOS");
-  cmd->add_flag("--eos-last", c.eos_last, "LLaDA: commit positions proposing EOS last");
-  cmd->add_option("--alg", o.alg, "Dream: origin, maskgit_plus, topk_margin, entropy")->capture_default_str();
-  cmd->add_option("--alg-temp", c.alg_temp, "Dream: draw positions from softmax(confidence / T)");
-  cmd->add_option("--eps", c.eps, "Final time of the grid linspace(1, eps, steps + 1)");
-  cmd->add_flag("--first-hitting", c.first_hitting, "bd3: one position per step (first hitting sampler)");
-  cmd->add_option("--remdm", o.remdm, "ReMDM schedule: cap, rescale, conf")->capture_default_str();
-  cmd->add_option("--eta", c.eta, "ReMDM eta")->capture_default_str();
-  cmd->add_flag("--no-kv-cache", o.no_kv_cache, "AR and bd3: recompute the whole sequence every step");
-  cmd->add_flag("--no-ddpm-cache", o.no_ddpm_cache, "MDLM: run the model even when nothing changed");
-  cmd->add_option("--stop", o.stop, "AR: stop once the text holds this string (repeatable)");
-}
-
 }  // namespace
 
 void add_generate(CLI::App& app) {
@@ -337,13 +275,14 @@ void add_generate(CLI::App& app) {
                   "each with the same flags and seed (the tokens each gives alone)");
   cmd->add_option("--batch-tokens", o->batch_tokens, "As --batch with prompts as token ids, 1,2,3 per line")
       ->excludes("--batch");
-  add_sampler_options(cmd, *o);
+  add_sampler_options(cmd, o->sampler);
+  cmd->add_option("--stop", o->stop, "AR: stop once the text holds this string (repeatable)");
   cmd->add_flag("--json", o->json, "Print ids, per-token commit steps and statistics as JSON");
   cmd->add_flag("--visual", o->visual, "Redraw the canvas in place on stderr as it denoises, each token coloured by "
                 "the step that committed it (red first, through the rainbow to rose last); only on a terminal");
   add_threads_option(cmd, o->threads);
   cmd->callback([o, cmd] {
-    o->given = [cmd](const std::string& flag) { return cmd->get_option(flag)->count() > 0; };
+    o->given = given_flags(cmd);
     run_generate(*o);
   });
 }

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   unmask::cli::add_convert(app);
   unmask::cli::add_quantize(app);
   unmask::cli::add_export(app);
+  unmask::cli::add_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

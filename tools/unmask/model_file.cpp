@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "unmask/base/error.h"
+#include "unmask/tokenizer/tokenizer.h"
 
 namespace unmask::cli {
 
@@ -43,6 +44,11 @@ void say_dropped(const std::vector<std::string>& dropped, const std::string& fro
 }
 
 }  // namespace
+
+std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
+  if (!std::filesystem::is_directory(path) && !gguf::Reader(path).has("tokenizer.ggml.model")) return nullptr;
+  return load_tokenizer_file(path);
+}
 
 SourceModel open_source_model(const std::string& path) {
   std::shared_ptr<const gguf::Reader> in = open_model_or_run(path);

@@ -1,5 +1,6 @@
-// What `quantize` and `export` share: opening a model file or a training run (a run directory or its
-// checkpoint.gguf), and telling the model's tensors from a checkpoint's optimizer state, which both drop.
+// What the commands share about model files: the tokenizer a model carries (generate, eval, compare), and for
+// `quantize` and `export`, opening a model file or a training run (a run directory or its checkpoint.gguf) and
+// telling the model's tensors from a checkpoint's optimizer state, which both drop.
 #pragma once
 
 #include <memory>
@@ -10,7 +11,15 @@
 #include "unmask/model/config.h"
 #include "unmask/model/weights.h"
 
+namespace unmask {
+class Tokenizer;
+}
+
 namespace unmask::cli {
+
+// The model's tokenizer (a GGUF file's tokenizer.ggml.* keys, a Hugging Face folder's tokenizer.json), or null when
+// a GGUF file carries none.
+std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path);
 
 // A model about to be written again: the file (PATH, or PATH/checkpoint.gguf for a training run's directory), its
 // configuration and weights. A checkpoint's optimizer state (optim.*) is left out, with one line on stderr saying

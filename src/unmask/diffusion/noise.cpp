@@ -1,5 +1,6 @@
 #include "unmask/diffusion/noise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -42,6 +43,19 @@ double schedule_weight(Schedule s, double t, double eps) {
     case Schedule::kLogLinear: return 1.0 / t;  // (1 − eps) / ((1 − eps) t)
   }
   return 0;
+}
+
+double NoiseSchedule::reveal(double t, double s) const {
+  const double at = alpha(t), as = alpha(s);
+  return at >= 1.0 ? 1.0 : std::clamp((as - at) / (1.0 - at), 0.0, 1.0);
+}
+
+NoiseSchedule model_schedule(const ModelConfig& mc) {
+  try {
+    return {parse_schedule(mc.noise_schedule), mc.noise_eps};
+  } catch (const Error& e) {
+    fail("model: {} (unmask.diffusion.schedule)", e.what());
+  }
 }
 
 }  // namespace unmask

@@ -5,6 +5,8 @@
 
 #include <string_view>
 
+#include "unmask/model/config.h"
+
 namespace unmask {
 
 enum class Schedule { kLinear, kCosine, kLogLinear };
@@ -15,5 +17,16 @@ std::string_view schedule_name(Schedule s);
 // eps keeps α(1) = eps for the log-linear schedule (MDLM); the others reach 0 at t = 1.
 double schedule_alpha(Schedule s, double t, double eps);
 double schedule_weight(Schedule s, double t, double eps);  // −α'(t) / (1 − α(t)), for t > 0
+
+// A schedule with its eps, as a model was trained with it.
+struct NoiseSchedule {
+  Schedule kind = Schedule::kLinear;
+  double eps = 1e-3;
+  double alpha(double t) const { return schedule_alpha(kind, t, eps); }
+  double weight(double t) const { return schedule_weight(kind, t, eps); }
+  // The probability that a position still masked at time t is revealed by time s < t: (α(s) − α(t)) / (1 − α(t)).
+  double reveal(double t, double s) const;
+};
+NoiseSchedule model_schedule(const ModelConfig& mc);  // throws naming the file's unknown schedule
 
 }  // namespace unmask

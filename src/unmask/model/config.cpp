@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 
 #include "unmask/base/error.h"
@@ -38,6 +40,21 @@ void read_experts(const gguf::Reader& r, ModelConfig& c) {
                      ? read_count(r, key(c, "expert_feed_forward_length"), 1, 1 << 20)
                      : c.ffn / c.n_experts_used;
   c.expert_norm = r.get_bool(key(c, "expert_weights_norm"), false);
+}
+
+// unmask.diffusion.schedule / .eps; else the schedule of the training run that wrote the file (unmask.train.config,
+// files written before the keys existed); else linear.
+void read_noise_schedule(const gguf::Reader& r, ModelConfig& c) {
+  if (r.has("unmask.diffusion.schedule")) {
+    c.noise_schedule = r.get_string("unmask.diffusion.schedule");
+    c.noise_eps = r.get_float("unmask.diffusion.eps", c.noise_eps);
+    return;
+  }
+  if (!r.has("unmask.train.config")) return;
+  const auto j = nlohmann::json::parse(r.get_string("unmask.train.config"), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return;
+  if (j.contains("schedule") && j["schedule"].is_string()) c.noise_schedule = j["schedule"].get<std::string>();
+  if (j.contains("eps") && j["eps"].is_number()) c.noise_eps = j["eps"].get<double>();
 }
 
 }  // namespace
@@ -171,6 +188,7 @@ ModelConfig read_config(const gguf::Reader& r) {
   c.qkv_bias = r.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.qk_norm = r.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   if (a.moe) read_experts(r, c);
+  read_noise_schedule(r, c);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -198,6 +216,10 @@ void write_config(const ModelConfig& c, gguf::Writer& w) {
   if (c.shift_logits != arch_info(c.arch).shift_logits)
     w.set("diffusion.shift_logits", Value::boolean(c.shift_logits));
   if (c.mask == MaskKind::kBlockCausal) w.set("unmask.block_size", Value::u32(uint32_t(c.block_size)));
+  if (c.noise_schedule != "linear") {
+    w.set("unmask.diffusion.schedule", Value::str(c.noise_schedule));
+    w.set("unmask.diffusion.eps", Value::f32(float(c.noise_eps)));
+  }
   if (c.n_experts > 0) {
     w.set(key(c, "expert_count"), Value::u32(uint32_t(c.n_experts)));
     w.set(key(c, "expert_used_count"), Value::u32(uint32_t(c.n_experts_used)));

@@ -65,6 +65,11 @@ struct ModelConfig {
   // n_experts = 0: the dense FFN of width ffn.
   int n_experts = 0, n_experts_used = 0, expert_ffn = 0;
   bool expert_norm = false;
+  // Masked diffusion: the noise schedule α(t) the model was trained with (linear, cosine, loglinear) and its eps,
+  // which the ELBO and the samplers' time grids use. GGUF unmask.diffusion.schedule / .eps, written when not linear;
+  // a file without them that holds a training run's configuration takes the schedule from there.
+  std::string noise_schedule = "linear";
+  double noise_eps = 1e-3;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

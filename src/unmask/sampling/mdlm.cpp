@@ -1,4 +1,5 @@
-// MDLM's ancestral (ddpm) sampler with the linear schedule alpha(t) = 1 - t over linspace(1, eps, steps + 1): a masked
+// MDLM's ancestral (ddpm) sampler over linspace(1, eps, steps + 1) with the model's schedule alpha(t) (1 - t when
+// linear, cos(pi t / 2) when cosine, 1 - (1 - eps) t when log-linear): a masked
 // position is revealed between t and s with probability (alpha_s - alpha_t) / (1 - alpha_t); the last step reveals
 // everything left. ddpm_cache: when a step changed nothing, the next one reuses the previous logits (no forward).
 // ReMDM adds remasking: a revealed token returns to [MASK] with probability sigma_t, and masked positions are
@@ -10,6 +11,7 @@
 #include <cmath>
 
 #include "unmask/base/error.h"
+#include "unmask/diffusion/noise.h"
 #include "unmask/sampling/run.h"
 
 namespace unmask::detail {
@@ -76,7 +78,8 @@ bool ddpm_step(Run& r, int i, int steps, std::span<const int> pos, const std::ve
                std::vector<double>& psi, bool& ok) {
   const double eps = r.cfg.eps;
   const double t = 1.0 - (1.0 - eps) * i / steps, s = 1.0 - (1.0 - eps) * (i + 1) / steps;
-  return ancestral_step(r, Times{1 - t, 1 - s, i == steps - 1}, pos, ch, psi, ok);
+  const NoiseSchedule ns = model_schedule(r.mc);
+  return ancestral_step(r, Times{ns.alpha(t), ns.alpha(s), i == steps - 1}, pos, ch, psi, ok);
 }
 
 void run_mdlm(Run& r) {

@@ -67,12 +67,15 @@ std::vector<float> dream_timesteps(int steps, float eps) {
   return t;
 }
 
-int dream_transfer_count(int num_mask, int i, std::span<const float> timesteps) {
+float dream_reveal(std::span<const float> timesteps, int i, const NoiseSchedule& ns) {
+  const float t = timesteps[size_t(i)], s = timesteps[size_t(i) + 1];
+  return ns.kind == Schedule::kLinear ? 1.0f - s / t : float(ns.reveal(t, s));
+}
+
+int dream_transfer_count(int num_mask, int i, std::span<const float> timesteps, const NoiseSchedule& ns) {
   const int steps = int(timesteps.size()) - 1;
   if (i >= steps - 1) return num_mask;
-  const float t = timesteps[size_t(i)], s = timesteps[size_t(i) + 1];
-  const float frac = 1.0f - s / t;
-  return int(float(num_mask) * frac);
+  return int(float(num_mask) * dream_reveal(timesteps, i, ns));
 }
 
 std::vector<int> sample_without_replacement(std::span<const double> conf, int k, double temp, Rng& rng) {

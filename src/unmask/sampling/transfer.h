@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "unmask/base/rng.h"
+#include "unmask/diffusion/noise.h"
 
 namespace unmask {
 
@@ -32,8 +33,12 @@ int factor_count(std::span<const double> sorted_conf, double factor);
 // against torch 1.13 for every steps in 1..600.
 std::vector<float> dream_timesteps(int steps, float eps);
 
-// Dream's number_transfer_tokens at step i: int(num_mask * (1 - s / t)) in float32, every mask at the last step.
-int dream_transfer_count(int num_mask, int i, std::span<const float> timesteps);
+// Dream's number_transfer_tokens at step i: int(num_mask * (1 - s / t)) in float32 (the linear schedule; another
+// schedule reveals its own fraction, dream_reveal), every mask at the last step.
+int dream_transfer_count(int num_mask, int i, std::span<const float> timesteps, const NoiseSchedule& ns = {});
+// The probability that a position masked at timesteps[i] is revealed by timesteps[i + 1] under the schedule:
+// 1 − s/t in float for the linear schedule (Dream's arithmetic), (α(s) − α(t)) / (1 − α(t)) otherwise.
+float dream_reveal(std::span<const float> timesteps, int i, const NoiseSchedule& ns);
 
 // k positions drawn without replacement with probabilities softmax(conf / temp) (Gumbel-top-k), in draw order.
 std::vector<int> sample_without_replacement(std::span<const double> conf, int k, double temp, Rng& rng);

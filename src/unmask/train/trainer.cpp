@@ -108,6 +108,7 @@ ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::R
   m.mask = o.mask_kind(), m.block_size = o.kind == ObjectiveKind::kBD3 ? o.block : 0;
   m.ctx = std::max(m.ctx, c.seq_len);
   m.mask_token = o.mask_token;
+  if (o.kind != ObjectiveKind::kAR) m.noise_schedule = schedule_name(o.schedule), m.noise_eps = o.eps;
   m.bos_token = int32_t(tok.get_int("tokenizer.ggml.bos_token_id", -1));
   m.eos_token = int32_t(tok.get_int("tokenizer.ggml.eos_token_id", -1));
   m.validate();
