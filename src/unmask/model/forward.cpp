@@ -41,6 +41,12 @@ void add_inplace(float* x, const float* y, int64_t n) {
 }  // namespace
 
 void Model::forward(const Batch& batch, float* logits, std::span<const int32_t> rows) {
+  forward_batch(batch, logits, rows, nullptr);
+}
+
+void Model::forward_hidden(const Batch& batch, float* hidden) { forward_batch(batch, nullptr, {}, hidden); }
+
+void Model::forward_batch(const Batch& batch, float* logits, std::span<const int32_t> rows, float* hidden) {
   check(batch.size() > 0, "forward: the batch is empty");
   std::vector<Segment> segs;
   std::vector<int32_t> pos(batch.tokens.size());
@@ -52,7 +58,7 @@ void Model::forward(const Batch& batch, float* logits, std::span<const int32_t> 
     segs.push_back({row0, n, row0, n});
   }
   check_tokens(batch.tokens);
-  run(batch.tokens, pos, segs, nullptr, 0, logits, rows);
+  run(batch.tokens, pos, segs, nullptr, 0, logits, rows, hidden);
 }
 
 void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
@@ -83,7 +89,7 @@ void Model::forward_window(KVCache& cache, int begin, std::span<const int32_t> t
 }
 
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-                KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows) {
+                KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden) {
   const int N = int(tokens.size()), C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn;
   Scratch& s = *s_;
   KeySpan* spans = fit(s.spans, size_t(N));
@@ -109,7 +115,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
     layer_forward(l, N, pos.data(), spans, segs, b);
   }
   const int R = rows.empty() ? N : int(rows.size());
-  logits_forward(b.x, N, rows, fit(s.hr, size_t(R) * C), nullptr, logits);
+  logits_forward(b.x, N, rows, hidden ? hidden : fit(s.hr, size_t(R) * C), nullptr, logits);
 }
 
 void Model::reserve_rope(std::span<const int32_t> pos) {
@@ -127,7 +133,7 @@ void Model::logits_forward(const float* x, int N, std::span<const int32_t> rows,
     std::copy_n(x + size_t(src) * C, C, hr + size_t(r) * C);
   }
   rmsnorm_forward(hr, rstd, hr, w_.get().output_norm.f32(), R, C, cfg_.norm_eps);
-  out_.forward(logits, hr, R);
+  if (logits) out_.forward(logits, hr, R);
 }
 
 namespace {

@@ -83,6 +83,9 @@ class Model {
   // Logits (R, V) for rows R of batch.tokens (all rows when rows is empty); row i is computed from hidden state i
   // (no shifting). Each sequence attends within itself with the model's mask kind, from position 0.
   void forward(const Batch& batch, float* logits, std::span<const int32_t> rows = {});
+  // As forward, but the final-normed hidden states (N, d_model) of every row, the vectors the output projection reads
+  // (features of a text for evaluation: MAUVE in eval/quality.h); no logits are computed.
+  void forward_hidden(const Batch& batch, float* hidden);
   // tokens (n) continue the sequence cached in `cache` at positions cache.size() ... cache.size() + n - 1.
   // Logits (R, V) for rows R of the span (all when empty). commit: keep the span's K/V (the cache grows by n);
   // otherwise the cache keeps its size (a block being denoised is run again later).
@@ -124,9 +127,11 @@ class Model {
   Linear matrix_linear(const TensorView& w) const {  // stored with ne = {IC, OC}
     return matrix_linear(w.data, w.dtype, int(w.ne[1]), int(w.ne[0]));
   }
-  // cache: K/V of the rows are written at cache positions first_row ...
+  // cache: K/V of the rows are written at cache positions first_row ... hidden: the final-normed rows (R, C) go
+  // there, and logits may be null (then none are computed).
   void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-           KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows);
+           KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden = nullptr);
+  void forward_batch(const Batch& batch, float* logits, std::span<const int32_t> rows, float* hidden);
   void layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                      const LayerBufs& b);
   void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
