@@ -5,11 +5,13 @@
 #include <omp.h>
 
 #include <cmath>
+#include <numbers>
 
 #include "fake_backbone.h"
 #include "unmask/base/error.h"
 #include "unmask/sampling/infill.h"
 #include "unmask/sampling/sampler.h"
+#include "unmask/sampling/transfer.h"
 
 namespace unmask {
 namespace {
@@ -444,6 +446,48 @@ TEST(BadInput, ClearErrors) {
   c = llada(-1, 0);
   c.cache = CacheMode::kPrefix, c.cfg_scale = 1;
   EXPECT_NE(message(c, kPrompt).find("cfg"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace unmask
+
+namespace unmask {
+namespace {
+
+// How many positions the first of two steps reveals, out of 400, with the model's noise schedule.
+int first_step_reveals(SamplerKind kind, const char* schedule) {
+  ModelConfig mc = fake_config();
+  mc.ctx = 512, mc.noise_schedule = schedule;
+  FakeBackbone bb(mc, [](std::span<const int32_t>, int row, float* out) {
+    std::fill(out, out + 8, 0.0f);
+    out[row % 5] = 2.0f;
+  });
+  SamplerConfig c;
+  c.kind = kind, c.gen_length = 400, c.steps = 2, c.seed = 3;
+  int first = -1;
+  generate(bb, c, kPrompt, [&](const StepEvent& e) {
+    if (first < 0) first = int(e.committed.size());
+    return true;
+  });
+  return first;
+}
+
+// MDLM reveals a masked position between t = 1 and s with probability (α(s) − α(t)) / (1 − α(t)) of the model's
+// schedule (cosine: 0.707 at s ≈ 1/2, linear: 0.5); Dream reveals that fraction of the masks, rounded down.
+TEST(Schedule, SamplersRevealByTheModelsSchedule) {
+  const double s = 1.0 - (1.0 - 1e-3) / 2;
+  for (Schedule k : {Schedule::kLinear, Schedule::kCosine, Schedule::kLogLinear}) {
+    const NoiseSchedule ns{k, 1e-3};
+    const std::string name(schedule_name(k));
+    const double p = ns.reveal(1.0, s), sd = std::sqrt(400 * p * (1 - p));
+    EXPECT_NEAR(first_step_reveals(SamplerKind::kMdlm, name.c_str()), 400 * p, 5 * sd) << name;
+    const std::vector<float> ts = dream_timesteps(2, 1e-3f);
+    EXPECT_EQ(first_step_reveals(SamplerKind::kDream, name.c_str()), dream_transfer_count(400, 0, ts, ns)) << name;
+  }
+  const NoiseSchedule cosine{Schedule::kCosine, 1e-3};
+  EXPECT_NEAR(cosine.reveal(1.0, s), std::cos(std::numbers::pi / 2 * s), 1e-12);
+  EXPECT_EQ(dream_transfer_count(400, 0, dream_timesteps(2, 1e-3f), {Schedule::kCosine, 1e-3}), 282);
+  EXPECT_EQ(dream_transfer_count(400, 0, dream_timesteps(2, 1e-3f), {}), 199);
 }
 
 }  // namespace

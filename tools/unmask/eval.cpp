@@ -117,7 +117,10 @@ void run_elbo(const LikelihoodOptions& o) {
   if (!o.prompt.empty() || !o.prompt_tokens.empty() || !o.answer.empty() || !o.answer_tokens.empty())
     return run_conditional(o, m, tok);
   const std::vector<int32_t> ids = text_tokens(o, tok);
-  if (o.exact) return print_likelihood(exact_elbo(m, ids), o, "eval elbo --exact (every mask enumerated)");
+  if (o.exact) {
+    check(o.context == 0, "--exact enumerates the text as one window: leave out --context");
+    return print_likelihood(exact_elbo(m, ids), o, "eval elbo --exact (every mask enumerated)");
+  }
   const NoiseSchedule ns = model_schedule(m.config());
   ElboOptions eo{o.context, o.samples, !o.independent, o.seed, ns};
   const Likelihood r = diffusion_elbo(m, ids, eo, progress_bar(!o.json, "tokens"));
@@ -156,7 +159,8 @@ void add_eval(CLI::App& app) {
   elbo->add_option("--samples", eo->samples, "Monte-Carlo samples of t per window")->capture_default_str()
       ->check(positive());
   elbo->add_flag("--independent", eo->independent, "Draw t independently (default: stratified, t_k = 1 - (u + k)/K)");
-  elbo->add_flag("--exact", eo->exact, "Enumerate every mask instead (at most 16 maskable tokens)");
+  elbo->add_flag("--exact", eo->exact, "Enumerate every mask instead (at most 16 maskable tokens)")
+      ->excludes("--samples")->excludes("--independent");
   elbo->add_option("--prompt", eo->prompt, "LLaDA's conditional estimator: -log p(answer | prompt); prompt text");
   elbo->add_option("--answer", eo->answer, "The answer text (scored given the prompt)");
   add_tokens_option(elbo, "--prompt-tokens", eo->prompt_tokens, "The prompt as ids");
