@@ -105,7 +105,7 @@ nlohmann::json run_json(const EvalGenOptions& o, const GenEvalOptions& go, const
   nlohmann::json j = report_json(r, tok);
   j["command"] = command_line();
   j["model"] = o.model, j["judge"] = o.judge;
-  j["reference"] = o.reference.empty() ? nlohmann::json() : nlohmann::json(o.reference);
+  j["reference_file"] = o.reference.empty() ? nlohmann::json() : nlohmann::json(o.reference);
   j["seed"] = go.seed, j["samples"] = o.samples, j["prompt_tokens"] = o.prompt_tokens;
   j["sampler"] = sampler_kind_name(go.sampler.kind), j["gen_length"] = go.sampler.gen_length;
   j["steps"] = go.sampler.steps, j["block_length"] = go.sampler.block_length;
@@ -158,7 +158,7 @@ void add_eval_gen(CLI::App& eval) {
                   "the BOS alone)")->check(non_negative())->capture_default_str();
   cmd->add_option("--temps", o->temps, "Temperatures to sweep, e.g. 0.7,0.85,1.0")->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--clusters", o->clusters, "MAUVE: k-means clusters (0: (samples + references) / 10)")
+  cmd->add_option("--clusters", o->clusters, "MAUVE: k-means clusters (0: min(samples, references) / 10, at least 2)")
       ->check(non_negative())->capture_default_str();
   cmd->add_option("--batch", o->batch, "Samples generated together in one batch")->check(positive())
       ->capture_default_str();

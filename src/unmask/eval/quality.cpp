@@ -300,7 +300,7 @@ MauveResult mauve(std::span<const float> p, int n_p, std::span<const float> q, i
   x.reserve(size_t(n_p + n_q) * size_t(d));
   append_unit_rows(p, n_p, d, x);
   append_unit_rows(q, n_q, d, x);
-  const int k = o.clusters > 0 ? o.clusters : std::max(2, int(std::lround((n_p + n_q) / 10.0)));
+  const int k = o.clusters > 0 ? o.clusters : std::max(2, int(std::lround(std::min(n_p, n_q) / 10.0)));
   const std::vector<int> assign = best_clustering(x, n_p + n_q, d, k, o);
   const int used = *std::max_element(assign.begin(), assign.end()) + 1;
   std::vector<double> ph(size_t(used), 0.0), qh(size_t(used), 0.0);

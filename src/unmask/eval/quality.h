@@ -45,7 +45,8 @@ double char_error_rate(std::string_view hypothesis, std::string_view reference);
 // ---- MAUVE
 
 struct MauveOptions {
-  int clusters = 0;     // k; 0: max(2, round((|P| + |Q|) / 10))
+  int clusters = 0;     // k; 0: max(2, round(min(|P|, |Q|) / 10)), the reference implementation's rule (about 20
+                        // points per cluster when |P| = |Q|: finer clusters make equal distributions score lower)
   int restarts = 5;     // k-means runs from different k-means++ seeds; the one of least inertia is kept
   int max_iter = 500;   // Lloyd iterations per run (a run stops earlier once no point changes cluster)
   int lambdas = 25;     // points of the curve: λ = linspace(1e-6, 1 − 1e-6, lambdas), as the reference code
