@@ -321,12 +321,12 @@ TaskData make_task(TaskKind task, const MakeTaskOptions& o) {
 }
 
 std::string item_json_line(const TaskItem& it) {
-  json j = {{"task", task_kind_name(it.task)}, {"id", it.id}, {"kind", it.kind}};
+  nlohmann::ordered_json j = {{"task", task_kind_name(it.task)}, {"id", it.id}, {"kind", it.kind}};
   if (!it.group.empty()) j["group"] = it.group;
   j["prompt"] = it.prompt;
   if (it.task != TaskKind::kLength) j["answer"] = it.answer;
   if (it.infill) j["suffix"] = it.suffix, j["infill"] = true;
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::vector<TaskItem> parse_items(std::string_view text, std::string_view path, TaskKind task) {
