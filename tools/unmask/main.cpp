@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   unmask::cli::add_quantize(app);
   unmask::cli::add_export(app);
   unmask::cli::add_eval(app);
+  unmask::cli::add_compare(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

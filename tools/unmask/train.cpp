@@ -11,12 +11,36 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "progress.h"
+#include "train_options.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/train/comm.h"
 #include "unmask/train/trainer.h"
 
 namespace unmask::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  constexpr char kMsg[] = "\nunmask: finishing this step, then writing a checkpoint (again to quit at once)\n";
+  [[maybe_unused]] const ssize_t n = write(2, kMsg, sizeof kMsg - 1);
+}
+
+}  // namespace
+
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int stop_signal() { return int(g_stop_signal); }
 
 namespace {
 
@@ -41,24 +65,6 @@ void report(const StepReport& r) {
   }
 }
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-  constexpr char kMsg[] = "\nunmask: finishing this step, then writing a checkpoint (again to quit at once)\n";
-  [[maybe_unused]] const ssize_t n = write(2, kMsg, sizeof kMsg - 1);
-}
-
-// SIGINT and SIGTERM ask the run to stop after the step under way; a second one has its default effect.
-void catch_stop_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
 void run_train(const TrainOptions& o) {
   catch_stop_signals();  // from the start: a signal while loading stops the run after its first step
   set_num_threads(o.threads);
@@ -68,12 +74,12 @@ void run_train(const TrainOptions& o) {
     fmt::print("{} {}: {}\n", o.resume.empty() ? "training" : "resuming at step " + std::to_string(t.step()) + ",",
              t.config().out_dir, t.model_summary());
   std::fflush(stdout);
-  if (!t.run(report, [] { return g_stop_signal != 0; })) {
+  if (!t.run(report, [] { return stop_signal() != 0; })) {
     const std::string& dir = t.config().out_dir;
     if (talk)
       fmt::print(stderr, "interrupted after step {} of {}: checkpoint in {}/checkpoint.gguf; continue with `unmask "
                  "train --resume {}`\n", t.step(), t.config().steps, dir, dir);
-    throw ExitStatus{128 + int(g_stop_signal)};
+    throw ExitStatus{128 + stop_signal()};
   }
   if (talk)
     fmt::print("done: {} steps; curve in {}/log.csv and loss.svg, model and optimizer in {}/checkpoint.gguf\n",
@@ -82,21 +88,9 @@ void run_train(const TrainOptions& o) {
 
 }  // namespace
 
-void add_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a model: next-token (ar), masked diffusion (mdlm), block diffusion "
-                                          "(bd3) or fine-tuning (sft); Ctrl-C writes a checkpoint, --resume goes on");
-  auto o = std::make_shared<TrainOptions>();
-  TrainConfig& c = o->c;
-  c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
-  cmd->add_option("--objective", c.objective, "ar, mdlm, bd3, or sft (prompt/response examples from "
-                                             "`data prepare --format jsonl`)")->capture_default_str();
-  cmd->add_option("--init", c.init, "Start from this model's weights (GGUF; its shape and attention) instead of a "
-                                    "random model");
-  cmd->add_option("--arch", c.arch, "mdlm/sft: llada (row i predicts position i) or dream (row i predicts position "
-                                   "i + 1, as AR rows do: learns from the clean neighbour first)");
+void add_train_options(CLI::App* cmd, TrainConfig& c) {
   cmd->add_option("--schedule", c.schedule, "Noise schedule for mdlm/bd3: linear, cosine, loglinear")
       ->capture_default_str();
-  cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");
   cmd->add_option("--config", c.preset, "Model size: tiny, nano, small, medium")->capture_default_str();
   cmd->add_option("--d-model", c.d_model, "Override the width")->check(positive());
   cmd->add_option("--layers", c.layers, "Override the number of layers")->check(positive());
@@ -126,6 +120,22 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--bf16", c.bf16, "Mixed precision: bf16 GEMMs (weights copied from the f32 master after each "
                                   "step, activations rounded), f32 accumulation, gradients and AdamW");
   add_seed_option(cmd, c.seed, "Seed of the initialisation, data windows and masks (kept in the checkpoint)");
+}
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model: next-token (ar), masked diffusion (mdlm), block diffusion "
+                                          "(bd3) or fine-tuning (sft); Ctrl-C writes a checkpoint, --resume goes on");
+  auto o = std::make_shared<TrainOptions>();
+  TrainConfig& c = o->c;
+  c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
+  cmd->add_option("--objective", c.objective, "ar, mdlm, bd3, or sft (prompt/response examples from "
+                                             "`data prepare --format jsonl`)")->capture_default_str();
+  cmd->add_option("--init", c.init, "Start from this model's weights (GGUF; its shape and attention) instead of a "
+                                    "random model");
+  cmd->add_option("--arch", c.arch, "mdlm/sft: llada (row i predicts position i) or dream (row i predicts position "
+                                   "i + 1, as AR rows do: learns from the clean neighbour first)");
+  cmd->add_option("--data", c.data_dir, "Directory from `unmask data prepare`");
+  add_train_options(cmd, c);
   cmd->add_option("-o,--out", c.out_dir, "Run directory (refused when it already holds a checkpoint: --resume it)");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory from its checkpoint");
   add_threads_option(cmd, o->threads);
