@@ -39,7 +39,8 @@ std::string tick_text(double v) { return format_number(v, 6); }
 std::string value_text(double v) { return format_number(v, 3); }
 
 int code_points(std::string_view s) {
-  return int(std::count_if(s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
+  return int(
+      std::count_if(s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
 }
 
 // About how wide sans-serif text draws, in pixels.
@@ -68,12 +69,23 @@ std::string xml_escape(std::string_view s) {
   out.reserve(s.size());
   for (char ch : s) {
     switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\t' ? ' ' : ch;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\t' ? ' ' : ch;
     }
   }
   return out;
@@ -102,8 +114,8 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 }
 
 std::vector<double> log_ticks(double lo, double hi) {
-  check(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && lo <= hi, "log_ticks: [{}, {}] is not a positive range",
-        lo, hi);
+  check(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && lo <= hi, "log_ticks: [{}, {}] is not a positive range", lo,
+        hi);
   int e0 = int(std::floor(std::log10(lo) + 1e-9)), e1 = int(std::ceil(std::log10(hi) - 1e-9));
   if (e1 == e0) ++e1;
   std::vector<double> ticks;
@@ -146,7 +158,8 @@ struct Scale {
   double hi() const { return ticks.back(); }
   // 0 at the first tick, 1 at the last.
   double frac(double v) const {
-    return log ? (std::log10(v) - std::log10(lo())) / (std::log10(hi()) - std::log10(lo())) : (v - lo()) / (hi() - lo());
+    return log ? (std::log10(v) - std::log10(lo())) / (std::log10(hi()) - std::log10(lo()))
+               : (v - lo()) / (hi() - lo());
   }
 };
 
@@ -170,12 +183,16 @@ double widest_tick(const Scale& s) {
   return w;
 }
 
-// Margins around the plot area: a title above, the y label and tick labels left, the legend right, the x label and
-// tick labels (of height `below`) under it.
-Box make_box(int width, int height, const std::string& title, bool y_label, double y_ticks_w, double legend_w,
-             double below) {
-  Box b{10 + (y_label ? 22 : 0) + y_ticks_w + 8, title.empty() ? 16.0 : 40.0, width - 16.0 - legend_w,
-        height - 8.0 - below};
+// What surrounds the plot area, in pixels beyond a fixed border: the y label and tick labels (left), the legend
+// (right), what stands above it besides the title (bar values), and the tick labels and x label under it (below).
+struct Edges {
+  double left, right, above, below;
+};
+
+double left_edge(bool y_label, const Scale& sy) { return (y_label ? 22 : 0) + widest_tick(sy); }
+
+Box make_box(int width, int height, const std::string& title, const Edges& e) {
+  Box b{18 + e.left, (title.empty() ? 16.0 : 40.0) + e.above, width - 16.0 - e.right, height - 8.0 - e.below};
   check(b.w() >= 40 && b.h() >= 40, "chart '{}': {}x{} pixels leave no room for the plot", title, width, height);
   return b;
 }
@@ -258,10 +275,13 @@ std::string legend(const Box& b, const std::vector<LegendEntry>& entries) {
   double x = b.right + 14, y = b.top + 8;
   for (const auto& e : entries) {
     if (e.name.empty()) continue;
-    if (e.bar) out += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"10\" fill=\"{}\"/>", x + 3, y - 5, e.col);
+    if (e.bar)
+      out +=
+          fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"10\" fill=\"{}\"/>", x + 3, y - 5, e.col);
     if (e.line)
-      out += fmt::format("<line x1=\"{0:.1f}\" x2=\"{1:.1f}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\" stroke-width=\"2\"/>",
-                         x, x + 18, y, e.col);
+      out += fmt::format(
+          "<line x1=\"{0:.1f}\" x2=\"{1:.1f}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\" stroke-width=\"2\"/>", x,
+          x + 18, y, e.col);
     if (e.marker) out += marker(x + 9, y, e.col, false);
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{}\">{}</text>\n", x + 24, y + 4, kLegendFont,
                        xml_escape(clip(e.name, kLegendChars)));
@@ -297,8 +317,9 @@ std::string series_lines(const Box& b, const Scale& sx, const Scale& sy, const S
   int n = 0;
   auto flush = [&] {
     if (n >= 2)
-      out += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"{}\" stroke-linejoin=\"round\" points=\"{}\"/>\n",
-                         col, s.line_width, pts);
+      out += fmt::format(
+          "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"{}\" stroke-linejoin=\"round\" points=\"{}\"/>\n", col,
+          s.line_width, pts);
     pts.clear(), n = 0;
   };
   for (size_t i = 0; i < s.x.size(); ++i) {
@@ -336,8 +357,8 @@ std::string chart_svg(const Chart& c) {
     entries.push_back({s.name, colour(k), s.line, s.markers, false});
   }
   Scale sy = make_scale(ys, c.log_y, y_target(c.height));
-  Box b = make_box(c.width, c.height, c.title, !c.y_label.empty(), widest_tick(sy), legend_width(entries),
-                   c.x_label.empty() ? 22 : 40);
+  Box b = make_box(c.width, c.height, c.title,
+                   {left_edge(!c.y_label.empty(), sy), legend_width(entries), 0, c.x_label.empty() ? 22.0 : 40.0});
   Scale sx = make_scale(xs, c.log_x, x_target(b.w()));
   std::string out = svg_open(c.width, c.height, c.title) + y_axis(b, sy, c.y_label) + x_axis(b, sx, c.x_label);
   for (size_t k = 0; k < c.series.size(); ++k)
@@ -354,8 +375,8 @@ constexpr int kGroupChars = 32;  // longer group labels are clipped
 constexpr double kTurn = 40;     // degrees by which group labels turn when they do not fit
 
 void check_bars(const BarChart& b) {
-  check(b.values.size() == b.series.size(), "bar chart '{}': {} rows of values for {} series", b.title,
-        b.values.size(), b.series.size());
+  check(b.values.size() == b.series.size(), "bar chart '{}': {} rows of values for {} series", b.title, b.values.size(),
+        b.series.size());
   for (size_t k = 0; k < b.values.size(); ++k)
     check(b.values[k].size() == b.groups.size(), "bar chart '{}': series '{}' has {} values for {} groups", b.title,
           b.series[k], b.values[k].size(), b.groups.size());
@@ -391,30 +412,53 @@ std::string group_labels(const Box& box, const BarChart& b, bool turned) {
           "transform=\"rotate(-{3} {0:.1f} {1:.1f})\">{4}</text>\n",
           x + 4, y - 4, kTickFont, kTurn, text);
     else
-      out += fmt::format("<text class=\"group\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                         x, y, kTickFont, text);
+      out += fmt::format(
+          "<text class=\"group\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n", x, y,
+          kTickFont, text);
   }
   return out;
 }
 
-// One bar with its value above it (below it when negative; turned upright when wider than the bar), or "n/a".
-std::string bar(const Box& box, const Scale& sy, double x, double w, double v, const char* col) {
-  double y0 = py(box, sy, 0);
+// How bar values are written: as large a font as fits across the bars (8 to 10 pixels), else upright.
+struct ValueStyle {
+  double font;  // pixels
+  bool upright;
+  int chars;              // of the longest value
+  double height() const;  // how far the values reach above the bars
+};
+
+ValueStyle value_style(const BarChart& b, double bar_w) {
+  int chars = 1;
+  for (const auto& row : b.values)
+    for (double v : row)
+      if (std::isfinite(v)) chars = std::max(chars, code_points(value_text(v)));
+  double font = std::min(kPointFont, (bar_w + 4) / (0.6 * chars));
+  return font >= 8 ? ValueStyle{font, false, chars} : ValueStyle{kPointFont, true, chars};
+}
+
+double ValueStyle::height() const { return (upright ? 0.6 * font * chars : font) + 6; }
+
+// One bar with its value above it (below it when negative), or "n/a" where it is missing.
+std::string bar(const Box& box, const Scale& sy, double x, double w, double v, const char* col, const ValueStyle& vs) {
+  double y0 = py(box, sy, 0), cx = x + w / 2;
   if (!std::isfinite(v))
-    return fmt::format("<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{}\" fill=\"#777\" "
-                       "text-anchor=\"middle\">n/a</text>\n",
-                       x + w / 2, y0 - 4, kPointFont);
-  double y1 = py(box, sy, v), cx = x + w / 2, ty = v >= 0 ? y1 - 4 : y1 + kPointFont + 2;
-  std::string text = value_text(v), out = fmt::format(
-      "<rect class=\"bar\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>", x,
-      std::min(y0, y1), w, std::abs(y1 - y0), col);
-  if (text_width(text, kPointFont) <= w + 4)
-    return out + fmt::format("<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                             cx, ty, kPointFont, text);
+    return fmt::format(
+        "<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{:.1f}\" fill=\"#777\" "
+        "text-anchor=\"middle\">n/a</text>\n",
+        cx, y0 - 4, vs.font);
+  double y1 = py(box, sy, v);
+  std::string out =
+      fmt::format("<rect class=\"bar\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>", x,
+                  std::min(y0, y1), w, std::abs(y1 - y0), col);
+  if (!vs.upright)
+    return out + fmt::format(
+                     "<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{:.1f}\" "
+                     "text-anchor=\"middle\">{}</text>\n",
+                     cx, v >= 0 ? y1 - 4 : y1 + vs.font + 2, vs.font, value_text(v));
   return out + fmt::format(
-                   "<text class=\"value\" x=\"{0:.1f}\" y=\"{1:.1f}\" font-size=\"{2}\" text-anchor=\"{3}\" "
+                   "<text class=\"value\" x=\"{0:.1f}\" y=\"{1:.1f}\" font-size=\"{2:.1f}\" text-anchor=\"{3}\" "
                    "transform=\"rotate(-90 {0:.1f} {1:.1f})\">{4}</text>\n",
-                   cx + 3.5, v >= 0 ? y1 - 3 : y1 + 3, kPointFont, v >= 0 ? "start" : "end", text);
+                   cx + 0.35 * vs.font, v >= 0 ? y1 - 3 : y1 + 3, vs.font, v >= 0 ? "start" : "end", value_text(v));
 }
 
 }  // namespace
@@ -424,18 +468,21 @@ std::string bar_chart_svg(const BarChart& b) {
   std::vector<LegendEntry> entries;
   for (size_t k = 0; k < b.series.size(); ++k) entries.push_back({b.series[k], colour(k), false, false, true});
   Scale sy = bar_scale(b);
-  double lw = legend_width(entries), yw = widest_tick(sy);
-  // The width does not depend on the depth under the axis: find it first, then whether the group labels fit.
-  Box wide = make_box(b.width, b.height, b.title, !b.y_label.empty(), yw, lw, 0);
+  // The width does not depend on what stands above or below the plot area: find it first, then the bar width, the
+  // style of the values and whether the group labels fit.
+  Edges e{left_edge(!b.y_label.empty(), sy), legend_width(entries), 0, 0};
+  size_t groups = std::max<size_t>(1, b.groups.size());
+  double gw = make_box(b.width, b.height, b.title, e).w() / groups,
+         bw = gw * 0.8 / std::max<size_t>(1, b.series.size());
+  ValueStyle vs = value_style(b, bw);
   bool turned = false;
-  double depth = group_label_depth(b, wide.w() / std::max<size_t>(1, b.groups.size()), turned);
-  Box box = make_box(b.width, b.height, b.title, !b.y_label.empty(), yw, lw, depth);
+  e.above = vs.height(), e.below = group_label_depth(b, gw, turned);
+  Box box = make_box(b.width, b.height, b.title, e);
   std::string out = svg_open(b.width, b.height, b.title) + y_axis(box, sy, b.y_label);
   if (!b.groups.empty()) out += group_labels(box, b, turned);
-  double gw = box.w() / std::max<size_t>(1, b.groups.size()), bw = gw * 0.8 / std::max<size_t>(1, b.series.size());
   for (size_t g = 0; g < b.groups.size(); ++g)
     for (size_t k = 0; k < b.series.size(); ++k)
-      out += bar(box, sy, box.left + g * gw + gw * 0.1 + k * bw, bw, b.values[k][g], colour(k));
+      out += bar(box, sy, box.left + g * gw + gw * 0.1 + k * bw, bw, b.values[k][g], colour(k), vs);
   return out + legend(box, entries) + "</svg>\n";
 }
 
