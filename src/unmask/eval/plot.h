@@ -3,8 +3,8 @@
 //
 //   Chart c;
 //   c.title = "gen-ppl against entropy", c.x_label = "entropy (nats)", c.y_label = "gen-ppl";
-//   c.series.push_back({.name = "llada", .x = {5.1, 5.4, 5.6}, .y = {30, 45, 80}, .labels = {"T=0.7", "T=1",
-//   "T=1.3"}}); write_text(dir / "frontier.svg", chart_svg(c));
+//   c.series.push_back({.name = "llada", .x = {5.1, 5.4, 5.6}, .y = {30, 45, 80}, .labels = {"T=0.7", "T=1", "T=2"}});
+//   write_text(dir / "frontier.svg", chart_svg(c));
 //
 // Axes run over "nice" ticks that cover the data: steps of 1, 2 or 5 × 10^k, or powers of ten on a log axis, so
 // the smallest tick lands on the left (bottom) edge of the plot area and the largest on the right (top) edge.
