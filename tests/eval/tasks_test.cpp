@@ -300,7 +300,7 @@ TEST(EvalTaskCli, BadInputIsOneLineSayingWhatAndWhere) {
       {"eval task reversal -m " + m.kjv_ar + " --parallel 2", "--parallel does not apply to --sampler ar"},
       {"eval task reversal -m " + m.kjv_mdlm + " -n 8", "-n/--n-predict does not apply"},
       {"eval task reversal -m " + m.kjv_mdlm + " --steps 4 --parallel 2", "not both"},
-      {"eval task infill -m " + m.kjv_mdlm + " --text " + verses + " --context-words 20", "the model's context is"},
+      {"eval task length -m " + m.kjv_mdlm + " --text " + verses + " --lengths 100000", "item 0 (n=100000): 100"},
       {"eval task reversal -m " + m.kjv_mdlm + " --lengths 8", "--lengths applies to the length task"},
   };
   for (const auto& [args, want] : cases) expect_error(args, want);

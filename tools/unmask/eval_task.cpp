@@ -101,13 +101,13 @@ TaskRunOptions run_options(const TaskOptions& o, TaskKind task, const ModelConfi
 
 void print_rows(const TaskReport& r) {
   const bool length = r.task == TaskKind::kLength, infill = r.task == TaskKind::kInfill;
-  fmt::print("{:<14} {:<22} {:>5}  {}\n", "setting", "kind", "n",
+  fmt::print("{:<14} {:<24} {:>5}  {}\n", "setting", "kind", "n",
              length ? "no-EOS  mean EOS at  repeated 4-grams" : infill ? "accuracy  CER" : "accuracy");
   for (const TaskRow& w : r.rows) {
     std::string figures = length ? fmt::format("{:>6.3f}  {:>11.1f}  {:>16.3f}", w.no_eos, w.mean_eos_at, w.repeated)
                                  : fmt::format("{:>8.3f}", w.accuracy);
     if (infill || w.kind.starts_with("backward-infill")) figures += fmt::format("  {:.3f}", w.cer);
-    fmt::print("{:<14} {:<22} {:>5}  {}\n", w.setting, w.kind, w.n, figures);
+    fmt::print("{:<14} {:<24} {:>5}  {}\n", w.setting, w.kind, w.n, figures);
   }
 }
 

@@ -500,7 +500,7 @@ std::vector<Query> queries_of(const Tokenizer& tok, const ModelConfig& mc, TaskK
 
 void check_fits(const Query& q, int ctx) {
   const int total = int(q.canvas.tokens.size()) + (q.infill ? 0 : q.positions);
-  check(total <= ctx, "item {} ({}): {} positions with the {} to {}; the model's context is {} (make the items with "
+  check(total <= ctx, "item {} ({}): {} positions with the {} {} to {}; the model's context is {} (make the items with "
         "fewer --context-words, or give shorter --lengths)", q.item->id, q.kind, total, q.positions,
         q.infill ? "masks" : "tokens", q.infill ? "fill" : "generate", ctx);
 }
@@ -558,6 +558,7 @@ TaskReport run_task(Model& model, const Tokenizer& tok, TaskKind task, std::span
   TaskReport r;
   r.task = task, r.sampler = o.cfg.kind;
   const int total = int(qs.size() * settings.size());
+  if (!qs.empty()) run_query(model, tok, qs[0], query_config(o, settings[0], qs[0], mc));  // warm-up, not counted
   for (const Setting& s : settings)
     for (const Query& q : qs) {
       r.outcomes.push_back(run_query(model, tok, q, query_config(o, s, q, mc)));
@@ -669,7 +670,8 @@ json outcome_json(const TaskOutcome& o) {
             {"generated", o.stats.generated}, {"seconds", o.stats.seconds_total},
             {"first_token_seconds", o.first_token_seconds}};
   if (o.kind.starts_with("n=")) j["eos_at"] = o.eos_at, j["repeated_4grams"] = o.repeated;
-  else j["cer"] = o.cer;
+  const bool hole = o.kind == "true-length" || o.kind.starts_with("fixed-") || o.kind.starts_with("backward-infill");
+  if (hole) j["cer"] = o.cer;
   return j;
 }
 
