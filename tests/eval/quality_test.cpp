@@ -374,6 +374,7 @@ TEST(EvalGenCli, RefusesBadInputInOneLine) {
       {base + "--temp 0.5", "--temp: eval gen samples at every temperature of --temps"},
       {base + "--prompt-tokens 4", "--prompt-tokens 4: prompts are cut from the reference text"},
       {base + "--sampler ar", "--sampler ar needs a causal model"},
+      {base + "--top-p 0", "--top-p 0: expected a value in (0, 1]"},  // before any sample, not once per sample
       {"eval gen -m " + m.kjv_mdlm, "--judge is required"},
   };
   for (const auto& [args, want] : cases) {

@@ -186,8 +186,9 @@ void check_fits(const ModelConfig& model, const ModelConfig& judge, const EvalPr
   size_t longest = 0;
   for (const auto& p : ps.prompts) longest = std::max(longest, p.size());
   const size_t len = longest + size_t(std::max(gen_length, 0));
-  check(len <= size_t(model.ctx) && len <= size_t(judge.ctx), "a prompt of {} tokens and {} generated make {}; the "
-        "model's context is {} and the judge's {}", longest, gen_length, len, model.ctx, judge.ctx);
+  check(len <= size_t(model.ctx) && len <= size_t(judge.ctx), "prompts of up to {} tokens and {} generated make "
+        "texts of {} tokens; the model's context is {} and the judge's {}", longest, gen_length, len, model.ctx,
+        judge.ctx);
 }
 
 // Sample i's seed: from the sweep's seed and i alone.
@@ -240,6 +241,7 @@ GenEvalReport run_gen_eval(Model& model, Model& judge, const EvalPrompts& ps, co
   check_options(o, ps);
   check_judge(model.config(), judge.config(), nullptr, nullptr);
   check_fits(model.config(), judge.config(), ps, o.sampler.gen_length);
+  validate(o.sampler, model.config(), int(ps.prompts[0].size()));  // before any sample, not once per sample
   GenEvalReport r;
   std::optional<JudgeScores> ref;
   if (!ps.continuations.empty()) {
