@@ -2,6 +2,7 @@
 // temporary paths, and a checkpoint's tensors.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,33 @@ inline Result sh(const std::string& args) {
   while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs `unmask ARGS`, sends `sig` once its output has a line holding `trigger` (a run a few steps in), and collects
+// its output to the end. A run that ends before the trigger fails the test.
+inline Result sh_with_signal(const std::string& args, int sig, const std::string& trigger) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1), dup2(fds[1], 2), close(fds[0]), close(fds[1]);
+    execl("/bin/sh", "sh", "-c", ("exec " + std::string(UNMASK_BINARY) + " " + args).c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE* in = fdopen(fds[0], "r");
+  Result r{-1, {}};
+  bool sent = false;
+  for (char line[4096]; std::fgets(line, sizeof line, in);) {
+    r.out += line;
+    if (!sent && std::string(line).find(trigger) != std::string::npos) sent = kill(pid, sig) == 0;
+  }
+  std::fclose(in);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  EXPECT_TRUE(sent) << "no line with '" << trigger << "' before the run ended:\n" << r.out;
+  return r;
 }
 
 // The message of the unmask::Error that f() throws, or "" when it throws none.

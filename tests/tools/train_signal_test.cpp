@@ -37,38 +37,6 @@ fs::path make_data(const std::string& name) {
   return dir;
 }
 
-struct Interrupted {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr
-};
-
-// Runs `unmask ARGS`, sends `sig` once the run has printed its first validation line (a few steps in), and collects
-// its output to the end.
-Interrupted interrupt_after_first_validation(const std::string& args, int sig) {
-  int fds[2];
-  EXPECT_EQ(pipe(fds), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1), dup2(fds[1], 2), close(fds[0]), close(fds[1]);
-    execl("/bin/sh", "sh", "-c", ("exec " + std::string(UNMASK_BINARY) + " " + args).c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  close(fds[1]);
-  FILE* in = fdopen(fds[0], "r");
-  Interrupted r;
-  bool sent = false;
-  for (char line[4096]; std::fgets(line, sizeof line, in);) {
-    r.out += line;
-    if (!sent && std::string(line).find(" val ") != std::string::npos) sent = kill(pid, sig) == 0;
-  }
-  std::fclose(in);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  EXPECT_TRUE(sent) << "no validation line before the run ended:\n" << r.out;
-  return r;
-}
-
 int64_t checkpoint_step(const fs::path& run) {
   return gguf::Reader((run / "checkpoint.gguf").string()).get_int("unmask.train.step");
 }
@@ -80,8 +48,8 @@ TEST(TrainSignal, InterruptCheckpointsTheStepReachedAndResumeContinues) {
                              " --config tiny --layers 1 --d-model 32 --heads 2 --ffn 48 --batch 2 --seq-len 16 "
                              "--steps 1000000 --eval-every 3 --eval-batches 1 --checkpoint-every 1000000 -t 1 -o " +
                              run.string();
-    const Interrupted r = interrupt_after_first_validation(args, sig);
-    EXPECT_EQ(r.exit_code, 128 + sig) << r.out;
+    const Result r = test::sh_with_signal(args, sig, " val ");
+    EXPECT_EQ(r.code, 128 + sig) << r.out;
     std::smatch m;
     ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(interrupted after step (\d+) of 1000000)"))) << r.out;
     const int64_t at = std::stoll(m[1].str());

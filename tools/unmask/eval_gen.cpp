@@ -166,11 +166,7 @@ void add_eval_gen(CLI::App& eval) {
   cmd->add_flag("--json", o->json, "Print every figure, the samples, the command line, seed and paths as JSON");
   add_threads_option(cmd, o->threads);
   cmd->callback([o, cmd] {
-    // Whether the user passed a flag; false for a flag this command does not have (--stop is generate's alone).
-    o->given = [cmd](const std::string& flag) {
-      const CLI::Option* opt = cmd->get_option_no_throw(flag);
-      return opt != nullptr && opt->count() > 0;
-    };
+    o->given = given_flags(cmd);
     run_eval_gen(*o);
   });
 }

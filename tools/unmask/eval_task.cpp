@@ -180,11 +180,7 @@ void add_eval_task(CLI::App& eval) {
   cmd->add_flag("--force", o->force, "--make-data: replace existing files");
   add_threads_option(cmd, o->threads);
   cmd->callback([o, cmd] {
-    // given_flags() throws for a flag this command lacks (--stop, generate's): such a flag is never given here.
-    o->given = [cmd](const std::string& flag) {
-      const CLI::Option* opt = cmd->get_option_no_throw(flag);
-      return opt != nullptr && opt->count() > 0;
-    };
+    o->given = given_flags(cmd);
     run_eval_task(*o);
   });
 }

@@ -39,7 +39,10 @@ void add_sampler_options(CLI::App* cmd, SamplerOptions& o) {
 }
 
 std::function<bool(const std::string&)> given_flags(const CLI::App* cmd) {
-  return [cmd](const std::string& flag) { return cmd->get_option(flag)->count() > 0; };
+  return [cmd](const std::string& flag) {
+    const CLI::Option* o = cmd->get_option_no_throw(flag);
+    return o != nullptr && o->count() > 0;
+  };
 }
 
 SamplerConfig sampler_config(const SamplerOptions& o, const ModelConfig& mc, bool infill,

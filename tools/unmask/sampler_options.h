@@ -22,7 +22,7 @@ struct SamplerOptions {
 // Adds the flags to cmd (not --stop, --chat or the prompt flags, which are generate's).
 void add_sampler_options(CLI::App* cmd, SamplerOptions& o);
 
-// Whether the user passed a flag ("--temp") on cmd.
+// Whether the user passed a flag ("--temp") on cmd; false for a flag cmd does not have.
 std::function<bool(const std::string&)> given_flags(const CLI::App* cmd);
 
 // The configuration for the model: the sampler named, or the model's default; a flag the sampler does not read, or a

@@ -202,6 +202,8 @@ json data_checkpoints(const Run& r) {
   } else {
     heldout = shard_tokens(Shard((fs::path(r.c.data_dir) / "val.bin").string()), r.c.eval_tokens);
   }
+  check(int64_t(heldout.size()) >= r.window(), "compare: the held-out text has {} tokens, shorter than one window of {}: "
+        "give a longer text", heldout.size(), r.window());
   fs::create_directories(r.out / "data");
   write_shard((r.out / "data" / "val.bin").string(), heldout, tok->n_vocab());
   make_items(r, tok->decode(std::span(heldout).first(std::min<size_t>(heldout.size(), size_t(r.c.eval_tokens)))));

@@ -9,7 +9,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/base/mmap.h"
-#include "unmask/eval/plot.h"
+#include "unmask/base/plot.h"
 #include "unmask/train/curve.h"
 
 namespace unmask {
@@ -54,7 +54,9 @@ std::string loss_section(const fs::path& out, const std::map<std::string, json>&
   if (!ph.contains("train-ar")) return {};
   const json& t = settings["train"];
   const double per_step = num(t, "batch") * num(t, "accum") * num(t, "seq_len");
-  Chart c{"Validation loss against training tokens", "training tokens", "nats per token (AR: NLL; diffusion: bound)"};
+  Chart c;
+  c.title = "Validation loss against training tokens", c.x_label = "training tokens";
+  c.y_label = "nats per token (AR: NLL; diffusion: bound)";
   std::vector<std::vector<std::string>> rows;
   for (const char* twin : kTwins) {
     const fs::path log = out / twin / "log.csv";
@@ -62,7 +64,8 @@ std::string loss_section(const fs::path& out, const std::map<std::string, json>&
     std::ifstream in(log);
     std::stringstream ss;
     ss << in.rdbuf();
-    Series s{twin};
+    Series s;
+    s.name = twin;
     for (const CurvePoint& p : parse_curve_csv(ss.str(), log.string()))
       if (p.val_loss) s.x.push_back(double(p.step) * per_step), s.y.push_back(*p.val_loss);
     if (s.y.empty()) continue;
@@ -95,12 +98,13 @@ std::string likelihood_section(const json& l) {
 // ---- generation quality
 
 std::string gen_section(const fs::path& out, const json& g) {
-  Chart c{"Generation: gen-ppl against unigram entropy (judge: the AR twin)", "unigram entropy (nats)",
-          "gen-ppl (judge)"};
-  c.log_y = true;
+  Chart c;
+  c.title = "Generation: gen-ppl against unigram entropy (judge: the AR twin)";
+  c.x_label = "unigram entropy (nats)", c.y_label = "gen-ppl (judge)", c.log_y = true;
   std::vector<std::vector<std::string>> rows;
   for (const char* twin : kTwins) {
-    Series s{fmt::format("{} ({})", twin, g[twin]["sampler"].get<std::string>())};
+    Series s;
+    s.name = fmt::format("{} ({})", twin, g[twin]["sampler"].get<std::string>());
     for (const json& p : g[twin]["points"]) {
       s.x.push_back(num(p, "entropy")), s.y.push_back(num(p, "gen_ppl"));
       s.labels.push_back(fmt::format("T={}", num(p, "temperature")));
@@ -114,7 +118,9 @@ std::string gen_section(const fs::path& out, const json& g) {
   }
   const json& ref = g["ar"]["reference"];
   if (ref.is_object()) {
-    c.series.push_back(Series{"held-out text", {num(ref, "entropy")}, {num(ref, "gen_ppl")}, {"data"}, false});
+    Series data;
+    data.name = "held-out text", data.x = {num(ref, "entropy")}, data.y = {num(ref, "gen_ppl")}, data.line = false;
+    c.series.push_back(std::move(data));
     rows.push_back({"held-out text", "", fmt_num(num(ref, "gen_ppl"), 1), fmt_num(num(ref, "entropy"), 2),
                     fmt_num(ref["distinct"][3].get<double>(), 3), fmt_num(num(ref, "rep4"), 3), "", "", "", "", ""});
   }
@@ -147,7 +153,8 @@ std::string task_table(const std::string& task, const json& t) {
 std::string speed_table(const json& t, Chart& c) {
   std::vector<std::vector<std::string>> rows;
   for (const char* twin : kTwins) {
-    Series s{fmt::format("{} ({})", twin, t[twin]["sampler"].get<std::string>())};
+    Series s;
+    s.name = fmt::format("{} ({})", twin, t[twin]["sampler"].get<std::string>());
     for (const json& p : t[twin]["points"]) {
       if (!p.contains("accuracy")) continue;
       s.x.push_back(num(p, "tokens_per_forward")), s.y.push_back(num(p, "accuracy"));
@@ -170,7 +177,8 @@ std::string speed_table(const json& t, Chart& c) {
 std::string tasks_section(const fs::path& out, const std::map<std::string, json>& ph) {
   std::string s = "## Tasks\n\nGenerated from the seed (items in tasks/). AR decodes greedily one token per forward; the "
                   "diffusion twin commits k tokens per step (setting k=…).\n\n";
-  BarChart bars{"Task accuracy (AR, and diffusion at one token per step)", "accuracy"};
+  BarChart bars;
+  bars.title = "Task accuracy (AR, and diffusion at one token per step)", bars.y_label = "accuracy";
   bars.series = {"ar", "diffusion"};
   bars.values.resize(2);
   bars.y_max = 1.0;
@@ -179,7 +187,8 @@ std::string tasks_section(const fs::path& out, const std::map<std::string, json>
     const std::string task = name.substr(5);
     s += "### " + task + "\n\n" + task_table(task, t);
     if (task == "length") continue;
-    Chart c{"Speed against quality: " + task, "tokens per forward pass", "accuracy"};
+    Chart c;
+    c.title = "Speed against quality: " + task, c.x_label = "tokens per forward pass", c.y_label = "accuracy";
     s += speed_table(t, c);
     write_atomic(out / ("speed_" + task + ".svg"), chart_svg(c));
     s += fmt::format("![speed/quality {}](speed_{}.svg)\n\n", task, task);

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "unmask/base/error.h"
-#include "unmask/eval/plot.h"
+#include "unmask/base/plot.h"
 
 namespace unmask {
 

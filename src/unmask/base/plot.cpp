@@ -1,4 +1,4 @@
-#include "unmask/eval/plot.h"
+#include "unmask/base/plot.h"
 
 #include <fmt/format.h>
 

@@ -1,8 +1,8 @@
-// SVG charts (unmask/eval/plot.h): nice ticks on linear and log axes, well-formed XML for ordinary and awkward input
+// SVG charts (unmask/base/plot.h): nice ticks on linear and log axes, well-formed XML for ordinary and awkward input
 // (checked by a small tag-balancing reader below, itself shown to reject broken XML), points at the pixels the axes
 // put them, escaping, hollow markers and the frontier line, refusals, bars with missing values, and the training
 // curve drawn through chart_svg.
-#include "unmask/eval/plot.h"
+#include "unmask/base/plot.h"
 
 #include <gtest/gtest.h>
 
