@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <ctime>
@@ -36,6 +37,15 @@ inline Result sh(const std::string& args) {
   while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// `unmask ARGS` fails with exit code 1 and one line, "unmask: error: ...", that holds `says`.
+inline void expect_error_line(const std::string& args, const std::string& says) {
+  const Result r = sh(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
+  EXPECT_TRUE(r.out.starts_with("unmask: error: ")) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find(says), std::string::npos) << args << "\n" << r.out;
 }
 
 // Runs `unmask ARGS`, sends `sig` once its output has a line holding `trigger` (a run a few steps in), and collects

@@ -82,13 +82,8 @@ TEST(CompareCli, WritesTheReportAndResumesAfterAnInterruption) {
 TEST(CompareCli, RefusesBadInputClearly) {
   const ToolModels m = tool_models();
   const fs::path dir = prepared("bad");
-  auto expect_error = [](const std::string& args, const std::string& says) {
-    const Result r = sh(args);
-    EXPECT_NE(r.code, 0) << args;
-    EXPECT_NE(r.out.find(says), std::string::npos) << args << "\nsaid: " << r.out;
-  };
   const std::string data = " --data " + (dir / "data").string();
-  expect_error("compare" + data + " --out " + (dir / "a").string() + " --tokens 10" + kSmall,
+  expect_error_line("compare" + data + " --out " + (dir / "a").string() + " --tokens 10" + kSmall,
                "trains nothing");
   // A diffusion model on another tokenizer (a BPE trained on the corpus) than the byte-level AR model.
   ASSERT_EQ(sh("tokenizer train --input " + (dir / "corpus.txt").string() + " --vocab-size 300 --out " +
@@ -98,13 +93,13 @@ TEST(CompareCli, RefusesBadInputClearly) {
   const Result t = sh("train --objective mdlm --data " + (dir / "bpe").string() + " --config tiny --seq-len 16 --batch 2 "
                       "--steps 1 --out " + (dir / "bpe-mdlm").string());
   ASSERT_EQ(t.code, 0) << t.out;
-  expect_error("compare --ar " + m.kjv_ar + " --diffusion-model " + (dir / "bpe-mdlm" / "checkpoint.gguf").string() +
+  expect_error_line("compare --ar " + m.kjv_ar + " --diffusion-model " + (dir / "bpe-mdlm" / "checkpoint.gguf").string() +
                data + " --out " + (dir / "b").string() + kSmall, "different tokenizers");
   std::ofstream(dir / "short.txt") << "In the";
-  expect_error("compare --ar " + m.kjv_ar + " --diffusion-model " + m.kjv_mdlm + " --text " +
+  expect_error_line("compare --ar " + m.kjv_ar + " --diffusion-model " + m.kjv_mdlm + " --text " +
                (dir / "short.txt").string() + " --out " + (dir / "c").string() + kSmall, "shorter than one window");
-  expect_error("compare" + data + " --out " + (dir / "d").string() + " --elbo-samples 0" + kSmall, "--elbo-samples");
-  expect_error("compare --ar " + m.kjv_ar + " --out " + (dir / "e").string(), "--diffusion-model");
+  expect_error_line("compare" + data + " --out " + (dir / "d").string() + " --elbo-samples 0" + kSmall, "--elbo-samples");
+  expect_error_line("compare --ar " + m.kjv_ar + " --out " + (dir / "e").string(), "--diffusion-model");
   fs::remove_all(dir);
 }
 

@@ -25,12 +25,6 @@ nlohmann::json json_of(const std::string& args) {
   return r.code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{'))) : nlohmann::json{};
 }
 
-void expect_error(const std::string& args, const std::string& says) {
-  const Result r = sh(args);
-  EXPECT_NE(r.code, 0) << args;
-  EXPECT_NE(r.out.find(says), std::string::npos) << args << "\nsaid: " << r.out;
-}
-
 TEST(EvalCli, PerplexityOfTheArModel) {
   const ToolModels m = tool_models();
   const std::string text = verses_file();
@@ -93,20 +87,20 @@ TEST(EvalCli, CosineModelIsEvaluatedAndSampledWithItsSchedule) {
 TEST(EvalCli, RefusesBadInputClearly) {
   const ToolModels m = tool_models();
   const std::string text = verses_file();
-  expect_error("eval ppl -m " + m.kjv_mdlm + " --text " + text, "use `eval elbo`");
-  expect_error("eval elbo -m " + m.kjv_ar + " --text " + text, "use `eval ppl`");
-  expect_error("eval elbo -m " + m.kjv_mdlm + " --text " + text + " --samples 0", "--samples");
-  expect_error("eval ppl -m " + m.kjv_ar + " --text " + text + " --context 60 --stride 60", "--stride 60");
-  expect_error("eval ppl -m " + m.kjv_ar + " --tokens 1,2 --text " + text, "exactly one of --text");
-  expect_error("eval ppl -m " + m.kjv_ar, "exactly one of --text");
-  expect_error("eval ppl -m " + m.kjv_ar + " --tokens 1,2,9999", "outside the vocabulary");
-  expect_error("eval ppl -m " + m.kjv_ar + " --text /nonexistent/file.txt", "/nonexistent/file.txt");
+  expect_error_line("eval ppl -m " + m.kjv_mdlm + " --text " + text, "use `eval elbo`");
+  expect_error_line("eval elbo -m " + m.kjv_ar + " --text " + text, "use `eval ppl`");
+  expect_error_line("eval elbo -m " + m.kjv_mdlm + " --text " + text + " --samples 0", "--samples");
+  expect_error_line("eval ppl -m " + m.kjv_ar + " --text " + text + " --context 60 --stride 60", "--stride 60");
+  expect_error_line("eval ppl -m " + m.kjv_ar + " --tokens 1,2 --text " + text, "exactly one of --text");
+  expect_error_line("eval ppl -m " + m.kjv_ar, "exactly one of --text");
+  expect_error_line("eval ppl -m " + m.kjv_ar + " --tokens 1,2,9999", "outside the vocabulary");
+  expect_error_line("eval ppl -m " + m.kjv_ar + " --text /nonexistent/file.txt", "/nonexistent/file.txt");
   std::ofstream(text) << "In the";
-  expect_error("eval ppl -m " + m.kjv_ar + " --text " + text + " --context 32", "shorter than one window");
-  expect_error("eval elbo -m " + m.kjv_mdlm + " --prompt \"In the\"", "--answer");
-  expect_error("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --exact --samples 4", "--samples");
-  expect_error("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --exact --context 2", "--context");
-  expect_error("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --context 9999", "context of");
+  expect_error_line("eval ppl -m " + m.kjv_ar + " --text " + text + " --context 32", "shorter than one window");
+  expect_error_line("eval elbo -m " + m.kjv_mdlm + " --prompt \"In the\"", "--answer");
+  expect_error_line("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --exact --samples 4", "--samples");
+  expect_error_line("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --exact --context 2", "--context");
+  expect_error_line("eval elbo -m " + m.kjv_mdlm + " --tokens 1,2,3 --context 9999", "context of");
   fs::remove(text);
 }
 

@@ -377,13 +377,7 @@ TEST(EvalGenCli, RefusesBadInputInOneLine) {
       {base + "--top-p 0", "--top-p 0: expected a value in (0, 1]"},  // before any sample, not once per sample
       {"eval gen -m " + m.kjv_mdlm, "--judge is required"},
   };
-  for (const auto& [args, want] : cases) {
-    const test::Result r = test::sh(args);
-    EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
-    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
-    EXPECT_TRUE(r.out.starts_with("unmask: error: ")) << args << "\n" << r.out;
-    EXPECT_NE(r.out.find(want), std::string::npos) << args << "\n" << r.out;
-  }
+  for (const auto& [args, want] : cases) test::expect_error_line(args, want);
   std::filesystem::remove(other_vocab);
 }
 

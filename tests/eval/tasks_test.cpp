@@ -260,13 +260,6 @@ std::string read(const std::string& path) {
   return ss.str();
 }
 
-void expect_error(const std::string& args, const std::string& want) {
-  const test::Result r = test::sh(args);
-  EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
-  EXPECT_NE(r.out.find(want), std::string::npos) << args << "\n" << r.out;
-}
-
 TEST(EvalTaskCli, MakeDataIsDeterministicBySeed) {
   const std::string a = tmp("a"), b = tmp("b"), c = tmp("c");
   for (const auto& [dir, seed] : {std::pair{a, 4}, std::pair{b, 4}, std::pair{c, 5}}) {
@@ -279,7 +272,7 @@ TEST(EvalTaskCli, MakeDataIsDeterministicBySeed) {
   EXPECT_NE(read(a + "/items.jsonl"), read(c + "/items.jsonl"));
   const std::string train = read(a + "/train.txt");
   EXPECT_EQ(std::count(train.begin(), train.end(), '\n'), 300);
-  expect_error("eval task dependency --make-data " + a + " -s 4", "already exists; pass --force");
+  test::expect_error_line("eval task dependency --make-data " + a + " -s 4", "already exists; pass --force");
   for (const std::string& d : {a, b, c}) std::filesystem::remove_all(d);
 }
 
@@ -303,7 +296,7 @@ TEST(EvalTaskCli, BadInputIsOneLineSayingWhatAndWhere) {
       {"eval task length -m " + m.kjv_mdlm + " --text " + verses + " --lengths 100000", "item 0 (n=100000): 100"},
       {"eval task reversal -m " + m.kjv_mdlm + " --lengths 8", "--lengths applies to the length task"},
   };
-  for (const auto& [args, want] : cases) expect_error(args, want);
+  for (const auto& [args, want] : cases) test::expect_error_line(args, want);
   std::filesystem::remove(bad), std::filesystem::remove(verses);
 }
 
