@@ -356,6 +356,8 @@ std::string chart_svg(const Chart& c) {
       if (finite_point(s, i)) xs.push_back(s.x[i]), ys.push_back(s.y[i]);
     entries.push_back({s.name, colour(k), s.line, s.markers, false});
   }
+  xs.insert(xs.end(), c.x_include.begin(), c.x_include.end());
+  ys.insert(ys.end(), c.y_include.begin(), c.y_include.end());
   Scale sy = make_scale(ys, c.log_y, y_target(c.height));
   Box b = make_box(c.width, c.height, c.title,
                    {left_edge(!c.y_label.empty(), sy), legend_width(entries), 0, c.x_label.empty() ? 22.0 : 40.0});

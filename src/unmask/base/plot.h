@@ -33,6 +33,7 @@ struct Chart {
   std::string title, x_label, y_label;
   bool log_x = false, log_y = false;
   std::vector<Series> series;     // coloured in order from a fixed colour-blind-safe palette (Okabe-Ito)
+  std::vector<double> x_include, y_include;  // values the axes cover besides the data ({0, 1} for an accuracy)
   int width = 640, height = 400;  // pixels
 };
 

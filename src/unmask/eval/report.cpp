@@ -189,6 +189,7 @@ std::string tasks_section(const fs::path& out, const std::map<std::string, json>
     if (task == "length") continue;
     Chart c;
     c.title = "Speed against quality: " + task, c.x_label = "tokens per forward pass", c.y_label = "accuracy";
+    c.x_include = {0}, c.y_include = {0, 1};
     s += speed_table(t, c);
     write_atomic(out / ("speed_" + task + ".svg"), chart_svg(c));
     s += fmt::format("![speed/quality {}](speed_{}.svg)\n\n", task, task);
@@ -215,6 +216,28 @@ std::string tasks_section(const fs::path& out, const std::map<std::string, json>
 
 // ---- the plain statements
 
+// The best MAUVE each twin reached over the temperatures, and the gen-ppl it had there.
+std::string gen_verdict(const json& g) {
+  double best[2] = {-1, -1}, ppl[2] = {NAN, NAN}, temp[2] = {NAN, NAN};
+  for (size_t i = 0; i < 2; ++i)
+    for (const json& p : g[kTwins[i]]["points"])
+      if (num(p, "mauve") > best[i]) best[i] = num(p, "mauve"), ppl[i] = num(p, "gen_ppl"), temp[i] = num(p, "temperature");
+  return fmt::format("Generation: best MAUVE AR {:.3f} (T={}, gen-ppl {:.1f}), diffusion {:.3f} (T={}, gen-ppl {:.1f}): "
+                     "{}.", best[0], temp[0], ppl[0], best[1], temp[1], ppl[1],
+                     best[0] >= best[1] ? "diffusion loses" : "diffusion wins");
+}
+
+// Repetition at the longest generation length: AR against diffusion at one token per step.
+std::string length_verdict(const json& t) {
+  double rep[2] = {NAN, NAN};
+  std::string at;
+  for (size_t i = 0; i < 2; ++i)
+    for (const json& r : t[kTwins[i]]["rows"])
+      if (r["setting"] == "ar" || r["setting"] == "k=1") rep[i] = num(r, "repeated_4grams"), at = r["kind"];
+  return fmt::format("Long generation ({}): repeated 4-grams AR {:.3f}, diffusion {:.3f}: {}.", at, rep[0], rep[1],
+                     rep[0] <= rep[1] ? "diffusion repeats itself more" : "AR repeats itself more");
+}
+
 std::string verdicts(const std::map<std::string, json>& ph) {
   std::vector<std::string> v;
   if (ph.contains("likelihood")) {
@@ -225,7 +248,14 @@ std::string verdicts(const std::map<std::string, json>& ph) {
                                      "lies somewhere below it.", a, d, 100 * (d / a - 1))
                        : fmt::format("Likelihood: diffusion's bound {:.2f} is below AR's perplexity {:.2f}.", d, a));
   }
+  if (ph.contains("gen")) v.push_back(gen_verdict(ph.at("gen")));
   for (const auto& [name, t] : ph) {
+    if (name == "task-length") v.push_back(length_verdict(t));
+    if (name.starts_with("task-") && name != "task-length" && t["ar"].contains("frontier_area"))
+      v.push_back(fmt::format("{} speed against quality: frontier area AR {:.3f}, diffusion {:.3f} (accuracy × tokens "
+                              "per forward; a sampler that keeps its accuracy while committing more tokens per step "
+                              "gains area).", name.substr(5), num(t["ar"], "frontier_area"),
+                              num(t["diffusion"], "frontier_area")));
     if (!name.starts_with("task-") || name == "task-length") continue;
     for (const json& r : t["diffusion"]["rows"]) {
       if (r["setting"] != "k=1") continue;
