@@ -72,9 +72,13 @@ TEST(CompareCli, WritesTheReportAndResumesAfterAnInterruption) {
   // Checkpoint mode on the two trained twins.
   const Result ck = sh("compare --ar " + (dir / "rep/ar/checkpoint.gguf").string() + " --diffusion-model " +
                        (dir / "rep/diffusion/checkpoint.gguf").string() + " --data " + (dir / "data").string() +
-                       " --out " + (dir / "ck").string() + kSmall);
+                       " --out " + (dir / "ck").string() + kSmall + " --samplers llada,mdlm");
   EXPECT_EQ(ck.code, 0) << ck.out;
   EXPECT_TRUE(fs::exists(dir / "ck" / "report.md"));
+  const auto cj = nlohmann::json::parse(slurp(dir / "ck" / "results.json"));
+  EXPECT_EQ(cj["phases"]["task-infill"]["diffusion"]["sampler"], "llada");
+  EXPECT_EQ(cj["phases"]["task-infill"]["diffusion-mdlm"]["sampler"], "mdlm");
+  EXPECT_NE(slurp(dir / "ck" / "report.md").find("| diffusion-mdlm | k=1 |"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "ck" / "phases" / "task-dependency.json"));  // needs the task text in training
   fs::remove_all(dir);
 }

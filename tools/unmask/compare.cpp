@@ -93,6 +93,8 @@ void add_compare(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--task-items", c.task_items, "Items per task (0: each task's default)")->check(non_negative());
   cmd->add_option("--parallel", c.parallel, "Diffusion tokens per step in the task settings")->delimiter(',')
       ->capture_default_str();
+  cmd->add_option("--samplers", c.samplers, "Diffusion samplers the tasks run, each at every --parallel k (default: "
+                  "the model's own): dream, llada, mdlm, remdm, bd3")->delimiter(',');
   cmd->add_option("--elbo-samples", c.elbo_samples, "Monte-Carlo samples of the bound per window")
       ->capture_default_str()->check(positive());
   cmd->add_option("--eval-tokens", c.eval_tokens, "Held-out tokens scored (at most)")->capture_default_str()

@@ -41,6 +41,9 @@ void CompareConfig::validate() const {
         "(>= 1), --prompt-tokens {} (>= 0)", gen_samples, gen_length, prompt_tokens);
   check(!temperatures.empty(), "compare: at least one temperature");
   for (int k : parallel) check(k >= 1, "compare: --parallel {}: at least 1 token per step", k);
+  for (const std::string& s : samplers)
+    check(parse_sampler_kind(s) != SamplerKind::kAr, "compare: --samplers {}: the diffusion twin's samplers (the AR "
+          "twin always decodes with ar)", s);
   if (training()) {
     check(train.steps >= 1 && train.batch >= 1 && train.seq_len >= 2, "compare: a budget of {} steps of {} x {} tokens "
           "trains nothing", train.steps, train.batch, train.seq_len);
@@ -48,12 +51,14 @@ void CompareConfig::validate() const {
 }
 
 json to_json(const CompareConfig& c) {
-  return {{"data", c.data_dir}, {"train", json::parse(to_json(c.train))}, {"diffusion", c.diffusion},
+  json j = {{"data", c.data_dir}, {"train", json::parse(to_json(c.train))}, {"diffusion", c.diffusion},
           {"diffusion_arch", c.diffusion_arch}, {"task_fraction", c.task_fraction}, {"ar_model", c.ar_model},
           {"diffusion_model", c.diffusion_model}, {"text", c.text}, {"tasks", c.tasks}, {"task_items", c.task_items},
           {"parallel", c.parallel}, {"elbo_samples", c.elbo_samples}, {"eval_tokens", c.eval_tokens},
           {"temperatures", c.temperatures}, {"gen_samples", c.gen_samples}, {"gen_length", c.gen_length},
           {"prompt_tokens", c.prompt_tokens}, {"seed", c.seed}};
+  if (!c.samplers.empty()) j["samplers"] = c.samplers;  // only when given: reports begun before it still resume
+  return j;
 }
 
 namespace {
@@ -288,6 +293,16 @@ json gen_phase(const Run& r) {
   return out;
 }
 
+// The decoders a task runs: the AR twin, then the diffusion twin with each sampler ("diffusion" for the first, the
+// model's own when none is named; "diffusion-NAME" for the others).
+std::vector<std::pair<std::string, SamplerKind>> task_decoders(const CompareConfig& c, const ModelConfig& diffusion) {
+  std::vector<std::pair<std::string, SamplerKind>> d{{"ar", SamplerKind::kAr}};
+  if (c.samplers.empty()) d.emplace_back("diffusion", default_sampler(diffusion));
+  for (size_t i = 0; i < c.samplers.size(); ++i)
+    d.emplace_back(i == 0 ? "diffusion" : "diffusion-" + c.samplers[i], parse_sampler_kind(c.samplers[i]));
+  return d;
+}
+
 json task_phase(const Run& r, const std::string& name) {
   const TaskKind kind = parse_task_kind(name);
   const fs::path items_path = r.out / "tasks" / (name + ".jsonl");
@@ -295,15 +310,16 @@ json task_phase(const Run& r, const std::string& name) {
   Model ar = Model::load(r.ar_path().string()), diff = Model::load(r.diffusion_path().string());
   const auto tok = load_tokenizer_file(r.ar_path().string());
   json out;
-  for (auto [twin, m] : {std::pair<const char*, Model*>{"ar", &ar}, {"diffusion", &diff}}) {
+  for (const auto& [label, sampler] : task_decoders(r.c, diff.config())) {
+    Model& m = sampler == SamplerKind::kAr ? ar : diff;
     TaskRunOptions o;
-    o.cfg = twin_sampler(m->config(), 0);
-    o.cfg.seed = r.c.seed;
-    o.parallel = o.cfg.kind == SamplerKind::kAr ? std::vector<int>{} : r.c.parallel;
-    o.progress = [&, twin = twin](int d, int t) { r.progress(d, t, "generations", twin); };
-    const TaskReport rep = run_task(*m, *tok, kind, items, o);
-    out[twin] = report_json(rep, false);
-    out[twin]["sampler"] = sampler_kind_name(o.cfg.kind);
+    o.cfg = twin_sampler(m.config(), 0);
+    o.cfg.kind = sampler, o.cfg.seed = r.c.seed;
+    o.parallel = sampler == SamplerKind::kAr ? std::vector<int>{} : r.c.parallel;
+    o.progress = [&, label = label](int d, int t) { r.progress(d, t, "generations", label); };
+    const TaskReport rep = run_task(m, *tok, kind, items, o);
+    out[label] = report_json(rep, false);
+    out[label]["sampler"] = sampler_kind_name(sampler);
   }
   return out;
 }

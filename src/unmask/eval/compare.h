@@ -38,7 +38,8 @@ struct CompareConfig {
   // Evaluation.
   std::vector<std::string> tasks{"reversal", "infill", "dependency", "length"};
   int task_items = 0;                      // per task; 0: each task's default
-  std::vector<int> parallel{1, 2, 4, 8};   // diffusion tokens per step in the dependency / infill settings
+  std::vector<int> parallel{1, 2, 4, 8};   // diffusion tokens per step in the task settings
+  std::vector<std::string> samplers;       // diffusion samplers the tasks run (each at every k); empty: the model's
   int elbo_samples = 32;
   int64_t eval_tokens = 32768;             // held-out tokens the likelihood phase scores (at most)
   std::vector<double> temperatures{0.7, 0.85, 1.0};

@@ -135,9 +135,16 @@ std::string gen_section(const fs::path& out, const json& g) {
 
 // ---- tasks and speed
 
+// The decoders a task phase ran: "ar", "diffusion", then "diffusion-SAMPLER" for further samplers.
+std::vector<std::string> decoders(const json& t) {
+  std::vector<std::string> d;
+  for (const auto& [k, v] : t.items()) d.push_back(k);
+  return d;
+}
+
 std::string task_table(const std::string& task, const json& t) {
   std::vector<std::vector<std::string>> rows;
-  for (const char* twin : kTwins)
+  for (const std::string& twin : decoders(t))
     for (const json& r : t[twin]["rows"]) {
       std::string extra = r.contains("cer") ? "CER " + fmt_num(num(r, "cer"), 3) : "";
       if (r.contains("no_eos"))
@@ -152,7 +159,7 @@ std::string task_table(const std::string& task, const json& t) {
 
 std::string speed_table(const json& t, Chart& c) {
   std::vector<std::vector<std::string>> rows;
-  for (const char* twin : kTwins) {
+  for (const std::string& twin : decoders(t)) {
     Series s;
     s.name = fmt::format("{} ({})", twin, t[twin]["sampler"].get<std::string>());
     for (const json& p : t[twin]["points"]) {
@@ -167,7 +174,7 @@ std::string speed_table(const json& t, Chart& c) {
     if (!s.x.empty()) c.series.push_back(std::move(s));
   }
   std::string areas;
-  for (const char* twin : kTwins)
+  for (const std::string& twin : decoders(t))
     if (t[twin].contains("frontier_area"))
       areas += fmt::format("{}: {:.3f}  ", twin, num(t[twin], "frontier_area"));
   return table({"model", "setting", "tok/fwd", "tok/s", "first token (ms)", "accuracy", "frontier"}, rows) +
