@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "unmask/base/error.h"
@@ -94,6 +96,20 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     fail("{}: cannot rename into place: {}", path_, std::strerror(err));
   }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(bool(in), "{}: cannot read", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& path, std::string_view bytes) {
+  AtomicFile f(path);
+  f.write(bytes.data(), bytes.size());
+  f.commit();
 }
 
 }  // namespace unmask

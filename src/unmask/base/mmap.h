@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace unmask {
 
@@ -47,5 +48,10 @@ class AtomicFile {
   int fd_ = -1;
   size_t offset_ = 0;
 };
+
+// The whole file as bytes; throws Error naming the path when it cannot be read.
+std::string read_file(const std::string& path);
+// Writes bytes to path atomically: an AtomicFile written and committed.
+void write_file(const std::string& path, std::string_view bytes);
 
 }  // namespace unmask

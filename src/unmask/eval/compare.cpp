@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -63,20 +62,6 @@ json to_json(const CompareConfig& c) {
 
 namespace {
 
-void write_text_atomic(const fs::path& p, const std::string& s) {
-  AtomicFile f(p.string());
-  f.write(s.data(), s.size());
-  f.commit();
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  check(bool(in), "{}: cannot read", p.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // What every phase reads: the settings, the paths, the progress callback.
 struct Run {
   const CompareConfig& c;
@@ -110,7 +95,7 @@ void check_settings(const fs::path& out, const CompareConfig& c) {
   const json now = to_json(c);
   if (!fs::exists(p)) {
     fs::create_directories(out / "phases");
-    write_text_atomic(p, now.dump(2) + "\n");
+    write_file(p, now.dump(2) + "\n");
     return;
   }
   const json was = json::parse(read_file(p), nullptr, false);
@@ -158,7 +143,7 @@ std::string make_items(const Run& r, const std::string& heldout_text) {
     const TaskData d = make_task(parse_task_kind(name), mo);
     std::string lines;
     for (const TaskItem& it : d.items) lines += item_json_line(it) + "\n";
-    write_text_atomic(r.out / "tasks" / (name + ".jsonl"), lines);
+    write_file(r.out / "tasks" / (name + ".jsonl"), lines);
     train += d.train;
   }
   return train;
@@ -363,7 +348,7 @@ bool run_compare(const CompareConfig& c, const CompareReport& report, const std:
     if (r.stopped()) return false;
     std::optional<json> j = run_phase(r, name);
     if (!j) return false;  // stopped inside training: checkpointed
-    write_text_atomic(p, j->dump(2) + "\n");
+    write_file(p, j->dump(2) + "\n");
     done[name] = *j;
   }
   write_report(r.out, to_json(c), done, c.command, c.machine);

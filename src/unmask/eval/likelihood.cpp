@@ -112,7 +112,7 @@ void check_diffusion(const ModelConfig& mc, const char* what) {
 // Monte-Carlo estimates of one window's bound, sample by sample, each a list of jobs whose weighted CE sum it is.
 struct Draw {
   std::vector<Job> jobs;
-  std::vector<std::vector<double>> weights;  // per job, per row
+  std::vector<double> weights;               // per job: w(t) of its rows
   std::vector<std::vector<int>> positions;   // per job, per row: the window position the row scores
 };
 
@@ -124,7 +124,7 @@ void draw_masks(Draw& d, Job job, std::span<const int32_t> x0, int lo, int hi, d
   for (int i = lo; i < hi; ++i)
     if (rng.uniform() < p) masked.push_back(i);
   add_masked(job, x0, masked, mask, shift);
-  d.weights.emplace_back(masked.size(), w);
+  d.weights.push_back(w);
   d.positions.push_back(masked);
   d.jobs.push_back(std::move(job));
 }
@@ -218,7 +218,7 @@ Likelihood diffusion_elbo(Model& m, std::span<const int32_t> tokens, const ElboO
     std::vector<double> est(size_t(o.samples), 0.0), per(x0.size(), 0.0);
     for (size_t j = 0; j < d.jobs.size(); ++j)
       for (size_t i = 0; i < ce[j].size(); ++i) {
-        const double c = d.weights[j][i] * ce[j][i];
+        const double c = d.weights[j] * ce[j][i];
         est[size_t(sample[j])] += c, per[size_t(d.positions[j][i])] += c / o.samples;
       }
     const auto [mean, se] = mean_se(est);

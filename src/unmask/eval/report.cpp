@@ -3,8 +3,6 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "unmask/base/error.h"
@@ -20,12 +18,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kTwins[] = {"ar", "diffusion"};
-
-void write_atomic(const fs::path& p, const std::string& s) {
-  AtomicFile f(p.string());
-  f.write(s.data(), s.size());
-  f.commit();
-}
 
 double num(const json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
@@ -61,18 +53,15 @@ std::string loss_section(const fs::path& out, const std::map<std::string, json>&
   for (const char* twin : kTwins) {
     const fs::path log = out / twin / "log.csv";
     if (!fs::exists(log)) continue;
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
     Series s;
     s.name = twin;
-    for (const CurvePoint& p : parse_curve_csv(ss.str(), log.string()))
+    for (const CurvePoint& p : parse_curve_csv(read_file(log.string()), log.string()))
       if (p.val_loss) s.x.push_back(double(p.step) * per_step), s.y.push_back(*p.val_loss);
     if (s.y.empty()) continue;
     rows.push_back({twin, fmt::format("{}", int64_t(s.x.back())), fmt_num(s.y.back(), 4)});
     c.series.push_back(std::move(s));
   }
-  write_atomic(out / "loss.svg", chart_svg(c));
+  write_file(out / "loss.svg", chart_svg(c));
   return "## Training\n\nBoth twins: the same data, tokens, steps and size (settings in compare.json).\n\n" +
          table({"model", "training tokens", "last validation loss (nats/token)"}, rows) + "![loss](loss.svg)\n\n";
 }
@@ -124,7 +113,7 @@ std::string gen_section(const fs::path& out, const json& g) {
     rows.push_back({"held-out text", "", fmt_num(num(ref, "gen_ppl"), 1), fmt_num(num(ref, "entropy"), 2),
                     fmt_num(ref["distinct"][3].get<double>(), 3), fmt_num(num(ref, "rep4"), 3), "", "", "", "", ""});
   }
-  write_atomic(out / "gen_frontier.svg", chart_svg(c));
+  write_file(out / "gen_frontier.svg", chart_svg(c));
   return "## Generation quality\n\nSamples continue prompts cut from the held-out text; the AR twin judges both (it "
          "favours its own samples, so read its gen-ppl with that in mind). A low gen-ppl at low entropy or low "
          "distinct-4 is repetition, not quality; MAUVE compares the samples with the true continuations.\n\n" +
@@ -198,7 +187,7 @@ std::string tasks_section(const fs::path& out, const std::map<std::string, json>
     c.title = "Speed against quality: " + task, c.x_label = "tokens per forward pass", c.y_label = "accuracy";
     c.x_include = {0}, c.y_include = {0, 1};
     s += speed_table(t, c);
-    write_atomic(out / ("speed_" + task + ".svg"), chart_svg(c));
+    write_file(out / ("speed_" + task + ".svg"), chart_svg(c));
     s += fmt::format("![speed/quality {}](speed_{}.svg)\n\n", task, task);
     for (size_t i = 0; i < 2; ++i)
       for (const json& r : t[kTwins[i]]["rows"]) {
@@ -215,7 +204,7 @@ std::string tasks_section(const fs::path& out, const std::map<std::string, json>
       }
   }
   if (!bars.groups.empty()) {
-    write_atomic(out / "tasks.svg", bar_chart_svg(bars));
+    write_file(out / "tasks.svg", bar_chart_svg(bars));
     s += "![task accuracy](tasks.svg)\n\n";
   }
   return s;
@@ -291,9 +280,9 @@ void write_report(const fs::path& out, const json& settings, const std::map<std:
   if (phases.contains("gen")) md += gen_section(out, phases.at("gen"));
   md += tasks_section(out, phases);
   md += verdicts(phases);
-  write_atomic(out / "report.md", md);
+  write_file(out / "report.md", md);
   json all = {{"command", command}, {"machine", machine}, {"settings", settings}, {"phases", phases}};
-  write_atomic(out / "results.json", all.dump(1) + "\n");
+  write_file(out / "results.json", all.dump(1) + "\n");
 }
 
 }  // namespace unmask

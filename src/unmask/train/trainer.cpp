@@ -5,9 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "unmask/base/error.h"
 #include "unmask/base/mmap.h"
@@ -64,19 +62,6 @@ TrainConfig train_config_from_json(const std::string& text) {
 namespace {
 
 const char* kCheckpoint = "checkpoint.gguf";
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_text(const fs::path& p, const std::string& s) {
-  AtomicFile f(p.string());
-  f.write(s.data(), s.size());
-  f.commit();
-}
 
 // The architecture a diffusion objective trains: llada (row i predicts position i), or dream (row i predicts position
 // i + 1, as an autoregressive model's row does, so that a masked token is first learned from its clean neighbour).
@@ -291,8 +276,8 @@ void Trainer::State::checkpoint() {
   w.add_tensor("optim.adam_v", DType::F32, {n}, opt->v().data());
   w.write((out / kCheckpoint).string());
   saved_step = step;
-  write_text(out / "log.csv", curve_csv(curve));
-  write_text(out / "loss.svg", curve_svg(curve, fmt::format("{} · {} · {}", cfg.objective, cfg.preset, out.string())));
+  write_file(out / "log.csv", curve_csv(curve));
+  write_file(out / "loss.svg", curve_svg(curve, fmt::format("{} · {} · {}", cfg.objective, cfg.preset, out.string())));
 }
 
 Trainer::Trainer(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -355,7 +340,8 @@ Trainer Trainer::resume(const std::string& out_dir, int steps) {
     std::memcpy(dst->data(), t.data, dst->size() * sizeof(float));
   }
   s->opt->set_t(s->step);
-  auto curve = parse_curve_csv(read_text(fs::path(out_dir) / "log.csv"), out_dir + "/log.csv");
+  const fs::path log = fs::path(out_dir) / "log.csv";
+  auto curve = parse_curve_csv(fs::exists(log) ? read_file(log.string()) : std::string(), log.string());
   std::erase_if(curve, [&](const CurvePoint& p) { return p.step > s->step; });
   s->curve = std::move(curve);
   return Trainer(std::move(s));
