@@ -20,6 +20,7 @@ void add_convert(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_export(CLI::App& app);
 void add_compare(CLI::App& app, int argc, char** argv);  // records the command line in the report
+void add_serve(CLI::App& app);
 void add_eval(CLI::App& app);  // eval.cpp: `eval` and its likelihood commands; the others below add theirs to it
 
 // The subcommands of `unmask eval`, one file each.

@@ -18,6 +18,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "live_output.h"
+#include "model_file.h"
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/base/timer.h"
@@ -31,8 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kDiffusionFile = "kjv-mdlm.gguf";
-constexpr const char* kArFile = "kjv-ar.gguf";
 
 struct DemoOptions {
   std::string prompt = "And God said", prompt_file, diffusion_model, ar_model, sampler;
@@ -42,29 +41,13 @@ struct DemoOptions {
   std::function<bool(const std::string&)> given;
 };
 
-// The folders a default model is looked for in, in order.
-std::vector<fs::path> model_dirs() {
-  std::vector<fs::path> dirs;
-  if (const char* env = std::getenv("UNMASK_MODELS"); env && *env) dirs.emplace_back(env);
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) dirs.push_back(exe.parent_path() / ".." / "share" / "unmask" / "models");
-  dirs.emplace_back(UNMASK_SOURCE_MODELS);
-  return dirs;
-}
-
-// The flag's path when given (it must exist), else the first default file found.
+// The flag's path when given (it must exist), else the default file found (model_file.h).
 std::string model_path(const std::string& given, const char* flag, const char* file) {
   if (!given.empty()) {
     check(fs::is_regular_file(given) || fs::is_directory(given), "{} {}: no such model file", flag, given);
     return given;
   }
-  std::string looked;
-  for (const fs::path& d : model_dirs()) {
-    if (fs::is_regular_file(d / file)) return (d / file).lexically_normal().string();
-    looked += (looked.empty() ? "" : ", ") + d.lexically_normal().string();
-  }
-  fail("no default model {} (looked in {}); pass {} PATH or set UNMASK_MODELS to its folder", file, looked, flag);
+  return default_model_path(file, flag);
 }
 
 // A model and its tokenizer; the demo reads and prints text, so a model without one is refused.

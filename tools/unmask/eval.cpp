@@ -91,7 +91,7 @@ EvalProgress progress_bar(bool on, const char* unit) {
 void run_ppl(const LikelihoodOptions& o) {
   set_num_threads(o.threads);
   Model m = Model::load(o.model);
-  const auto tok = tokenizer_of(o.model);
+  const auto tok = model_tokenizer(o.model);
   const std::vector<int32_t> ids = text_tokens(o, tok);
   const Likelihood r = ar_likelihood(m, ids, {o.context, o.stride}, progress_bar(!o.json, "windows"));
   const int C = o.context > 0 ? o.context : m.config().ctx;
@@ -113,7 +113,7 @@ void run_conditional(const LikelihoodOptions& o, Model& m, const std::unique_ptr
 void run_elbo(const LikelihoodOptions& o) {
   set_num_threads(o.threads);
   Model m = Model::load(o.model);
-  const auto tok = tokenizer_of(o.model);
+  const auto tok = model_tokenizer(o.model);
   if (!o.prompt.empty() || !o.prompt_tokens.empty() || !o.answer.empty() || !o.answer_tokens.empty())
     return run_conditional(o, m, tok);
   const std::vector<int32_t> ids = text_tokens(o, tok);

@@ -117,7 +117,7 @@ void run_eval_gen(EvalGenOptions o) {
   set_num_threads(o.threads);
   check_flags(o);
   Model model = Model::load(o.model), judge = Model::load(o.judge);
-  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model), judge_tok = tokenizer_of(o.judge);
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.model), judge_tok = model_tokenizer(o.judge);
   try {
     check_judge(model.config(), judge.config(), tok.get(), judge_tok.get());
   } catch (const Error& e) {

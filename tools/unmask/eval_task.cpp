@@ -128,7 +128,7 @@ void print_points(const TaskReport& r) {
 void score_model(const TaskOptions& o, TaskKind task) {
   set_num_threads(o.threads);
   Model m = Model::load(o.model);
-  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.model);
   check(tok != nullptr, "{} carries no tokenizer; the tasks are text", o.model);
   TaskRunOptions r = run_options(o, task, m.config());
   const std::vector<TaskItem> items = load_items(o, task);

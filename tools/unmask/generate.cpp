@@ -58,21 +58,10 @@ Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* 
 
 bool is_infill(const GenerateOptions& o) { return !o.infill.empty() || !o.infill_tokens.empty(); }
 
-// --chat: the defaults of the model's authors for the flags the user did not give and the sampler reads.
-void apply_chat_defaults(GenerateOptions& o, const ModelConfig& mc) {
-  const ChatDefaults* d = chat_defaults(mc.arch);
-  if (o.chat.empty() || d == nullptr) return;
-  auto unset = [&](const char* flag) { return !o.given(flag) && sampler_reads(o.cfg.kind, flag); };
-  if (unset("--remasking")) o.cfg.remasking = d->remasking;
-  if (unset("--alg")) o.cfg.alg = d->alg;
-  if (unset("--temp")) o.cfg.temperature = d->temperature;
-  if (unset("--top-p")) o.cfg.top_p = d->top_p;
-  if (unset("--block-length")) o.cfg.block_length = d->block_length;
-}
-
 void finish_config(GenerateOptions& o, const ModelConfig& mc) {
   o.cfg = sampler_config(o.sampler, mc, is_infill(o), o.given);
-  apply_chat_defaults(o, mc);
+  // --chat: the defaults of the model's authors for the flags the user did not give and the sampler reads.
+  if (!o.chat.empty()) apply_chat_defaults(o.cfg, mc.arch, [&](std::string_view f) { return o.given(std::string(f)); });
 }
 
 Chat chat_of(const GenerateOptions& o, Tokenizer* tok) {
@@ -245,7 +234,7 @@ void run_generate(GenerateOptions o) {
   Model m = Model::load(o.model);
   const ModelConfig& mc = m.config();
   finish_config(o, mc);
-  std::unique_ptr<Tokenizer> tok = tokenizer_of(o.model);
+  std::unique_ptr<Tokenizer> tok = model_tokenizer(o.model);
   if (!o.batch.empty() || !o.batch_tokens.empty()) return run_batch(o, m, tok.get());
   const Chat chat = chat_of(o, tok.get());
   Canvas canvas = make_canvas(o, mc, tok.get(), chat);

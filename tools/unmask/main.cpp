@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   unmask::cli::add_export(app);
   unmask::cli::add_eval(app);
   unmask::cli::add_compare(app, argc, argv);
+  unmask::cli::add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "unmask/base/error.h"
@@ -45,11 +46,6 @@ void say_dropped(const std::vector<std::string>& dropped, const std::string& fro
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path) {
-  if (!std::filesystem::is_directory(path) && !gguf::Reader(path).has("tokenizer.ggml.model")) return nullptr;
-  return load_tokenizer_file(path);
-}
-
 SourceModel open_source_model(const std::string& path) {
   std::shared_ptr<const gguf::Reader> in = open_model_or_run(path);
   ModelConfig c = read_config(*in);
@@ -62,6 +58,22 @@ gguf::Writer writer_with_metadata(const gguf::Reader& in) {
   gguf::Writer w;
   for (const auto& [key, value] : in.metadata()) w.set(key, value);
   return w;
+}
+
+std::string default_model_path(const char* file, const char* flag) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("UNMASK_MODELS"); env && *env) dirs.emplace_back(env);
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back(exe.parent_path() / ".." / "share" / "unmask" / "models");
+  dirs.emplace_back(UNMASK_SOURCE_MODELS);
+  std::string looked;
+  for (const fs::path& d : dirs) {
+    if (fs::is_regular_file(d / file)) return (d / file).lexically_normal().string();
+    looked += (looked.empty() ? "" : ", ") + d.lexically_normal().string();
+  }
+  fail("no default model {} (looked in {}); pass {} PATH or set UNMASK_MODELS to its folder", file, looked, flag);
 }
 
 }  // namespace unmask::cli

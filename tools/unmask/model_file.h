@@ -17,9 +17,6 @@ class Tokenizer;
 
 namespace unmask::cli {
 
-// The model's tokenizer (a GGUF file's tokenizer.ggml.* keys, a Hugging Face folder's tokenizer.json), or null when
-// a GGUF file carries none.
-std::unique_ptr<Tokenizer> tokenizer_of(const std::string& path);
 
 // A model about to be written again: the file (PATH, or PATH/checkpoint.gguf for a training run's directory), its
 // configuration and weights. A checkpoint's optimizer state (optim.*) is left out, with one line on stderr saying
@@ -33,5 +30,12 @@ SourceModel open_source_model(const std::string& path);
 
 // A writer that holds every metadata key of the source, in its order.
 gguf::Writer writer_with_metadata(const gguf::Reader& in);
+
+// The shipped default models (scripts/train-default-models.sh), and where they are looked for: $UNMASK_MODELS, an
+// install's share/unmask/models, the source tree's models/.
+inline constexpr const char* kDiffusionFile = "kjv-mdlm.gguf";
+inline constexpr const char* kArFile = "kjv-ar.gguf";
+// The first of those folders holding `file`; flag names the option that overrides it in the error.
+std::string default_model_path(const char* file, const char* flag);
 
 }  // namespace unmask::cli

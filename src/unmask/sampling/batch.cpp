@@ -1,24 +1,20 @@
-// The batcher: a barrier over the requests still running. Each round it waits until every one of them has asked
-// for logits, runs the cached calls one by one and the full passes as one Model::forward, and wakes them.
+// The scheduler: a barrier over the requests still running. Each round the compute thread waits until every one of
+// them has asked for logits, runs the cached calls one by one and each model's full passes as one Model::forward,
+// and wakes them. Requests are admitted from the queue whenever a place is free, and leave as soon as they finish.
 #include "unmask/sampling/batch.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <exception>
-#include <functional>
-#include <mutex>
 #include <system_error>
-#include <thread>
 
 namespace unmask {
 
-namespace {
-
-// One request's call, waiting for the batcher: a full pass (batch set) or a cached call run alone (solo set).
-struct Job {
-  int request = 0;
+// One request's call, waiting for the compute thread: a full pass (batch set) or a cached call run alone (solo set).
+struct Scheduler::Job {
+  Model* model = nullptr;
+  int64_t order = 0;  // the request's admission number: rounds serve requests in a fixed order
   const Batch* batch = nullptr;
   float* logits = nullptr;
   std::span<const int32_t> rows;
@@ -27,110 +23,27 @@ struct Job {
   std::exception_ptr error;
 };
 
-class Batcher {
- public:
-  Batcher(Model& m, int requests) : m_(m), active_(requests) {}
-
-  // Called from a request's thread: blocks until the batcher has run the job; rethrows its error.
-  void submit(Job& j) {
-    std::unique_lock lk(mu_);
-    pending_.push_back(&j);
-    wake_batcher_.notify_one();
-    wake_requests_.wait(lk, [&] { return j.done; });
-    if (j.error) std::rethrow_exception(j.error);
-  }
-  // Called once by each request when it has finished (or failed): the barrier stops waiting for it.
-  void leave() {
-    std::lock_guard lk(mu_);
-    --active_;
-    wake_batcher_.notify_one();
-  }
-  // Called by the caller's thread: serves rounds until every request has left.
-  void serve() {
-    for (;;) {
-      std::vector<Job*> round;
-      {
-        std::unique_lock lk(mu_);
-        wake_batcher_.wait(lk, [&] { return int(pending_.size()) == active_; });
-        if (active_ == 0) return;
-        round.swap(pending_);
-      }
-      run_round(round);
-      std::lock_guard lk(mu_);
-      for (Job* j : round) j->done = true;
-      wake_requests_.notify_all();
-    }
-  }
-  int model_calls() const { return model_calls_; }
-  int shared_passes() const { return shared_passes_; }
-
- private:
-  void run_round(std::vector<Job*>& round) {
-    std::sort(round.begin(), round.end(), [](const Job* a, const Job* b) { return a->request < b->request; });
-    std::vector<Job*> full;
-    for (Job* j : round) {
-      if (!j->solo) {
-        full.push_back(j);
-        continue;
-      }
-      try {
-        ++model_calls_;
-        j->solo();
-      } catch (...) {
-        j->error = std::current_exception();
-      }
-    }
-    if (full.empty()) return;
-    try {
-      run_shared(full);
-    } catch (...) {
-      for (Job* j : full) j->error = std::current_exception();
-    }
-  }
-
-  // The sequences of every job concatenated into one Batch, each job's rows moved by its first token's offset.
-  void run_shared(std::span<Job* const> full) {
-    Batch all;
-    std::vector<int32_t> rows;
-    std::vector<size_t> first_row;
-    for (const Job* j : full) {
-      const Batch& b = *j->batch;
-      const int32_t offset = int32_t(all.tokens.size());
-      for (size_t s = 0; s + 1 < b.begin.size(); ++s)
-        all.add(std::span(b.tokens).subspan(size_t(b.begin[s]), size_t(b.begin[s + 1] - b.begin[s])));
-      first_row.push_back(rows.size());
-      for (int32_t r : j->rows) rows.push_back(r + offset);
-      if (j->rows.empty())  // Model::forward's convention: no rows means every row
-        for (int32_t r = 0; r < int32_t(b.tokens.size()); ++r) rows.push_back(r + offset);
-    }
-    first_row.push_back(rows.size());
-    const size_t V = size_t(m_.config().vocab);
-    std::vector<float> logits(rows.size() * V);
-    ++model_calls_;
-    if (full.size() > 1) ++shared_passes_;
-    m_.forward(all, logits.data(), rows);
-    for (size_t i = 0; i < full.size(); ++i)
-      std::copy(logits.begin() + ptrdiff_t(first_row[i] * V), logits.begin() + ptrdiff_t(first_row[i + 1] * V),
-                full[i]->logits);
-  }
-
-  Model& m_;
-  std::mutex mu_;
-  std::condition_variable wake_batcher_, wake_requests_;
-  std::vector<Job*> pending_;
-  int active_;
-  int model_calls_ = 0, shared_passes_ = 0;
+struct Scheduler::Entry {
+  Model* model = nullptr;
+  Request q;
+  Done done;
+  std::shared_ptr<std::atomic<bool>> cancel;
+  int64_t order = 0;
+  std::thread thread;
 };
 
-// A request's view of the model: full passes go to the batcher; cached calls run alone on the request's own cache.
+namespace {
+
+// A request's view of the model: full passes go to the scheduler's round; cached calls run alone on the request's
+// own cache, on the compute thread.
 class Proxy final : public Backbone {
  public:
-  Proxy(Batcher& b, Model& m, int request) : b_(b), own_(m), request_(request) {}
+  Proxy(Scheduler& s, Model& m, int64_t order) : s_(s), m_(m), own_(m), order_(order) {}
   const ModelConfig& config() const override { return own_.config(); }
   void forward(const Batch& batch, float* logits, std::span<const int32_t> rows) override {
-    Job j;
-    j.request = request_, j.batch = &batch, j.logits = logits, j.rows = rows;
-    b_.submit(j);
+    Scheduler::Job j;
+    j.model = &m_, j.order = order_, j.batch = &batch, j.logits = logits, j.rows = rows;
+    s_.call(j);
   }
   void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                       bool commit) override {
@@ -140,56 +53,235 @@ class Proxy final : public Backbone {
                       std::span<const int32_t> rows) override {
     solo([&] { own_.forward_window(begin, tokens, logits, rows); });
   }
-  // The cache is touched by the batcher only while this request waits in submit(), so reading it here is safe.
+  // The cache is touched by the compute thread only while this request waits in call(), so reading it here is safe.
   int cached() const override { return own_.cached(); }
   void truncate(int n) override { own_.truncate(n); }
 
  private:
-  void solo(std::function<void()> call) {
-    Job j;
-    j.request = request_, j.solo = std::move(call);
-    b_.submit(j);
+  void solo(std::function<void()> fn) {
+    Scheduler::Job j;
+    j.model = &m_, j.order = order_, j.solo = std::move(fn);
+    s_.call(j);
   }
-  Batcher& b_;
+  Scheduler& s_;
+  Model& m_;
   ModelBackbone own_;
-  int request_;
+  int64_t order_;
 };
 
-void run_request(Batcher& b, Model& m, int i, const Request& q, BatchOutcome& out, int omp_threads) {
-  omp_set_num_threads(omp_threads);  // OpenMP's thread count is per thread: use the caller's
-  try {
-    Proxy p(b, m, i);
-    out.result = q.canvas ? generate_canvas(p, q.cfg, *q.canvas, q.on_step) : generate(p, q.cfg, q.prompt, q.on_step);
-  } catch (const std::exception& e) {
-    out.error = e.what();
-  } catch (...) {
-    out.error = "unknown error";
-  }
-  b.leave();
+}  // namespace
+
+Scheduler::Scheduler(SchedulerLimits limits) : limits_(limits) {
+  limits_.parallel = std::max(limits_.parallel, 1);
+  limits_.queue = std::max(limits_.queue, 0);
 }
 
-}  // namespace
+Scheduler::~Scheduler() {
+  stop();
+  serve(true);  // whatever still runs is cancelled: serve it until every request thread has left
+  for (std::thread& t : finished_) t.join();
+}
+
+bool Scheduler::submit(Model& model, Request q, Done done, std::shared_ptr<std::atomic<bool>> cancel) {
+  auto e = std::make_unique<Entry>();
+  e->model = &model, e->q = std::move(q), e->done = std::move(done);
+  e->cancel = cancel ? std::move(cancel) : std::make_shared<std::atomic<bool>>(false);
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(e));
+    admit_locked();
+    if (int(queue_.size()) > limits_.queue) {
+      queue_.pop_back();
+      return false;
+    }
+  }
+  wake_compute_.notify_one();
+  return true;
+}
+
+// Starts queued requests while places are free; a cancelled one starts at once whatever the limit (it only reports).
+void Scheduler::admit_locked() {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    const bool cancelled = (*it)->cancel->load();
+    if (!cancelled && int(running_.size()) >= limits_.parallel) {
+      ++it;
+      continue;
+    }
+    Entry& e = **it;
+    e.order = next_order_++;
+    running_.splice(running_.end(), queue_, it++);
+    try {
+      e.thread = std::thread([this, &e] { run_request(e); });
+    } catch (const std::system_error& err) {
+      BatchOutcome out;
+      out.error = std::string("could not start the request's thread: ") + err.what();
+      Done done = std::move(e.done);
+      running_.remove_if([&](const std::unique_ptr<Entry>& p) { return p.get() == &e; });
+      done(std::move(out));
+    }
+  }
+}
+
+void Scheduler::run_request(Entry& e) {
+  omp_set_num_threads(1);  // token choice stays on this thread: the compute thread's team is the only team
+  BatchOutcome out;
+  const std::shared_ptr<std::atomic<bool>> cancel = e.cancel;
+  if (cancel->load()) {
+    out.result.cancelled = true;
+  } else {
+    try {
+      Proxy p(*this, *e.model, e.order);
+      const StepCallback& user = e.q.on_step;
+      const StepCallback cb = [&](const StepEvent& ev) { return !cancel->load() && (!user || user(ev)); };
+      out.result = e.q.canvas ? generate_canvas(p, e.q.cfg, *e.q.canvas, cb) : generate(p, e.q.cfg, e.q.prompt, cb);
+    } catch (const std::exception& err) {
+      out.error = err.what();
+    } catch (...) {
+      out.error = "unknown error";
+    }
+  }
+  Done done;
+  {
+    std::lock_guard lk(mu_);
+    done = std::move(e.done);
+    finished_.push_back(std::move(e.thread));
+    running_.remove_if([&](const std::unique_ptr<Entry>& p) { return p.get() == &e; });
+    admit_locked();
+  }
+  wake_compute_.notify_one();
+  try {
+    done(std::move(out));
+  } catch (...) {
+  }
+}
+
+void Scheduler::call(Job& j) {
+  std::unique_lock lk(mu_);
+  pending_.push_back(&j);
+  wake_compute_.notify_one();
+  wake_requests_.wait(lk, [&] { return j.done; });
+  lk.unlock();
+  if (j.error) std::rethrow_exception(j.error);
+}
+
+void Scheduler::serve(bool until_idle) {
+  for (;;) {
+    std::vector<Job*> round;
+    std::vector<std::thread> left;
+    {
+      std::unique_lock lk(mu_);
+      auto ready = [&] { return !running_.empty() && pending_.size() == running_.size(); };
+      auto idle = [&] { return running_.empty() && queue_.empty() && (until_idle || stopping_); };
+      wake_compute_.wait(lk, [&] {
+        admit_locked();
+        return ready() || !finished_.empty() || idle();
+      });
+      left.swap(finished_);
+      if (ready()) round.swap(pending_);
+      else if (left.empty() && idle()) return;
+    }
+    for (std::thread& t : left) t.join();
+    if (round.empty()) continue;
+    SchedulerStats st;
+    run_round(round, st);
+    {
+      std::lock_guard lk(mu_);
+      ++stats_.rounds;
+      stats_.model_calls += st.model_calls, stats_.shared_passes += st.shared_passes;
+      stats_.sequences += st.sequences, stats_.positions += st.positions;
+      for (Job* j : round) j->done = true;
+    }
+    wake_requests_.notify_all();
+  }
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    for (auto& e : running_) e->cancel->store(true);
+    for (auto& e : queue_) e->cancel->store(true);
+  }
+  wake_compute_.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard lk(mu_);
+  SchedulerStats s = stats_;
+  s.running = int(running_.size()), s.queued = int(queue_.size());
+  return s;
+}
+
+void Scheduler::run_round(std::vector<Job*>& round, SchedulerStats& st) {
+  std::sort(round.begin(), round.end(), [](const Job* a, const Job* b) { return a->order < b->order; });
+  std::vector<Job*> full;
+  for (Job* j : round) {
+    if (!j->solo) {
+      full.push_back(j);
+      continue;
+    }
+    try {
+      ++st.model_calls;
+      j->solo();
+    } catch (...) {
+      j->error = std::current_exception();
+    }
+  }
+  // One pass per model, its jobs in admission order.
+  std::stable_sort(full.begin(), full.end(), [](const Job* a, const Job* b) { return a->model < b->model; });
+  for (size_t lo = 0; lo < full.size();) {
+    size_t hi = lo;
+    while (hi < full.size() && full[hi]->model == full[lo]->model) ++hi;
+    const std::span<Job* const> group(full.data() + lo, hi - lo);
+    try {
+      run_shared(*full[lo]->model, group, st);
+    } catch (...) {
+      for (Job* j : group) j->error = std::current_exception();
+    }
+    lo = hi;
+  }
+}
+
+// The sequences of every job concatenated into one Batch, each job's rows moved by its first token's offset.
+void Scheduler::run_shared(Model& m, std::span<Job* const> full, SchedulerStats& st) {
+  Batch all;
+  std::vector<int32_t> rows;
+  std::vector<size_t> first_row;
+  for (const Job* j : full) {
+    const Batch& b = *j->batch;
+    const int32_t offset = int32_t(all.tokens.size());
+    for (size_t s = 0; s + 1 < b.begin.size(); ++s)
+      all.add(std::span(b.tokens).subspan(size_t(b.begin[s]), size_t(b.begin[s + 1] - b.begin[s])));
+    first_row.push_back(rows.size());
+    for (int32_t r : j->rows) rows.push_back(r + offset);
+    if (j->rows.empty())  // Model::forward's convention: no rows means every row
+      for (int32_t r = 0; r < int32_t(b.tokens.size()); ++r) rows.push_back(r + offset);
+  }
+  first_row.push_back(rows.size());
+  const size_t V = size_t(m.config().vocab);
+  std::vector<float> logits(rows.size() * V);
+  ++st.model_calls;
+  if (full.size() > 1) ++st.shared_passes;
+  st.sequences += int64_t(all.begin.size()) - 1;
+  st.positions += int64_t(all.tokens.size());
+  m.forward(all, logits.data(), rows);
+  for (size_t i = 0; i < full.size(); ++i)
+    std::copy(logits.begin() + ptrdiff_t(first_row[i] * V), logits.begin() + ptrdiff_t(first_row[i + 1] * V),
+              full[i]->logits);
+}
 
 BatchResult generate_batch(Model& model, std::span<const Request> requests) {
   BatchResult res;
   res.outcomes.resize(requests.size());
-  Batcher b(model, int(requests.size()));
-  const int omp_threads = omp_get_max_threads();
-  std::vector<std::thread> threads;
-  threads.reserve(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    try {
-      threads.emplace_back(run_request, std::ref(b), std::ref(model), int(i), std::cref(requests[i]),
-                           std::ref(res.outcomes[i]), omp_threads);
-    } catch (const std::system_error& e) {
-      res.outcomes[i].error = std::string("could not start the request's thread: ") + e.what();
-      b.leave();
-    }
-  }
-  b.serve();
-  for (std::thread& t : threads) t.join();
-  res.model_calls = b.model_calls();
-  res.shared_passes = b.shared_passes();
+  const int n = int(requests.size());
+  Scheduler s({.parallel = std::max(n, 1), .queue = n});
+  for (size_t i = 0; i < requests.size(); ++i)
+    s.submit(model, requests[i], [&res, i](BatchOutcome o) { res.outcomes[i] = std::move(o); });
+  s.serve(true);
+  const SchedulerStats st = s.stats();
+  res.model_calls = int(st.model_calls);
+  res.shared_passes = int(st.shared_passes);
   return res;
 }
 

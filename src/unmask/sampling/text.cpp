@@ -71,6 +71,18 @@ const ChatDefaults* chat_defaults(std::string_view arch) {
   return d == std::end(kChatDefaults) ? nullptr : d;
 }
 
+void apply_chat_defaults(SamplerConfig& c, std::string_view arch,
+                         const std::function<bool(std::string_view)>& given) {
+  const ChatDefaults* d = chat_defaults(arch);
+  if (d == nullptr) return;
+  auto unset = [&](std::string_view option) { return !given(option) && sampler_reads(c.kind, option); };
+  if (unset("--remasking")) c.remasking = d->remasking;
+  if (unset("--alg")) c.alg = d->alg;
+  if (unset("--temp")) c.temperature = d->temperature;
+  if (unset("--top-p")) c.top_p = d->top_p;
+  if (unset("--block-length")) c.block_length = d->block_length;
+}
+
 std::vector<std::string_view> sampler_specific_options() {
   std::vector<std::string_view> names;
   for (const OptionReaders& o : kOptionReaders) names.push_back(o.option);
@@ -161,7 +173,11 @@ Canvas ids_canvas(std::vector<int32_t> ids) {
 
 Canvas chat_canvas(const Tokenizer& tok, const Chat& chat, std::string_view message) {
   const ChatMessage m{"user", std::string(message)};
-  return ids_canvas(tok.encode(apply_chat_template(*chat.tmpl, {&m, 1}, true), false, true));
+  return chat_canvas(tok, chat, {&m, 1});
+}
+
+Canvas chat_canvas(const Tokenizer& tok, const Chat& chat, std::span<const ChatMessage> messages) {
+  return ids_canvas(tok.encode(apply_chat_template(*chat.tmpl, messages, true), false, true));
 }
 
 Canvas infill_text_canvas(const Tokenizer& tok, std::string_view pattern, int32_t mask_token) {
@@ -216,6 +232,45 @@ std::string decode_text(const Tokenizer* tok, std::span<const int32_t> ids) {
     s += std::to_string(id);
   }
   return s;
+}
+
+FinalText::FinalText(const Tokenizer* tok, int32_t mask_token, int begin, std::vector<int32_t> stop_ids,
+                     std::vector<std::string> stop)
+    : tok_(tok), mask_(mask_token), begin_(begin), stop_ids_(std::move(stop_ids)), filter_(stop) {
+  if (tok) text_.emplace(*tok);
+}
+
+// A piece through the stop strings; a stop string ends the text.
+std::string FinalText::take(std::string piece) {
+  std::string out = filter_.push(piece);
+  stopped_ = stopped_ || filter_.stopped();
+  return out;
+}
+
+std::string FinalText::update(std::span<const int32_t> canvas) {
+  std::string out;
+  for (size_t p = size_t(begin_ + read_); !stopped_ && p < canvas.size() && canvas[p] != mask_; ++p) {
+    const int32_t id = canvas[p];
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) {
+      stopped_ = true;
+      break;
+    }
+    ++read_;
+    out += take(text_ ? text_->push(id) : (read_ > 1 ? " " : "") + std::to_string(id));
+  }
+  return out;
+}
+
+std::string FinalText::finish(std::span<const int32_t> canvas) {
+  std::string out = update(canvas);
+  if (stopped_ && filter_.stopped()) return out;
+  if (text_) out += take(text_->finish());
+  return out + filter_.finish();
+}
+
+std::string cell_text(const Tokenizer* tok, int32_t id) {
+  if (!tok) return std::to_string(id);
+  return tok->is_control(id) ? tok->token_text(id) : valid_utf8(tok->token_bytes(id));
 }
 
 }  // namespace unmask

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +41,10 @@ struct ChatDefaults {
   int block_length;  // 0: the whole generation
 };
 const ChatDefaults* chat_defaults(std::string_view arch);  // null for a family without published settings
+// The chat defaults of c.kind's family for the options the user did not give and the sampler reads; given(option):
+// whether the user set it, by command-line name ("--temp"). Nothing changes for a family without defaults.
+void apply_chat_defaults(SamplerConfig& c, std::string_view arch,
+                         const std::function<bool(std::string_view)>& given);
 
 // ---- which options each sampler reads
 
@@ -99,6 +105,7 @@ Canvas ids_canvas(std::vector<int32_t> ids);
 // A user message in the chat's template with the assistant's turn opened (as Hugging Face's apply_chat_template:
 // the template carries the BOS, nothing is added around it).
 Canvas chat_canvas(const Tokenizer& tok, const Chat& chat, std::string_view message);
+Canvas chat_canvas(const Tokenizer& tok, const Chat& chat, std::span<const ChatMessage> messages);  // a conversation
 // Infill patterns: "The [MASK:12] of the world" (text), "1,2,M12,3" (ids); prompt_length 0.
 Canvas infill_text_canvas(const Tokenizer& tok, std::string_view pattern, int32_t mask_token);
 Canvas infill_ids_canvas(std::string_view list, int32_t mask_token);
@@ -131,5 +138,41 @@ class TextStream {
  private:
   StreamDecoder dec_;
 };
+
+// ---- the text of a run as it becomes final
+
+// The generated text read left to right as positions become final: at each step the positions from `begin` on are
+// taken in order while they are committed; a stop id (EOS, the chat's end of turn) or a stop string ends the text.
+// The pieces update() returns and finish() concatenated equal the text of the finished canvas from `begin`, cut before
+// its first stop id and its first stop string: what the run says, whether it is streamed or not. Once stopped() the
+// rest of the canvas cannot change the text, so a run may be cut short there (not under ReMDM, which remasks
+// committed positions: read it with finish() alone). Without a tokenizer the text is the ids joined by spaces.
+class FinalText {
+ public:
+  // stop_ids empty: no id stops the text (an infill canvas is read whole).
+  FinalText(const Tokenizer* tok, int32_t mask_token, int begin, std::vector<int32_t> stop_ids,
+            std::vector<std::string> stop);
+  std::string update(std::span<const int32_t> canvas);  // the text that became final since the last call
+  std::string finish(std::span<const int32_t> canvas);  // the rest, at the end of the run
+  bool stopped() const { return stopped_; }
+  bool stopped_by_string() const { return filter_.stopped(); }
+  int tokens() const { return read_; }  // positions read before the stop: the completion's tokens
+
+ private:
+  std::string take(std::string piece);
+
+  const Tokenizer* tok_;
+  int32_t mask_;
+  int begin_;
+  std::vector<int32_t> stop_ids_;
+  std::optional<TextStream> text_;
+  StopFilter filter_;
+  int read_ = 0;
+  bool stopped_ = false;
+};
+
+// A position's text for a drawing of the canvas: the token's bytes as valid UTF-8 (a control token: its vocabulary
+// text, "<|eot_id|>"), or its id without a tokenizer.
+std::string cell_text(const Tokenizer* tok, int32_t id);
 
 }  // namespace unmask

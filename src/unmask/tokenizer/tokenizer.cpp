@@ -173,4 +173,9 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   return load_tokenizer(reader);
 }
 
+std::unique_ptr<Tokenizer> model_tokenizer(const std::string& path) {
+  if (!std::filesystem::is_directory(path) && !gguf::Reader(path).has("tokenizer.ggml.model")) return nullptr;
+  return load_tokenizer_file(path);
+}
+
 }  // namespace unmask

@@ -83,6 +83,8 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
 // A GGUF file, a tokenizer.json when the path ends in .json, or a Hugging Face folder's tokenizer.json (for a model
 // folder, padded to its embedding's rows: hf_vocab in model/hf.h).
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
+// The tokenizer of a model (a GGUF file or a Hugging Face folder); null for a GGUF file without a vocabulary.
+std::unique_ptr<Tokenizer> model_tokenizer(const std::string& path);
 
 // Feeds ids one at a time and returns only whole UTF-8 characters; the bytes of a character split across tokens
 // wait for the token that completes it. Concatenating every push() and finish() equals decode() of all ids.
