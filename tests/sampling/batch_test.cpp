@@ -6,6 +6,11 @@
 #include <omp.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 namespace unmask {
 namespace {
@@ -13,8 +18,8 @@ namespace {
 // A tiny random LLaDA-style model whose logits are scaled by 12 (its final norm): the random model's logits are
 // otherwise so flat that top choices differ in the 6th digit, within the float rounding that a larger batch's GEMMs
 // may change. Scaled, selection margins lie far above it (as in tests/reference/test_generate.py).
-Model decisive_model(uint64_t seed) {
-  ModelConfig c = preset_config("tiny");
+Model decisive_model(uint64_t seed, const char* preset = "tiny") {
+  ModelConfig c = preset_config(preset);
   const ArchInfo& a = arch_info("llada");
   c.arch = "llada", c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias, c.shift_logits = a.shift_logits;
   c.mask_token = c.vocab - 1, c.eos_token = 2;
@@ -135,6 +140,133 @@ TEST(Batch, NoRequestsIsAnEmptyResult) {
   BatchResult b = generate_batch(m, {});
   EXPECT_TRUE(b.outcomes.empty());
   EXPECT_EQ(b.model_calls, 0);
+}
+
+}  // namespace
+}  // namespace unmask
+
+namespace unmask {
+namespace {
+
+// The outcome of a request submitted to a Scheduler, waited for.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<BatchOutcome> outcome;
+  Scheduler::Done done() {
+    return [this](BatchOutcome o) {
+      std::lock_guard lk(mu);
+      outcome = std::move(o);
+      cv.notify_all();
+    };
+  }
+  BatchOutcome wait() {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return outcome.has_value(); });
+    return *outcome;
+  }
+};
+
+TEST(Scheduler, ARequestJoiningARunningBatchGetsItsSoloTokens) {
+  Model m = decisive_model(12);
+  Scheduler s({.parallel = 4, .queue = 4});
+  std::thread compute([&] { s.serve(); });
+  Request a = request(SamplerKind::kLlada, 24, 24, 3, {11, 25, 7});
+  Request b = request(SamplerKind::kDream, 12, 6, 5, {3, 9, 100});
+  b.cfg.temperature = 0.7;
+  Waiter wa, wb;
+  std::atomic<int> a_steps{0}, a_steps_when_b_started{-1};
+  // B arrives while A runs (at A's fourth step); B's first step records how far A had gone.
+  Request a_live = a;
+  a_live.on_step = [&](const StepEvent& e) {
+    ++a_steps;
+    if (e.step == 3) EXPECT_TRUE(s.submit(m, b, wb.done()));
+    return true;
+  };
+  b.on_step = [&](const StepEvent& e) {
+    if (e.step == 0) a_steps_when_b_started = a_steps.load();
+    return true;
+  };
+  ASSERT_TRUE(s.submit(m, a_live, wa.done()));
+  const BatchOutcome oa = wa.wait(), ob = wb.wait();
+  s.stop();
+  compute.join();
+  ASSERT_TRUE(oa.ok()) << oa.error;
+  ASSERT_TRUE(ob.ok()) << ob.error;
+  const Request b_plain = request(SamplerKind::kDream, 12, 6, 5, {3, 9, 100});
+  Request b_alone = b_plain;
+  b_alone.cfg.temperature = 0.7;
+  EXPECT_EQ(oa.result.canvas, alone(m, a).canvas);
+  EXPECT_EQ(ob.result.canvas, alone(m, b_alone).canvas);
+  EXPECT_GE(a_steps_when_b_started.load(), 4) << "B joined after A had started";
+  EXPECT_LT(a_steps_when_b_started.load(), 24) << "B did not wait for A to finish";
+  const SchedulerStats st = s.stats();
+  EXPECT_GT(st.shared_passes, 0) << "A and B shared passes";
+  EXPECT_EQ(st.model_calls, 24) << "B's six passes all rode along with A's 24";
+}
+
+TEST(Scheduler, AFullQueueRefusesAndACancelledRequestFreesItsPlace) {
+  Model m = decisive_model(13);
+  Scheduler s({.parallel = 1, .queue = 1});
+  std::thread compute([&] { s.serve(); });
+  std::atomic<bool> a_started{false};
+  Request a = request(SamplerKind::kMdlm, 64, 64, 1, {1, 2, 3});
+  a.cfg.ddpm_cache = false;
+  a.on_step = [&](const StepEvent&) { return a_started = true, true; };
+  auto cancel_a = std::make_shared<std::atomic<bool>>(false);
+  Waiter wa, wb, wq;
+  ASSERT_TRUE(s.submit(m, a, wa.done(), cancel_a));
+  while (!a_started) std::this_thread::yield();
+  const Request b = request(SamplerKind::kLlada, 8, 4, 2, {4, 5});
+  ASSERT_TRUE(s.submit(m, b, wb.done())) << "one place in the queue";
+  EXPECT_FALSE(s.submit(m, b, wq.done())) << "the queue is full";
+  EXPECT_EQ(s.stats().queued, 1);
+  *cancel_a = true;
+  const BatchOutcome oa = wa.wait();
+  EXPECT_TRUE(oa.result.cancelled);
+  EXPECT_LT(oa.result.stats.steps, 64);
+  const BatchOutcome ob = wb.wait();
+  ASSERT_TRUE(ob.ok()) << ob.error;
+  EXPECT_EQ(ob.result.canvas, alone(m, b).canvas);
+  // A queued request cancelled before it starts reports at once, without a step.
+  auto cancel_q = std::make_shared<std::atomic<bool>>(true);
+  Waiter wc;
+  ASSERT_TRUE(s.submit(m, b, wc.done(), cancel_q));
+  EXPECT_TRUE(wc.wait().result.cancelled);
+  s.stop();
+  compute.join();
+  EXPECT_EQ(s.stats().running, 0);
+}
+
+// The claim docs/server.md makes: a sequence's logits in a batch equal its logits alone, bit for bit, whatever its
+// companions (f32 weights: every row of a GEMM is reduced in the same order whatever the number of rows).
+TEST(Batch, ASequenceLogitsAreBitForBitTheSameBesideOthers) {
+  for (const char* preset : {"tiny", "small"}) {
+    SCOPED_TRACE(preset);
+    Model m = decisive_model(14, preset);
+    const size_t V = size_t(m.config().vocab);
+    const std::vector<int32_t> seq = {5, 9, 33, 2, 17, 17, 250, 4, 8};
+    Batch one;
+    one.add(seq);
+    std::vector<float> solo(seq.size() * V);
+    m.forward(one, solo.data(), {});
+    for (int companions : {1, 3, 7}) {
+      Batch many;
+      std::vector<int32_t> other;
+      for (int c = 0; c < companions; ++c) {
+        other.assign(size_t(5 + 13 * c), int32_t(40 + c));
+        many.add(other);
+      }
+      const int32_t offset = int32_t(many.tokens.size());
+      many.add(seq);
+      std::vector<int32_t> rows(seq.size());
+      for (size_t i = 0; i < rows.size(); ++i) rows[i] = offset + int32_t(i);
+      std::vector<float> batched(seq.size() * V);
+      m.forward(many, batched.data(), rows);
+      EXPECT_EQ(0, std::memcmp(solo.data(), batched.data(), solo.size() * sizeof(float)))
+          << "beside " << companions << " other sequences";
+    }
+  }
 }
 
 }  // namespace

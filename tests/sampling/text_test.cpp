@@ -131,5 +131,53 @@ TEST(TextUtf8, StreamedPiecesAreValidAndAddUpToTheWholeText) {
   EXPECT_EQ(decode_text(nullptr, ids), "97 195 169 255 98 195 99 195");
 }
 
+// A canvas as a diffusion sampler leaves it after each step: the prompt [P, P], then masks filled in any order.
+std::vector<std::vector<int32_t>> filling(const std::vector<int32_t>& final, const std::vector<int>& order, int32_t mask) {
+  std::vector<int32_t> c(final.size(), mask);
+  c[0] = c[1] = 'P';
+  std::vector<std::vector<int32_t>> steps;
+  for (int p : order) {
+    c[size_t(p)] = final[size_t(p)];
+    steps.push_back(c);
+  }
+  return steps;
+}
+
+TEST(TextFinal, PiecesComeLeftToRightAndAddUpToTheFinishedText) {
+  const std::unique_ptr<Tokenizer> tok = make_tokenizer(byte_level_vocab());
+  const int32_t mask = 300, eos = 0;
+  // "Hé!" then EOS then junk the reference pads with: "é" is two byte tokens filled in reverse order.
+  const std::vector<int32_t> final = {'P', 'P', 'H', 0xC3, 0xA9, '!', eos, 'x', 'y'};
+  FinalText t(tok.get(), mask, 2, {eos}, {});
+  std::vector<std::string> pieces;
+  for (const auto& canvas : filling(final, {4, 8, 2, 3, 5, 7, 6}, mask)) {
+    pieces.push_back(t.update(canvas));
+    EXPECT_EQ(valid_utf8(pieces.back()), pieces.back()) << "never half a character";
+  }
+  EXPECT_EQ(pieces, (std::vector<std::string>{"", "", "H", "\xC3\xA9", "!", "", ""}))
+      << "a position's text waits until every position before it is final";
+  EXPECT_TRUE(t.stopped()) << "EOS became final";
+  EXPECT_EQ(t.finish(final), "");
+  EXPECT_EQ(t.tokens(), 4);
+}
+
+TEST(TextFinal, StopStringsCutTheTextAndAnUnfinishedCanvasEndsAtItsFirstMask) {
+  const std::unique_ptr<Tokenizer> tok = make_tokenizer(byte_level_vocab());
+  const int32_t mask = 300;
+  std::vector<int32_t> canvas = {'P', 'a', 'b', 'S', 'T', 'c'};
+  FinalText cut(tok.get(), mask, 1, {}, {"ST"});
+  EXPECT_EQ(cut.update(std::vector<int32_t>{'P', 'a', 'b', 'S', mask, 'c'}), "ab") << "'S' may start the stop string";
+  EXPECT_FALSE(cut.stopped());
+  EXPECT_EQ(cut.update(canvas), "");
+  EXPECT_TRUE(cut.stopped());
+  EXPECT_TRUE(cut.stopped_by_string());
+  EXPECT_EQ(cut.finish(canvas), "");
+  FinalText open(tok.get(), mask, 1, {}, {"ST"});
+  EXPECT_EQ(open.finish(std::vector<int32_t>{'P', 'a', 'S', mask, 'c'}), "aS") << "a cancelled run: text up to the mask";
+  EXPECT_FALSE(open.stopped());
+  FinalText ids(nullptr, mask, 1, {7}, {});
+  EXPECT_EQ(ids.finish(std::vector<int32_t>{1, 4, 5, 7, 9}), "4 5") << "without a tokenizer: ids";
+}
+
 }  // namespace
 }  // namespace unmask
