@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup.sh          # what building and running `unmask` needs (compiler, CMake, oneDNN, ...)
 #   bash scripts/setup.sh --test   # also what the tests, fuzzers and benchmarks need (GoogleTest, PyTorch, clang,
-#                                  # Open MPI, Node for the independent GGUF parser)
+#                                  # Open MPI, Node with the npm packages of the GGUF parser test, the openai client
+#                                  # tests and the page test, Chromium for the page test)
 #   bash scripts/setup.sh --corpus # also the corpus the default models are trained on (scripts/train-default-models.sh)
 set -euo pipefail
 test=0 corpus=0
@@ -25,6 +26,7 @@ if [ $test -eq 1 ]; then
     libopenmpi-dev openmpi-bin
     python3-torch python3-numpy libopenblas0-openmp
     clang libclang-rt-14-dev libomp-dev  # the fuzz targets: clang++, libFuzzer + sanitizer runtimes, OpenMP for clang
+    chromium  # the server's page, tested headless (tests/server/web)
   )
 fi
 if [ $corpus -eq 1 ]; then
@@ -46,9 +48,12 @@ else
 fi
 
 if [ $test -eq 1 ]; then
-  # The independent GGUF parser the io tests compare against (npm's @huggingface/gguf, pinned by package-lock.json).
-  cd "$(dirname "$0")/../tests/io/gguf_js"
-  if [ ! -d node_modules/@huggingface/gguf ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
+  # The npm packages the tests use, each pinned by its folder's package-lock.json: the independent GGUF parser
+  # (@huggingface/gguf), the official OpenAI client (openai) and the browser driver for the page (playwright-core).
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for dir in tests/io/gguf_js tests/server/openai tests/server/web; do
+    if [ ! -d "$root/$dir/node_modules" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules" ]; then
+      (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 fi
