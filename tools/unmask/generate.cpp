@@ -58,6 +58,9 @@ Tokenizer& need_tokenizer(Tokenizer* tok, const std::string& model, const char* 
 
 bool is_infill(const GenerateOptions& o) { return !o.infill.empty() || !o.infill_tokens.empty(); }
 
+// Samplers that write left to right, appending to the prompt: their text streams as it comes.
+bool appends(SamplerKind k) { return k == SamplerKind::kAr || k == SamplerKind::kSpec; }
+
 void finish_config(GenerateOptions& o, const ModelConfig& mc) {
   o.cfg = sampler_config(o.sampler, mc, is_infill(o), o.given);
   // --chat: the defaults of the model's authors for the flags the user did not give and the sampler reads.
@@ -95,7 +98,7 @@ int positions_to_fill(const SamplerConfig& c, const ModelConfig& mc, const Canva
 // The steps the rainbow of --visual spans: the sampler's step count (bd3: per block), or one per position.
 int expected_steps(const SamplerConfig& c, const ModelConfig& mc, const Canvas& canvas) {
   const int masks = positions_to_fill(c, mc, canvas);
-  if (c.kind == SamplerKind::kAr || c.steps <= 0) return masks;
+  if (appends(c.kind) || c.steps <= 0) return masks;
   const int block = c.kind == SamplerKind::kBd3 ? std::max(mc.block_size, 1) : masks;
   return c.steps * std::max((masks + block - 1) / block, 1);
 }
@@ -108,6 +111,7 @@ std::string json_line(const nlohmann::json& j) {
 nlohmann::json stats_json(const GenerateStats& s) {
   return {{"forward_passes", s.forward_passes}, {"positions_run", s.positions_run}, {"logit_rows", s.logit_rows},
           {"steps", s.steps}, {"generated", s.generated}, {"tokens_per_forward", s.tokens_per_forward()},
+          {"drafted", s.drafted}, {"accepted", s.accepted},
           {"seconds_forward", s.seconds_forward}, {"seconds_sample", s.seconds_sample},
           {"seconds_total", s.seconds_total},
           {"tokens_per_second", s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0}};
@@ -125,7 +129,7 @@ nlohmann::json result_json(const SamplerConfig& c, const GenerateResult& r, cons
 
 // AR with stop strings, for a request that is not streamed (--batch): stop once the generated text holds one.
 bool hit_stop(const GenerateOptions& o, const Tokenizer* tok, const StepEvent& e) {
-  return o.cfg.kind == SamplerKind::kAr && tok && !o.stop.empty() &&
+  return appends(o.cfg.kind) && tok && !o.stop.empty() &&
          holds_stop(tok->decode(e.canvas.subspan(size_t(e.prompt_length))), o.stop);
 }
 
@@ -204,7 +208,7 @@ void run_batch(const GenerateOptions& o, Model& m, Tokenizer* tok) {
 // One request: AR streams its text (unless --json or --visual), diffusion shows its progress or the live canvas.
 void run_one(const GenerateOptions& o, Model& m, const Tokenizer* tok, const Chat& chat, Canvas canvas) {
   const ModelConfig& mc = m.config();
-  const bool ar = o.cfg.kind == SamplerKind::kAr, stream = ar && !o.json && !o.visual;
+  const bool ar = appends(o.cfg.kind), stream = ar && !o.json && !o.visual;
   std::vector<int32_t> skip = chat.stop_ids;
   skip.push_back(mc.eos_token);
   ArStream text(stdout, tok, o.stop, skip);

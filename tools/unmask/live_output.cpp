@@ -56,10 +56,13 @@ void DenoiseProgress::finish() {
 }
 
 std::string figures_line(std::string_view label, const GenerateStats& s) {
-  return fmt::format("{}: {} tokens, {} forward passes ({:.2f} tokens/forward), {:.2f} s ({:.1f} tokens/s; forward "
+  const std::string drafts = s.drafted > 0 ? fmt::format(", {} of {} drafted tokens accepted ({:.0f}%)", s.accepted,
+                                                         s.drafted, 100.0 * s.accepted / s.drafted)
+                                           : "";
+  return fmt::format("{}: {} tokens, {} forward passes ({:.2f} tokens/forward{}), {:.2f} s ({:.1f} tokens/s; forward "
                      "{:.2f} s, sampling {:.2f} s)", label, s.generated, s.forward_passes, s.tokens_per_forward(),
-                     s.seconds_total, s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0, s.seconds_forward,
-                     s.seconds_sample);
+                     drafts, s.seconds_total, s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0,
+                     s.seconds_forward, s.seconds_sample);
 }
 
 }  // namespace unmask::cli

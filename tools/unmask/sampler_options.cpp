@@ -7,9 +7,10 @@ namespace unmask::cli {
 
 void add_sampler_options(CLI::App* cmd, SamplerOptions& o) {
   SamplerConfig& c = o.cfg;
-  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3 or remdm (default: the model's: ar for a causal "
-                  "model, bd3 for a block-causal one, llada for LLaDA and LLaDA-MoE, dream for Dream); a flag the "
-                  "sampler does not read is refused");
+  cmd->add_option("--sampler", o.sampler, "ar, llada, dream, mdlm, bd3, remdm or spec (default: the model's: ar for a "
+                  "causal model, bd3 for a block-causal one, llada for LLaDA and LLaDA-MoE, dream for Dream; spec: "
+                  "self-speculation, for a model trained with --objective joint); a flag the sampler does not read is "
+                  "refused");
   cmd->add_option("-n,--n-predict", c.gen_length, "Tokens to generate")->capture_default_str();
   cmd->add_option("--steps", c.steps, "Denoising steps, at least 1 (default: one per token; bd3: per block)");
   cmd->add_option("--block-length", c.block_length, "Semi-autoregressive block length (default: whole generation)");
@@ -36,6 +37,10 @@ void add_sampler_options(CLI::App* cmd, SamplerOptions& o) {
   cmd->add_option("--eta", c.eta, "ReMDM eta")->capture_default_str();
   cmd->add_flag("--no-kv-cache", o.no_kv_cache, "AR and bd3: recompute the whole sequence every step");
   cmd->add_flag("--no-ddpm-cache", o.no_ddpm_cache, "MDLM: run the model even when nothing changed");
+  cmd->add_option("--draft-length", c.draft_length, "spec: masks drafted per pass (default: the model's draft block)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-fuse", o.no_fuse, "spec: draft and verify in separate passes (default: one pass verifies the "
+                "drafts and drafts the next block)");
 }
 
 std::function<bool(const std::string&)> given_flags(const CLI::App* cmd) {
@@ -60,6 +65,7 @@ SamplerConfig sampler_config(const SamplerOptions& o, const ModelConfig& mc, boo
   c.remdm = parse_remdm_schedule(o.remdm);
   c.kv_cache = !o.no_kv_cache;
   c.ddpm_cache = !o.no_ddpm_cache;
+  c.fused = !o.no_fuse;
   c.forbid_eos = o.ignore_eos;
   if (o.ignore_eos) c.stop_at_eos = false;
   return c;

@@ -16,7 +16,7 @@ namespace unmask::cli {
 struct SamplerOptions {
   std::string sampler, remasking = "low_confidence", alg = "entropy", cache = "none", remdm = "cap";
   SamplerConfig cfg;
-  bool no_kv_cache = false, no_ddpm_cache = false, ignore_eos = false;
+  bool no_kv_cache = false, no_ddpm_cache = false, ignore_eos = false, no_fuse = false;
 };
 
 // Adds the flags to cmd (not --stop, --chat or the prompt flags, which are generate's).

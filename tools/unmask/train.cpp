@@ -96,7 +96,10 @@ void add_train_options(CLI::App* cmd, TrainConfig& c) {
   cmd->add_option("--layers", c.layers, "Override the number of layers")->check(positive());
   cmd->add_option("--heads", c.heads, "Override the number of heads")->check(positive());
   cmd->add_option("--ffn", c.ffn, "Override the feed-forward width")->check(positive());
-  cmd->add_option("--block-size", c.block, "Block size for bd3")->check(positive());
+  cmd->add_option("--block-size", c.block, "Block size for bd3 and joint (the draft length of self-speculation)")
+      ->check(positive());
+  cmd->add_option("--diffusion-weight", c.diffusion_weight, "joint: the block-diffusion loss's weight beside the AR "
+                  "loss")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--steps", c.steps, "Optimizer steps in all (default 2000; with --resume, the run's own)")
       ->check(positive());
   cmd->add_option("--batch", c.batch, "Sequences per micro-batch")->capture_default_str()->check(positive());
@@ -128,7 +131,8 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   TrainConfig& c = o->c;
   c.steps = 0;  // 0: the config's (2000 for a new run, the checkpoint's on resume)
-  cmd->add_option("--objective", c.objective, "ar, mdlm, bd3, or sft (prompt/response examples from "
+  cmd->add_option("--objective", c.objective, "ar, mdlm, bd3, joint (AR + block diffusion on one checkpoint: decodes "
+                  "as ar, bd3 and spec), or sft (prompt/response examples from "
                                              "`data prepare --format jsonl`)")->capture_default_str();
   cmd->add_option("--init", c.init, "Start from this model's weights (GGUF; its shape and attention) instead of a "
                                     "random model");

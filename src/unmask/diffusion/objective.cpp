@@ -11,7 +11,8 @@ ObjectiveKind parse_objective(std::string_view name) {
   if (name == "mdlm") return ObjectiveKind::kMDLM;
   if (name == "bd3") return ObjectiveKind::kBD3;
   if (name == "sft") return ObjectiveKind::kSFT;
-  fail("unknown objective '{}'; known: ar, mdlm, bd3, sft", name);
+  if (name == "joint") return ObjectiveKind::kJoint;
+  fail("unknown objective '{}'; known: ar, mdlm, bd3, sft, joint", name);
 }
 
 std::string_view objective_name(ObjectiveKind k) {
@@ -20,13 +21,15 @@ std::string_view objective_name(ObjectiveKind k) {
     case ObjectiveKind::kMDLM: return "mdlm";
     case ObjectiveKind::kBD3: return "bd3";
     case ObjectiveKind::kSFT: return "sft";
+    case ObjectiveKind::kJoint: return "joint";
   }
   return "?";
 }
 
 MaskKind Objective::mask_kind() const {
   switch (kind) {
-    case ObjectiveKind::kAR: return MaskKind::kCausal;
+    case ObjectiveKind::kAR:
+    case ObjectiveKind::kJoint: return MaskKind::kCausal;  // joint: AR is the plain decoding
     case ObjectiveKind::kMDLM:
     case ObjectiveKind::kSFT: return MaskKind::kBidirectional;
     case ObjectiveKind::kBD3: return MaskKind::kBlockCausal;
@@ -38,7 +41,10 @@ void Objective::validate(const ModelConfig& c) const {
   if (kind != ObjectiveKind::kAR)
     check(mask_token >= 0 && mask_token < c.vocab, "objective {}: the mask token {} is not in the vocabulary of {}",
           objective_name(kind), mask_token, c.vocab);
-  if (kind == ObjectiveKind::kBD3) check(block > 0, "objective bd3: needs a block size > 0, got {}", block);
+  if (kind == ObjectiveKind::kBD3 || kind == ObjectiveKind::kJoint)
+    check(block > 0, "objective {}: needs a block size > 0, got {}", objective_name(kind), block);
+  if (kind == ObjectiveKind::kJoint)
+    check(diffusion_weight >= 0, "objective joint: the diffusion weight is {}, expected >= 0", diffusion_weight);
   check(!shift || kind == ObjectiveKind::kMDLM || kind == ObjectiveKind::kSFT, "objective {}: shifted logits are "
         "trained with mdlm and sft only", objective_name(kind));
   check(shift == c.shift_logits, "objective {}: the model's logits are {}shifted, the objective's {}",
@@ -97,14 +103,13 @@ void add_mdlm(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, do
   }
 }
 
-// [x_t ; x_0] with the x_t ⊕ x_0 mask: 2T rows; x_t rows at positions 0..T-1, then x_0 rows at the same positions.
-void add_bd3(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, std::span<const double> block_t,
-             float norm, Rng& rng) {
+// The noisy half x_t of [x_t ; x_0]: each block of x0 (T) masked at its own time, appended to b.tokens; the masked
+// rows (at row0 + position) get their loss, weighted by w(t) · norm.
+void add_noisy_blocks(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, std::span<const double> block_t,
+                      float norm, Rng& rng) {
   const int T = int(x0.size()), B = o.block;
-  TrainBatch& b = lb.batch;
-  const int row0 = int(b.tokens.size());
+  const int row0 = int(lb.batch.tokens.size());
   std::vector<int32_t> xt;
-  std::vector<int> masked;
   for (int s = 0, k = 0; s < T; s += B, ++k) {
     const int n = std::min(B, T - s);
     std::vector<int> m;
@@ -112,23 +117,41 @@ void add_bd3(LossBatch& lb, const Objective& o, std::span<const int32_t> x0, std
                 o.mask_token, rng, xt, m);
     const float w = float(schedule_weight(o.schedule, block_t[size_t(k)], o.eps)) * norm;
     for (int i : m) {
-      b.rows.push_back(row0 + s + i);
+      lb.batch.rows.push_back(row0 + s + i);
       lb.targets.push_back(x0[size_t(s + i)]);
       lb.weights.push_back(w);
     }
   }
-  b.tokens.insert(b.tokens.end(), xt.begin(), xt.end());
+  lb.batch.tokens.insert(lb.batch.tokens.end(), xt.begin(), xt.end());
+}
+
+// [x_t ; x_0] with the x_t ⊕ x_0 mask: 2T rows; x_t rows at positions 0..T-1, then x_0 rows at the same positions.
+// bd3: an x_0 row sees the clean blocks up to its own; joint: the clean positions up to its own (causal), and it
+// carries the AR loss on the next token of the window w (T + 1).
+void add_bd3(LossBatch& lb, const Objective& o, std::span<const int32_t> w, int T, std::span<const double> block_t,
+             float norm, Rng& rng) {
+  const bool joint = o.kind == ObjectiveKind::kJoint;
+  const std::span<const int32_t> x0 = w.first(size_t(T));
+  TrainBatch& b = lb.batch;
+  const int row0 = int(b.tokens.size());
+  add_noisy_blocks(lb, o, x0, block_t, joint ? norm * float(o.diffusion_weight) : norm, rng);
   b.tokens.insert(b.tokens.end(), x0.begin(), x0.end());
   for (int half = 0; half < 2; ++half)
     for (int i = 0; i < T; ++i) {
-      const int blk = i / B, start = blk * B, end = std::min(start + B, T);
+      const int blk = i / o.block, start = blk * o.block, end = std::min(start + o.block, T);
       b.pos.push_back(i);
       if (half == 0)
-        b.spans.push_back({start, end, T, T + start});  // own noisy block, then the clean blocks before it
+        b.spans.push_back({start, end, T, T + start});  // own noisy block, then the clean positions before it
       else
-        b.spans.push_back({T, T + end, 0, 0});  // clean blocks up to its own
+        b.spans.push_back({T, T + (joint ? i + 1 : end), 0, 0});  // clean: causal (joint), blocks up to its own
     }
   b.seq_begin.push_back(int32_t(b.tokens.size()));
+  if (!joint) return;
+  for (int i = 0; i < T; ++i) {
+    b.rows.push_back(row0 + T + i);
+    lb.targets.push_back(w[size_t(i) + 1]);
+    lb.weights.push_back(norm);
+  }
 }
 
 }  // namespace
@@ -169,7 +192,7 @@ LossBatch make_loss_batch(const Objective& o, std::span<const int32_t> windows, 
     const int blocks = (T + o.block - 1) / o.block;
     auto t = stratified_times(B * blocks, o.eps, rng);
     for (int b = 0; b < B; ++b)
-      add_bd3(lb, o, window(b).first(size_t(T)), std::span(t).subspan(size_t(b) * blocks, size_t(blocks)), norm, rng);
+      add_bd3(lb, o, window(b), T, std::span(t).subspan(size_t(b) * blocks, size_t(blocks)), norm, rng);
   }
   return lb;
 }

@@ -8,6 +8,11 @@
 //   bd3   block diffusion (BD3-LM) with block size Bk: the model sees [x_t ; x_0] (2T rows) under the x_t ⊕ x_0
 //         mask — an x_t row of block b sees its own noisy block and the clean blocks before b; an x_0 row sees the
 //         clean blocks up to its own — with t drawn per block; CE on the masked rows of the x_t half.
+//   joint one checkpoint that decodes as AR, as block diffusion and as self-speculation (Nemotron-Labs-Diffusion's
+//         recipe): the model sees [x_t ; x_0] (2T rows); the x_0 rows are causal and carry the AR loss (next token,
+//         weight 1 / (B·T)), so their keys and values are exactly AR's; an x_t row of block b sees its own noisy
+//         block and the clean (causal) x_0 positions before b, and carries bd3's loss times diffusion_weight. At
+//         inference a block of masks after a KV cache of committed tokens is the draft; the causal rows verify it.
 //   sft   LLaDA's supervised fine-tuning: a prompt and its answer (response + terminator + padding to T), t per
 //         example (stratified), prompt tokens never masked, each answer token masked with probability 1 − α(t),
 //         CE on the masked positions weighted by −α'(t)/(1 − α(t)) (1/t, linear) and normalised by the example's
@@ -25,16 +30,17 @@
 
 namespace unmask {
 
-enum class ObjectiveKind { kAR, kMDLM, kBD3, kSFT };
-ObjectiveKind parse_objective(std::string_view name);  // ar, mdlm, bd3, sft; throws listing them
+enum class ObjectiveKind { kAR, kMDLM, kBD3, kSFT, kJoint };
+ObjectiveKind parse_objective(std::string_view name);  // ar, mdlm, bd3, sft, joint; throws listing them
 std::string_view objective_name(ObjectiveKind k);
 
 struct Objective {
   ObjectiveKind kind = ObjectiveKind::kAR;
   Schedule schedule = Schedule::kLinear;
   double eps = 1e-3;       // t is drawn from [eps, 1]
-  int block = 0;           // bd3 block size
-  int32_t mask_token = -1; // mdlm, bd3, sft
+  int block = 0;           // bd3 and joint block size
+  double diffusion_weight = 0.3;  // joint: the block-diffusion loss's weight beside the AR loss
+  int32_t mask_token = -1; // mdlm, bd3, sft, joint
   bool shift = false;      // mdlm, sft: row i predicts position i + 1 (Dream); the first token is never masked
   // The mask kind a model trained with this objective uses at inference.
   MaskKind mask_kind() const;

@@ -109,6 +109,9 @@ void ModelConfig::validate() const {
   check(norm_eps > 0 && rope_theta > 0, "model config: norm_eps and rope_theta must be > 0");
   if (mask == MaskKind::kBlockCausal)
     check(block_size > 0, "model config: block-causal attention needs block_size > 0, got {}", block_size);
+  if (draft_block > 0)
+    check(mask == MaskKind::kCausal && mask_token >= 0, "model config: a joint model (draft block {}) must be causal "
+          "with a mask token", draft_block);
   for (int32_t t : {mask_token, bos_token, eos_token})
     check(t >= -1 && t < vocab, "model config: special token id {} is outside the vocabulary of {}", t, vocab);
   validate_experts();
@@ -175,6 +178,7 @@ ModelConfig read_config(const gguf::Reader& r) {
   c.shift_logits = r.get_bool("diffusion.shift_logits", c.shift_logits);
   c.block_size = int(r.get_int("unmask.block_size", 0));
   if (c.block_size > 0) c.mask = MaskKind::kBlockCausal;
+  c.draft_block = int(r.get_int("unmask.joint.block", 0));
   c.mask_token = int32_t(r.get_int("tokenizer.ggml.mask_token_id", -1));
   c.bos_token = int32_t(r.get_int("tokenizer.ggml.bos_token_id", -1));
   c.eos_token = int32_t(r.get_int("tokenizer.ggml.eos_token_id", -1));
@@ -216,6 +220,7 @@ void write_config(const ModelConfig& c, gguf::Writer& w) {
   if (c.shift_logits != arch_info(c.arch).shift_logits)
     w.set("diffusion.shift_logits", Value::boolean(c.shift_logits));
   if (c.mask == MaskKind::kBlockCausal) w.set("unmask.block_size", Value::u32(uint32_t(c.block_size)));
+  if (c.draft_block > 0) w.set("unmask.joint.block", Value::u32(uint32_t(c.draft_block)));
   if (c.noise_schedule != "linear") {
     w.set("unmask.diffusion.schedule", Value::str(c.noise_schedule));
     w.set("unmask.diffusion.eps", Value::f32(float(c.noise_eps)));

@@ -54,6 +54,10 @@ struct ModelConfig {
   bool shift_logits = false;
   MaskKind mask = MaskKind::kCausal;
   int block_size = 0;  // kBlockCausal only
+  // > 0: a causal model trained with the joint objective (diffusion/objective.h), which also decodes by diffusion: a
+  // block of this many masks after a causal prefix (its KV cache) is a draft (self-speculation, the spec sampler).
+  // GGUF unmask.joint.block; needs the mask token.
+  int draft_block = 0;
   int32_t mask_token = -1, bos_token = -1, eos_token = -1;
   // The type of the matrices and the embedding of a model made here (random, init); a loaded file may mix types per
   // tensor (a Q4_K_M file holds Q4_K and Q6_K matrices) and its tensors keep theirs. Norms and biases are f32.

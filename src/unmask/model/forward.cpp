@@ -76,6 +76,21 @@ void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, floa
   if (commit) cache.advance(n);
 }
 
+void Model::forward_draft(KVCache& cache, std::span<const int32_t> tokens, int from, float* logits,
+                          std::span<const int32_t> rows) {
+  const int n = int(tokens.size()), len = cache.size();
+  check(cfg_.draft_block > 0, "forward_draft: the model ({}) was not trained to draft (objective joint)", cfg_.arch);
+  check(n > 0 && from >= 0 && from <= n, "forward_draft: rows [{}, {}) are not a draft block of {} rows", from, n, n);
+  check(len + n <= cache.capacity() && len + n <= cfg_.ctx,
+        "forward: {} cached + {} new positions exceed the cache ({}) or the model's context ({})", len, n,
+        cache.capacity(), cfg_.ctx);
+  check_tokens(tokens);
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) pos[size_t(i)] = len + i;
+  const Segment seg{0, n, 0, len + n};
+  run(tokens, pos, {&seg, 1}, &cache, len, logits, rows, nullptr, from);
+}
+
 void Model::forward_window(KVCache& cache, int begin, std::span<const int32_t> tokens, float* logits,
                            std::span<const int32_t> rows) {
   const int n = int(tokens.size());
@@ -89,13 +104,15 @@ void Model::forward_window(KVCache& cache, int begin, std::span<const int32_t> t
 }
 
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-                KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden) {
+                KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden,
+                int draft_from) {
   const int N = int(tokens.size()), C = cfg_.d_model, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), F = cfg_.ffn;
   Scratch& s = *s_;
   KeySpan* spans = fit(s.spans, size_t(N));
   for (const Segment& g : segs)
     for (int i = g.row0; i < g.row0 + g.n; ++i)
-      spans[i] = visible_keys(cfg_.mask, cfg_.block_size, pos[size_t(i)], g.n_keys);
+      spans[i] = i - g.row0 >= draft_from ? KeySpan{0, g.n_keys, 0, 0}
+                                          : visible_keys(cfg_.mask, cfg_.block_size, pos[size_t(i)], g.n_keys);
   reserve_rope(pos);
   const TensorView& emb = w_.get().token_embd;
   LayerBufs b;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -95,6 +96,12 @@ class Model {
   // tokens (n) replace positions [begin, begin + n) of a cache that holds the whole sequence (begin + n <=
   // cache.size()): their K/V are recomputed in place and their queries attend to every cached position under the
   // model's mask. Fast-dLLM's dual cache: the block being denoised is rerun against the cached prefix and suffix.
+  // A joint model's pass (config().draft_block > 0): tokens (n) continue the cached sequence; rows [0, from) are causal
+  // (their K/V are AR's), rows [from, n) a draft block that sees the cache and every row of the call. The cache does
+  // not grow: cache.advance(k) afterwards keeps the first k rows' K/V (k <= from).
+  void forward_draft(KVCache& cache, std::span<const int32_t> tokens, int from, float* logits,
+                     std::span<const int32_t> rows = {});
+
   void forward_window(KVCache& cache, int begin, std::span<const int32_t> tokens, float* logits,
                       std::span<const int32_t> rows = {});
 
@@ -129,8 +136,10 @@ class Model {
   }
   // cache: K/V of the rows are written at cache positions first_row ... hidden: the final-normed rows (R, C) go
   // there, and logits may be null (then none are computed).
+  // draft_from: rows from this index on see every key of their segment (a draft block), the others the model's mask.
   void run(std::span<const int32_t> tokens, std::span<const int32_t> pos, std::span<const Segment> segs,
-           KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden = nullptr);
+           KVCache* cache, int first_row, float* logits, std::span<const int32_t> rows, float* hidden = nullptr,
+           int draft_from = std::numeric_limits<int>::max());
   void forward_batch(const Batch& batch, float* logits, std::span<const int32_t> rows, float* hidden);
   void layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                      const LayerBufs& b);

@@ -28,6 +28,12 @@ class Backbone {
                               std::span<const int32_t> rows) {
     fail("this backbone has no window pass over a cached sequence (--cache dual)");
   }
+  // A joint model's pass (Model::forward_draft): tokens (n) continue the cache, rows [from, n) a draft block; the cache
+  // does not grow until advance(k) keeps the first k rows' K/V. Backbones without one refuse.
+  virtual void forward_draft(std::span<const int32_t> tokens, int from, float* logits, std::span<const int32_t> rows) {
+    fail("this backbone cannot draft (a joint model's draft block)");
+  }
+  virtual void advance(int n) { fail("this backbone cannot keep part of a draft pass"); }
   virtual int cached() const = 0;       // positions held by the cache
   virtual void truncate(int n) = 0;     // keep the first n cached positions
 };
@@ -45,10 +51,14 @@ class ModelBackbone : public Backbone {
                       std::span<const int32_t> rows) override {
     m_.forward_window(cache_, begin, tokens, logits, rows);
   }
+  void forward_draft(std::span<const int32_t> tokens, int from, float* logits,
+                     std::span<const int32_t> rows) override;
+  void advance(int n) override { cache_.advance(n); }
   int cached() const override { return cache_.size(); }
   void truncate(int n) override { cache_.truncate(n); }
 
  private:
+  KVCache& cache();  // made on first use
   Model& m_;
   int cache_capacity_;
   KVCache cache_;

@@ -53,9 +53,14 @@ class Proxy final : public Backbone {
                       std::span<const int32_t> rows) override {
     solo([&] { own_.forward_window(begin, tokens, logits, rows); });
   }
-  // The cache is touched by the compute thread only while this request waits in call(), so reading it here is safe.
+  void forward_draft(std::span<const int32_t> tokens, int from, float* logits,
+                     std::span<const int32_t> rows) override {
+    solo([&] { own_.forward_draft(tokens, from, logits, rows); });
+  }
+  // The cache is touched by the compute thread only while this request waits in call(), so using it here is safe.
   int cached() const override { return own_.cached(); }
   void truncate(int n) override { own_.truncate(n); }
+  void advance(int n) override { own_.advance(n); }
 
  private:
   void solo(std::function<void()> fn) {

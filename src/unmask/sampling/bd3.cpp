@@ -1,4 +1,4 @@
-// Block diffusion for block-causal models (BD3-LM, Fast-dLLM v2): blocks of the model's block size, aligned to
+// Block diffusion for block-causal models (BD3-LM, Fast-dLLM v2) and joint ones (their draft block): blocks of the model's block size, aligned to
 // absolute positions, denoised one after the other. With kv_cache the full prompt blocks and every finished block
 // are run once with commit, and a block's denoising steps run only the block over that cache: exact, since a
 // block-causal query never sees later blocks. Within a block: MDLM's ancestral steps (nucleus sampling through
@@ -14,7 +14,9 @@ namespace unmask::detail {
 
 namespace {
 
+// A joint model's block is a draft block over the causal cache of the blocks before it.
 void block_logits(Run& r, int lo, int hi, std::span<const int> pos) {
+  if (r.mc.draft_block > 0) return r.logits_block_draft(lo, hi, pos);
   if (r.cfg.kv_cache) return r.logits_cached(lo, hi, pos, false);
   r.logits_full(pos);
 }
@@ -64,12 +66,14 @@ bool has_eos(const Run& r, int lo, int hi) {
 }  // namespace
 
 void run_bd3(Run& r) {
-  const int B = r.mc.block_size, T = r.size();
+  const bool joint = r.mc.draft_block > 0;  // decoding by diffusion a model trained with the joint objective
+  const int B = joint ? r.mc.draft_block : r.mc.block_size, T = r.size();
+  const bool cache = r.cfg.kv_cache || joint;  // a joint model's blocks need the causal cache of the ones before
   const TokenRule rule = token_rule(r.cfg, r.mc);
   std::vector<double> psi(size_t(T), 1.0);
   int lo = (r.prompt_length() / B) * B;
   r.bb.truncate(0);
-  if (r.cfg.kv_cache && lo > 0) r.logits_cached(0, lo, {}, true);  // the prompt's full blocks
+  if (cache && lo > 0) r.logits_cached(0, lo, {}, true);  // the prompt's full blocks
   for (int k = 0; lo < T; ++k, lo += B) {
     const int hi = std::min(lo + B, T);
     r.set_block(k);
@@ -78,7 +82,7 @@ void run_bd3(Run& r) {
       r.truncate(hi);
       return;
     }
-    if (r.cfg.kv_cache && hi < T) r.logits_cached(lo, hi, {}, true);  // the finished block, clean, into the cache
+    if (cache && hi < T) r.logits_cached(lo, hi, {}, true);  // the finished block, clean, into the cache
   }
 }
 

@@ -21,9 +21,11 @@ E parse_name(std::string_view s, const std::pair<std::string_view, E> (&table)[N
 
 constexpr std::pair<std::string_view, SamplerKind> kKinds[] = {
     {"ar", SamplerKind::kAr},     {"llada", SamplerKind::kLlada}, {"dream", SamplerKind::kDream},
-    {"mdlm", SamplerKind::kMdlm}, {"bd3", SamplerKind::kBd3},     {"remdm", SamplerKind::kRemdm}};
+    {"mdlm", SamplerKind::kMdlm}, {"bd3", SamplerKind::kBd3},     {"remdm", SamplerKind::kRemdm},
+    {"spec", SamplerKind::kSpec}};
 
-bool is_diffusion(SamplerKind k) { return k != SamplerKind::kAr; }
+// A canvas of masks to fill (the others append to the prompt).
+bool is_diffusion(SamplerKind k) { return k != SamplerKind::kAr && k != SamplerKind::kSpec; }
 
 void validate_ranges(const SamplerConfig& c) {
   check(c.steps != 0 && c.steps >= -1, "--steps {}: at least one denoising step is needed", c.steps);
@@ -38,6 +40,7 @@ void validate_ranges(const SamplerConfig& c) {
   check(c.factor >= 0, "--factor {}: expected > 0", c.factor);
   check(c.eps > 0 && c.eps < 1, "--eps {}: expected a value in (0, 1)", c.eps);
   check(c.alg_temp >= 0 && c.eta >= 0, "--alg-temp / --eta: expected >= 0");
+  check(c.draft_length >= 0, "--draft-length {}: expected at least 1 drafted token", c.draft_length);
 }
 
 void validate_model(const SamplerConfig& c, const ModelConfig& m) {
@@ -49,11 +52,16 @@ void validate_model(const SamplerConfig& c, const ModelConfig& m) {
     check(m.mask == MaskKind::kCausal, "--sampler ar needs a causal model; this {} model is {}", m.arch,
           mask_kind_name(m.mask));
   if (c.kind == SamplerKind::kBd3) {
-    check(m.mask == MaskKind::kBlockCausal && m.block_size > 0,
-          "--sampler bd3 needs a block-causal model; this {} model is {}", m.arch, mask_kind_name(m.mask));
-    check(c.block_length == 0 || c.block_length == m.block_size,
-          "--block-length {}: block diffusion uses the model's block size {}", c.block_length, m.block_size);
+    const int block = m.draft_block > 0 ? m.draft_block : m.block_size;
+    check((m.mask == MaskKind::kBlockCausal && m.block_size > 0) || m.draft_block > 0,
+          "--sampler bd3 needs a block-causal model or a joint one; this {} model is {}", m.arch,
+          mask_kind_name(m.mask));
+    check(c.block_length == 0 || c.block_length == block,
+          "--block-length {}: block diffusion uses the model's block size {}", c.block_length, block);
   }
+  if (c.kind == SamplerKind::kSpec)
+    check(m.draft_block > 0, "--sampler spec needs a model trained to decode both ways (train --objective joint); "
+          "this {} model is {}{}", m.arch, mask_kind_name(m.mask), m.mask_token >= 0 ? " with a mask token" : "");
   check(c.block_length == 0 || c.kind == SamplerKind::kLlada || c.kind == SamplerKind::kBd3,
         "--block-length applies to the llada and bd3 samplers; --sampler {} works on the whole canvas", name);
   check(c.cache == CacheMode::kNone || c.kind == SamplerKind::kLlada,
@@ -104,7 +112,8 @@ void validate(const SamplerConfig& c, const ModelConfig& m, int prompt_length) {
   check(c.gen_length >= 1, "generation length {}: expected at least 1 token to generate", c.gen_length);
   check(prompt_length + c.gen_length <= m.ctx, "the prompt ({} tokens) and the generation ({}) exceed the model's "
         "context of {} positions", prompt_length, c.gen_length, m.ctx);
-  check(c.kind != SamplerKind::kAr || prompt_length >= 1, "AR decoding needs a prompt of at least one token");
+  check((c.kind != SamplerKind::kAr && c.kind != SamplerKind::kSpec) || prompt_length >= 1,
+        "{} decoding needs a prompt of at least one token", sampler_kind_name(c.kind));
 }
 
 std::vector<int32_t> GenerateResult::output(int32_t eos) const {
@@ -113,10 +122,19 @@ std::vector<int32_t> GenerateResult::output(int32_t eos) const {
   return std::vector<int32_t>(first, end);
 }
 
+KVCache& ModelBackbone::cache() {
+  if (!has_cache_) cache_ = m_.make_cache(cache_capacity_), has_cache_ = true;
+  return cache_;
+}
+
 void ModelBackbone::forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                                    bool commit) {
-  if (!has_cache_) cache_ = m_.make_cache(cache_capacity_), has_cache_ = true;
-  m_.forward_cached(cache_, tokens, logits, rows, commit);
+  m_.forward_cached(cache(), tokens, logits, rows, commit);
+}
+
+void ModelBackbone::forward_draft(std::span<const int32_t> tokens, int from, float* logits,
+                                  std::span<const int32_t> rows) {
+  m_.forward_draft(cache(), tokens, from, logits, rows);
 }
 
 GenerateResult generate(Backbone& model, const SamplerConfig& cfg, std::span<const int32_t> prompt,
@@ -140,6 +158,7 @@ GenerateResult generate_canvas(Backbone& model, const SamplerConfig& cfg, Canvas
   detail::Run r(model, cfg, std::move(canvas), on_step);
   switch (cfg.kind) {
     case SamplerKind::kAr: detail::run_ar(r); break;
+    case SamplerKind::kSpec: detail::run_spec(r); break;
     case SamplerKind::kLlada: detail::run_llada(r); break;
     case SamplerKind::kDream: detail::run_dream(r); break;
     case SamplerKind::kMdlm:

@@ -72,6 +72,28 @@ void filter_logits(std::span<double> z, const TokenRule& rule) {
   keep_min_p(z, rule.min_p);
 }
 
+void token_probs(const float* row, int V, const TokenRule& rule, std::vector<double>& p) {
+  p.assign(row, row + V);
+  if (rule.banned >= 0 && rule.banned < V) p[size_t(rule.banned)] = -kInf;
+  if (rule.unchosen >= 0 && rule.unchosen < V) p[size_t(rule.unchosen)] = -kInf;
+  filter_logits(p, rule);
+  const double lse = log_sum_exp(p);
+  for (double& x : p) x = std::exp(x - lse);
+}
+
+int draw_index(std::span<const double> p, Rng& rng) {
+  const double u = rng.uniform();
+  double cum = 0;
+  int last = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] <= 0) continue;
+    last = int(i);
+    cum += p[i];
+    if (u < cum) return int(i);
+  }
+  return last;  // rounding left u above the total: the last token with mass
+}
+
 Choice choose_token(const float* row, int V, const TokenRule& rule, Rng& rng, std::vector<double>& work) {
   work.resize(size_t(V));
   std::span<double> z(work);

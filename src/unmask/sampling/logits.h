@@ -35,6 +35,13 @@ struct Choice {
 // double (LLaDA's exp(l) / (-log u)^T is the same argmax); rng supplies V uniforms then. work: scratch, resized.
 Choice choose_token(const float* row, int V, const TokenRule& rule, Rng& rng, std::vector<double>& work);
 
+// The distribution choose_token draws from at temperature > 0 (banned and unchosen tokens removed, then
+// filter_logits), as probabilities p (V). Speculative decoding compares a draft's and a target's.
+void token_probs(const float* row, int V, const TokenRule& rule, std::vector<double>& p);
+
+// An index drawn from probabilities p (summing to 1, up to rounding) with one uniform of rng.
+int draw_index(std::span<const double> p, Rng& rng);
+
 // llama.cpp's repetition penalty on row (V): for each distinct token of `recent`, a positive logit is divided by
 // penalty and a negative one multiplied.
 void apply_repeat_penalty(float* row, int V, std::span<const int32_t> recent, double penalty);

@@ -82,6 +82,24 @@ void Run::logits_cached(int begin, int end, std::span<const int> positions, bool
   record_forward(end - begin, int(rows_.size()), t.seconds());
 }
 
+void Run::logits_draft(std::span<const int32_t> tokens, int from) {
+  Timer t;
+  const int n = int(tokens.size());
+  rows_.resize(size_t(n));
+  for (int i = 0; i < n; ++i) rows_[size_t(i)] = i;
+  logits_.resize(size_t(n) * size_t(mc.vocab));
+  bb.forward_draft(tokens, from, logits_.data(), rows_);
+  record_forward(n, n, t.seconds());
+}
+
+void Run::logits_block_draft(int begin, int end, std::span<const int> positions) {
+  Timer t;
+  span_rows(begin, end, positions);
+  std::span<const int32_t> span(res_.canvas.data() + begin, size_t(end - begin));
+  bb.forward_draft(span, 0, logits_.data(), rows_);
+  record_forward(end - begin, int(rows_.size()), t.seconds());
+}
+
 void Run::logits_window(int begin, int end, std::span<const int> positions) {
   Timer t;
   span_rows(begin, end, positions);

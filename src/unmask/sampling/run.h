@@ -37,6 +37,10 @@ class Run {
   // The same from the span canvas[begin, end) continuing the backbone's cache; commit: the cache keeps the span.
   void logits_cached(int begin, int end, std::span<const int> positions, bool commit);
   void span_rows(int begin, int end, std::span<const int> positions);  // rows_ of the positions in a span
+  // Every row of a joint model's pass over `tokens` continuing the cache, rows [from, n) a draft block (spec.cpp).
+  void logits_draft(std::span<const int32_t> tokens, int from);
+  // Rows for `positions` of the canvas span [begin, end) run as a draft block over the cache (bd3 on a joint model).
+  void logits_block_draft(int begin, int end, std::span<const int> positions);
   // The span [begin, end) of the canvas rerun against the whole cached canvas (the dual cache).
   void logits_window(int begin, int end, std::span<const int> positions);
   const float* row(size_t i) const { return logits_.data() + i * size_t(mc.vocab); }
@@ -86,5 +90,6 @@ void run_mdlm(Run& r);  // MDLM's ancestral sampler, and ReMDM when cfg.kind == 
 bool ddpm_step(Run& r, int i, int steps, std::span<const int> pos, const std::vector<Choice>& ch,
                std::vector<double>& psi, bool& ok);
 void run_bd3(Run& r);
+void run_spec(Run& r);  // self-speculation with a joint model
 
 }  // namespace unmask::detail

@@ -20,7 +20,7 @@
 
 namespace unmask {
 
-enum class SamplerKind { kAr, kLlada, kDream, kMdlm, kBd3, kRemdm };
+enum class SamplerKind { kAr, kLlada, kDream, kMdlm, kBd3, kRemdm, kSpec };
 enum class Remasking { kLowConfidence, kRandom };                    // LLaDA: which masked positions go first
 enum class DreamAlg { kOrigin, kMaskgitPlus, kTopkMargin, kEntropy };  // Dream: the confidence of a position
 enum class CacheMode { kNone, kPrefix, kDual };                        // Fast-dLLM's approximate caches
@@ -69,6 +69,10 @@ struct SamplerConfig {
   bool first_hitting = false;  // bd3: one position per step, at the time the next mask would first be hit
   RemdmSchedule remdm = RemdmSchedule::kCap;
   double eta = 0.02;  // ReMDM: eta_cap / eta_rescale
+
+  // Self-speculation (a joint model).
+  int draft_length = 0;  // masks drafted per pass; 0: the model's draft block
+  bool fused = true;     // verify the drafts and draft the next block in one pass
 };
 
 // One denoising step (or one AR token), reported as it happens.
@@ -89,6 +93,7 @@ struct GenerateStats {
   int64_t logit_rows = 0;      // rows of the output projection computed
   int steps = 0;               // sampler steps taken (a skipped forward in ddpm_cache still counts)
   int generated = 0;           // positions committed (excluding the prompt and known infill tokens)
+  int drafted = 0, accepted = 0;  // spec: draft tokens verified, and kept
   double seconds_forward = 0, seconds_sample = 0, seconds_total = 0;
   double tokens_per_forward() const { return forward_passes ? double(generated) / forward_passes : 0.0; }
 };

@@ -27,7 +27,7 @@ constexpr ChatDefaults kChatDefaults[] = {
 // Which samplers read an option: a bit per SamplerKind.
 constexpr unsigned bit(SamplerKind k) { return 1u << unsigned(k); }
 constexpr unsigned kAr = bit(SamplerKind::kAr), kLlada = bit(SamplerKind::kLlada), kDream = bit(SamplerKind::kDream),
-                   kMdlm = bit(SamplerKind::kMdlm), kBd3 = bit(SamplerKind::kBd3), kRemdm = bit(SamplerKind::kRemdm);
+                   kMdlm = bit(SamplerKind::kMdlm), kBd3 = bit(SamplerKind::kBd3), kRemdm = bit(SamplerKind::kRemdm), kSpec = bit(SamplerKind::kSpec);
 
 struct OptionReaders {
   std::string_view option;
@@ -52,7 +52,9 @@ constexpr OptionReaders kOptionReaders[] = {
     {"--repeat-last-n", kAr},
     {"--no-kv-cache", kAr | kBd3},                        // the exact caches
     {"--no-ddpm-cache", kMdlm},
-    {"--stop", kAr},                                      // stop strings: the caller decodes AR's text per token
+    {"--draft-length", kSpec},
+    {"--no-fuse", kSpec},
+    {"--stop", kAr | kSpec},                              // stop strings: the caller decodes the text per step
 };
 
 }  // namespace
@@ -190,9 +192,13 @@ Canvas infill_ids_canvas(std::string_view list, int32_t mask_token) {
 }
 
 void check_sampler_fits(SamplerKind k, const ModelConfig& mc, bool infill) {
-  const bool causal = mc.mask == MaskKind::kCausal;
-  check(k == SamplerKind::kAr || !causal, "--sampler {}: this {} model is causal; a diffusion sampler needs a "
-        "bidirectional or block-causal model (use --sampler ar)", sampler_kind_name(k), mc.arch);
+  const bool causal = mc.mask == MaskKind::kCausal, joint = mc.draft_block > 0;
+  check(k == SamplerKind::kAr || !causal || (joint && (k == SamplerKind::kSpec || k == SamplerKind::kBd3)),
+        "--sampler {}: this {} model is causal; a diffusion sampler needs a bidirectional or block-causal model (use "
+        "--sampler ar{})", sampler_kind_name(k), mc.arch, joint ? ", spec or bd3: it was trained with both" : "");
+  check(k != SamplerKind::kSpec || joint, "--sampler spec needs a model trained to decode both ways (train "
+        "--objective joint)");
+  check(k != SamplerKind::kSpec || !infill, "--infill: the spec sampler only continues a prompt");
   check(k != SamplerKind::kAr || causal, "--sampler ar needs a causal model; this {} model is {} (its default "
         "sampler is {})", mc.arch, mask_kind_name(mc.mask), sampler_kind_name(default_sampler(mc)));
   check(k != SamplerKind::kAr || !infill, "--infill: the ar sampler only continues a prompt; fill holes with a "

@@ -127,8 +127,13 @@ void Session::finish(BatchOutcome o) {
     if (first_token_s_ < 0) first_token_s_ = clock_.seconds();
   }
   std::lock_guard lk(mu_);
-  if (done_) return;  // failed already (a timeout, the client gone, the server stopping)
-  if (!o.ok()) {
+  if (done_) return;  // failed already (a timeout, the client gone)
+  // Cancelled, and not by the client or a timeout (they fail the session first): the scheduler is stopping.
+  if (cancel->load() && !text_.stopped()) {
+    status_ = 503;
+    response_ = dump(error_json(503, "server_stopping", "", "the server is stopping; the request was cancelled"));
+    if (job_.stream) push(json::parse(response_)), push_done();
+  } else if (!o.ok()) {
     status_ = 400;
     response_ = dump(error_json(400, "invalid_request_error", "", o.error));
     if (job_.stream) push(json::parse(response_)), push_done();

@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
   X(weight_decay) X(beta1) X(beta2) X(grad_clip) X(eps) X(seed)
 
 // Fields added later: optional when reading, so that older checkpoints still resume.
-#define UNMASK_TRAIN_LATER_FIELDS(X) X(init) X(bf16)
+#define UNMASK_TRAIN_LATER_FIELDS(X) X(init) X(bf16) X(diffusion_weight)
 
 std::string to_json(const TrainConfig& c) {
   nlohmann::json j;
@@ -88,9 +88,11 @@ ModelConfig model_config(const TrainConfig& c, const Objective& o, const gguf::R
   if (c.heads > 0) m.n_kv_heads = c.heads;
   m.head_dim = m.d_model / m.n_heads;
   m.vocab = int(tok.get_strings("tokenizer.ggml.tokens").size());
-  m.arch = o.kind == ObjectiveKind::kAR ? "llama" : diffusion_arch(c);  // sft of a fresh model: bidirectional
+  const bool causal = o.kind == ObjectiveKind::kAR || o.kind == ObjectiveKind::kJoint;
+  m.arch = causal ? "llama" : diffusion_arch(c);  // sft of a fresh model: bidirectional
   m.rope = arch_info(m.arch).rope, m.shift_logits = arch_info(m.arch).shift_logits;
   m.mask = o.mask_kind(), m.block_size = o.kind == ObjectiveKind::kBD3 ? o.block : 0;
+  m.draft_block = o.kind == ObjectiveKind::kJoint ? o.block : 0;
   m.ctx = std::max(m.ctx, c.seq_len);
   m.mask_token = o.mask_token;
   if (o.kind != ObjectiveKind::kAR) m.noise_schedule = schedule_name(o.schedule), m.noise_eps = o.eps;
@@ -174,7 +176,7 @@ Objective make_objective(const TrainConfig& c, const gguf::Reader& tok) {
   Objective o;
   o.kind = parse_objective(c.objective);
   o.schedule = parse_schedule(c.schedule);
-  o.eps = c.eps, o.block = c.block;
+  o.eps = c.eps, o.block = c.block, o.diffusion_weight = c.diffusion_weight;
   o.mask_token = int32_t(tok.get_int("tokenizer.ggml.mask_token_id", -1));
   o.shift = o.kind != ObjectiveKind::kAR && arch_info(diffusion_arch(c)).shift_logits;
   return o;
@@ -191,6 +193,8 @@ Model init_model(const TrainConfig& c, const Objective& o, const gguf::Reader& t
         mask_kind_name(mc.mask), c.objective, mask_kind_name(o.mask_kind()));
   check(o.kind != ObjectiveKind::kBD3 || mc.block_size == o.block, "--init {}: the model's block size is {}, "
         "--block-size {}", c.init, mc.block_size, o.block);
+  check(o.kind != ObjectiveKind::kJoint || mc.draft_block == o.block, "--init {}: objective joint continues a joint "
+        "model of draft block {} (this one's is {})", c.init, o.block, mc.draft_block);
   check(o.kind == ObjectiveKind::kAR || mc.mask_token < 0 || mc.mask_token == o.mask_token, "--init {}: the model's "
         "mask token is {}, the tokenizer's in {} is {}", c.init, mc.mask_token, c.data_dir, o.mask_token);
   check(c.seq_len <= mc.ctx, "--init {}: --seq-len {} exceeds the model's context of {}", c.init, c.seq_len, mc.ctx);

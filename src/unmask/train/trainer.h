@@ -12,12 +12,13 @@
 namespace unmask {
 
 struct TrainConfig {
-  std::string objective = "ar";     // ar, mdlm, bd3, sft
+  std::string objective = "ar";     // ar, mdlm, bd3, sft, joint
   std::string schedule = "linear";  // mdlm/bd3 noise schedule
   std::string preset = "nano";      // model size; the vocabulary comes from the data
   std::string arch;                 // mdlm/sft: llada (default) or dream (shifted logits)
   int d_model = 0, layers = 0, heads = 0, ffn = 0;  // overrides when > 0
-  int block = 0;                    // bd3 block size
+  int block = 0;                    // bd3 and joint block size
+  double diffusion_weight = 0.3;    // joint: the block-diffusion loss's weight beside the AR loss
   std::string data_dir, out_dir;
   std::string init;                 // start from this model file's weights (its shape, not the preset's)
   bool bf16 = false;                // GEMMs on bf16 copies of the f32 master weights (Model::train_in_bf16)

@@ -1,0 +1,120 @@
+// Self-speculative decoding with a joint model (Nemotron-Labs-Diffusion's recipe; diffusion/objective.h): the same
+// weights draft a block by diffusion and verify it causally, so the output is AR's. One pass runs
+//
+//   [t, d_1 .. d_j, M × k]     t: the last committed token (not yet cached); d: drafts; M: masks
+//
+// over the KV cache of everything before t: t and the drafts are causal rows (AR's next-token distributions, and K/V
+// that are AR's), the masks a draft block that sees the cache, t, the drafts and each other. The drafts are verified
+// in order against AR's rows: greedy, a draft is kept while it is AR's argmax; sampled, kept with probability
+// min(1, p/q), and the first one refused is replaced by a draw from norm(max(0, p − q)) (speculative sampling: the
+// output has exactly AR's distribution). After the kept drafts comes AR's own next token. The cache keeps t and the
+// kept drafts. When every draft was kept, the mask rows saw exactly the committed tokens, so their predictions are
+// the next pass's drafts (the first mask's position is AR's token just taken); otherwise the next pass drafts anew.
+// Fused (the default), verifying and drafting share every pass; unfused, a pass either drafts ([t, M × k]) or
+// verifies ([t, d]).
+#include <algorithm>
+
+#include "unmask/base/error.h"
+#include "unmask/sampling/run.h"
+
+namespace unmask::detail {
+
+namespace {
+
+// Drafts for the positions after the pending token, with the distributions they were drawn from (sampling only).
+struct Drafts {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<double>> q;
+};
+
+// The committed tokens of one pass: the kept drafts, then AR's token (a replacement or the bonus).
+struct Verdict {
+  std::vector<int32_t> tokens;
+  std::vector<float> conf;
+  int kept = 0;
+};
+
+Verdict verify(Run& r, int m, const Drafts& d, const TokenRule& rule) {
+  const int V = r.mc.vocab, j = int(d.tokens.size());
+  const bool greedy = rule.temperature <= 0;
+  Verdict v;
+  std::vector<double> work, p;
+  for (int i = 0;; ++i) {
+    const int at = m + 1 + i;
+    Rng g = r.stream(at, 0);
+    if (i == j || greedy) {  // AR's own choice: the bonus after every draft, or the check of a greedy draft
+      const Choice c = choose_token(r.row(size_t(i)), V, rule, g, work);
+      v.tokens.push_back(c.token), v.conf.push_back(float(c.p));
+      if (i == j || c.token != d.tokens[size_t(i)]) return v;
+      ++v.kept;
+      continue;
+    }
+    token_probs(r.row(size_t(i)), V, rule, p);
+    const std::vector<double>& q = d.q[size_t(i)];
+    const int32_t x = d.tokens[size_t(i)];
+    Rng u = r.stream(at, 1);
+    if (u.uniform() * q[size_t(x)] < p[size_t(x)]) {  // kept with probability min(1, p(x) / q(x))
+      v.tokens.push_back(x), v.conf.push_back(float(p[size_t(x)]));
+      ++v.kept;
+      continue;
+    }
+    double total = 0;
+    for (size_t t = 0; t < p.size(); ++t) total += p[t] = std::max(0.0, p[t] - q[t]);
+    for (double& x2 : p) x2 /= total;
+    const int32_t y = int32_t(draw_index(p, g));
+    v.tokens.push_back(y), v.conf.push_back(float(p[size_t(y)]));
+    return v;
+  }
+}
+
+// Drafts from the mask rows [first, first + n) of the pass, for the positions from `at` on.
+Drafts draft(Run& r, int first, int n, int at, const TokenRule& rule) {
+  Drafts d;
+  std::vector<double> work;
+  for (int i = 0; i < n; ++i) {
+    Rng g = r.stream(at + i, 3);
+    if (rule.temperature <= 0) {
+      d.tokens.push_back(choose_token(r.row(size_t(first + i)), r.mc.vocab, rule, g, work).token);
+      continue;
+    }
+    d.q.emplace_back();
+    token_probs(r.row(size_t(first + i)), r.mc.vocab, rule, d.q.back());
+    d.tokens.push_back(int32_t(draw_index(d.q.back(), g)));
+  }
+  return d;
+}
+
+}  // namespace
+
+void run_spec(Run& r) {
+  const ModelConfig& mc = r.mc;
+  const int k = r.cfg.draft_length > 0 ? r.cfg.draft_length : mc.draft_block;
+  const TokenRule rule = token_rule(r.cfg, mc);
+  const int P = r.size(), end = std::min(P + r.cfg.gen_length, mc.ctx);
+  r.bb.truncate(0);
+  if (P > 1) r.logits_cached(0, P - 1, {}, true);  // the prompt but its last token, which the first pass runs
+  Drafts d;
+  std::vector<int32_t> pass;
+  for (;;) {
+    const int m = r.size() - 1, j = int(d.tokens.size());
+    const int masks = r.cfg.fused || j == 0 ? std::clamp(end - (m + 1 + j), 0, k) : 0;
+    pass.assign(1, r.canvas()[size_t(m)]);
+    pass.insert(pass.end(), d.tokens.begin(), d.tokens.end());
+    pass.insert(pass.end(), size_t(masks), mc.mask_token);
+    r.logits_draft(pass, 1 + j);
+    Verdict v = verify(r, m, d, rule);
+    r.stats().drafted += j, r.stats().accepted += v.kept;
+    r.bb.advance(1 + v.kept);  // t and the kept drafts: their K/V are AR's
+    const auto eos = std::find(v.tokens.begin(), v.tokens.end(), mc.eos_token);
+    const bool stop = r.cfg.stop_at_eos && mc.eos_token >= 0 && eos != v.tokens.end();
+    if (stop) v.tokens.erase(eos + 1, v.tokens.end()), v.conf.resize(v.tokens.size());
+    std::vector<int> at;
+    for (int32_t t : v.tokens) at.push_back(r.size()), r.append(t);
+    if (!r.commit(at, v.tokens, v.conf) || stop || r.size() >= end) return;
+    // Every draft kept: the mask rows saw the committed sequence; the first mask's position now holds AR's token.
+    const int room = end - r.size() - 1;  // a pass commits at most its drafts + 1
+    d = v.kept == j && masks > 1 ? draft(r, 1 + j + 1, std::min(masks - 1, room), r.size(), rule) : Drafts{};
+  }
+}
+
+}  // namespace unmask::detail
