@@ -34,17 +34,26 @@ class FakeBackbone : public Backbone {
     if (commit) cached_ = seq;
     span_sizes.push_back(int(tokens.size()));
   }
+  // The rows of a draft pass see the whole call (fn reads any row's tokens); advance keeps the first n of it.
+  void forward_draft(std::span<const int32_t> tokens, int from, float* logits, std::span<const int32_t> rows) override {
+    ++calls, ++draft_calls;
+    std::vector<int32_t> seq(cached_);
+    seq.insert(seq.end(), tokens.begin(), tokens.end());
+    for (size_t i = 0; i < rows.size(); ++i) fn_(seq, int(cached_.size()) + rows[i], logits + i * size_t(c_.vocab));
+    pending_.assign(tokens.begin(), tokens.end());
+  }
+  void advance(int n) override { cached_.insert(cached_.end(), pending_.begin(), pending_.begin() + n); }
   int cached() const override { return int(cached_.size()); }
   void truncate(int n) override { cached_.resize(size_t(n)); }
 
-  int calls = 0, cached_calls = 0;
+  int calls = 0, cached_calls = 0, draft_calls = 0;
   std::vector<std::vector<int32_t>> seen;  // the first sequence of every full forward
   std::vector<int> span_sizes;             // tokens of every cached forward
 
  private:
   ModelConfig c_;
   Fn fn_;
-  std::vector<int32_t> cached_;
+  std::vector<int32_t> cached_, pending_;
 };
 
 // vocab 8, [MASK] = 7, EOS = 6, bidirectional, context 64.

@@ -1,0 +1,132 @@
+// Self-speculation (spec.cpp) is lossless: greedy, its tokens are AR's token for token (a random joint model, where
+// drafts are mostly refused and every rollback path runs, fused and not, many draft lengths); sampled, its tokens
+// follow AR's distribution (hand-built logits whose AR and draft distributions differ, a chi-square test that the
+// always-accept rule fails).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "fake_backbone.h"
+#include "unmask/base/error.h"
+#include "unmask/base/rng.h"
+#include "unmask/model/model.h"
+#include "unmask/sampling/sampler.h"
+
+namespace unmask {
+namespace {
+
+Model random_joint_model(uint64_t seed) {
+  ModelConfig c = preset_config("tiny");
+  c.arch = "llama", c.mask = MaskKind::kCausal, c.draft_block = 4;
+  c.mask_token = c.vocab - 1, c.eos_token = -1, c.ctx = 64;
+  return Model::random(c, seed);
+}
+
+std::vector<int32_t> tokens(Model& m, SamplerKind kind, std::vector<int32_t> prompt, int n, int draft, bool fused) {
+  SamplerConfig c;
+  c.kind = kind, c.gen_length = n, c.draft_length = draft, c.fused = fused;
+  ModelBackbone bb(m);
+  return generate(bb, c, prompt).canvas;
+}
+
+TEST(Spec, GreedyIsArTokenForTokenOnARandomJointModel) {
+  Model m = random_joint_model(3);
+  int prompts = 0;
+  for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{5}, {17, 4, 99}, {200, 201, 202, 203, 9, 9, 1}})
+    for (int n : {1, 7, 40}) {
+      const std::vector<int32_t> ar = tokens(m, SamplerKind::kAr, prompt, n, 0, true);
+      for (int draft : {1, 3, 4, 9})
+        for (bool fused : {true, false})
+          EXPECT_EQ(tokens(m, SamplerKind::kSpec, prompt, n, draft, fused), ar)
+              << "prompt " << prompts << ", " << n << " tokens, draft " << draft << (fused ? " fused" : "");
+      ++prompts;
+    }
+}
+
+TEST(Spec, SpeculationSavesPassesWhenTheDraftsAreRight) {
+  // Hand-built: AR's next token is always (last + 1) mod 5, and the mask rows draft exactly that sequence: every
+  // draft is kept, so each pass commits its drafts and AR's bonus.
+  ModelConfig c = testing::fake_config(MaskKind::kCausal);
+  c.draft_block = 4, c.eos_token = -1;
+  testing::FakeBackbone bb(c, [](std::span<const int32_t> seq, int row, float* out) {
+    int back = 0;  // a mask row predicts its own position: count back to the last real token
+    while (seq[size_t(row - back)] == 7) ++back;
+    const int next = (seq[size_t(row - back)] + (back == 0 ? 1 : back)) % 5;
+    for (int v = 0; v < 8; ++v) out[v] = v == next ? 5.0f : 0.0f;
+  });
+  SamplerConfig s;
+  s.kind = SamplerKind::kSpec, s.gen_length = 20;
+  const GenerateResult r = generate(bb, s, std::vector<int32_t>{2});
+  std::vector<int32_t> want{2};
+  for (int i = 0; i < 20; ++i) want.push_back((want.back() + 1) % 5);
+  EXPECT_EQ(r.canvas, want);
+  EXPECT_EQ(r.stats.accepted, r.stats.drafted) << "every draft right";
+  EXPECT_LE(r.stats.forward_passes, 6) << "about four tokens a pass, not one";
+}
+
+// AR's distribution p and the drafts' q over tokens 0..5 (6 is EOS, never drawn; 7 the mask).
+const double kP[6] = {0.40, 0.25, 0.15, 0.10, 0.05, 0.05};
+const double kQ[6] = {0.05, 0.10, 0.30, 0.30, 0.15, 0.10};
+
+double chi_square(const std::vector<int>& counts, const double* p) {
+  int n = 0;
+  for (int x : counts) n += x;
+  double chi = 0;
+  for (size_t v = 0; v < counts.size(); ++v) chi += std::pow(counts[v] - n * p[v], 2) / (n * p[v]);
+  return chi;
+}
+
+TEST(Spec, SampledTokensFollowArDistributionAndAcceptingEveryDraftWouldNot) {
+  ModelConfig c = testing::fake_config(MaskKind::kCausal);
+  c.draft_block = 3, c.eos_token = 6;
+  testing::FakeBackbone bb(c, [](std::span<const int32_t> seq, int row, float* out) {
+    const double* d = seq[size_t(row)] == 7 ? kQ : kP;
+    for (int v = 0; v < 8; ++v) out[v] = v < 6 ? float(std::log(d[v])) : -1e30f;
+  });
+  std::vector<int> counts(6, 0), drafts(6, 0);
+  int drafted = 0, accepted = 0;
+  for (uint64_t seed = 0; seed < 3000; ++seed) {
+    SamplerConfig s;
+    s.kind = SamplerKind::kSpec, s.gen_length = 6, s.temperature = 1, s.seed = seed;
+    const GenerateResult r = generate(bb, s, std::vector<int32_t>{0});
+    for (size_t i = 1; i < r.canvas.size(); ++i) ++counts[size_t(r.canvas[i])];
+    drafted += r.stats.drafted, accepted += r.stats.accepted;
+  }
+  // 5 degrees of freedom: 20.5 is the 0.1% tail.
+  EXPECT_LT(chi_square(counts, kP), 20.5) << "spec's tokens follow p";
+  EXPECT_GT(drafted, 1000);
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, drafted) << "drafts from q are refused at times";
+  // What accepting every draft would output: the drafts themselves, drawn from q. The same test refuses them.
+  Rng g(7);
+  for (int i = 0; i < 18000; ++i) {
+    double u = g.uniform(), cum = 0;
+    int v = 0;
+    while (v < 5 && u >= (cum += kQ[v])) ++v;
+    ++drafts[size_t(v)];
+  }
+  EXPECT_GT(chi_square(drafts, kP), 20.5) << "the test has the power to tell q from p";
+}
+
+TEST(Spec, BadInputIsOneClearError) {
+  Model ar = Model::random(preset_config("tiny"), 1);  // a plain causal model
+  ModelBackbone bb(ar);
+  SamplerConfig s;
+  s.kind = SamplerKind::kSpec;
+  try {
+    generate(bb, s, std::vector<int32_t>{1, 2});
+    FAIL() << "spec ran on a model that cannot draft";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--objective joint"), std::string::npos) << e.what();
+  }
+  Model joint = random_joint_model(4);
+  ModelBackbone jb(joint);
+  s.draft_length = -1;
+  EXPECT_THROW(generate(jb, s, std::vector<int32_t>{1}), Error);
+  s.draft_length = 2;
+  EXPECT_THROW(generate(jb, s, std::vector<int32_t>{}), Error) << "no prompt";
+}
+
+}  // namespace
+}  // namespace unmask
