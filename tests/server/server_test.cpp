@@ -108,6 +108,16 @@ std::vector<json> sse_events(const std::string& body, bool* done = nullptr) {
   return out;
 }
 
+// A streamed request that runs for a minute on the slow model, sending every step: tests hang up on it.
+httplib::Request long_stream() {
+  httplib::Request a;
+  a.method = "POST", a.path = "/v1/completions";
+  a.set_header("Content-Type", "application/json");
+  a.body = json{{"prompt", {4, 5}}, {"max_tokens", 400}, {"stream", true},
+                {"unmask", {{"steps", 1600}, {"stream_canvas", true}}}}.dump();
+  return a;
+}
+
 std::string streamed(const Running& s, const std::string& path, json body) {
   body["stream"] = true;
   httplib::Client c = s.client();
@@ -158,11 +168,7 @@ TEST(Server, ARequestJoiningARunningBatchGetsItsTokensAloneAndAStreamThatDisconn
 
   // A long stream (A): once its first step has arrived, B is sent, then A's client goes away.
   httplib::Client c = s.client();
-  httplib::Request a;
-  a.method = "POST", a.path = "/v1/completions";
-  a.set_header("Content-Type", "application/json");
-  a.body = json{{"prompt", {4, 5}}, {"max_tokens", 400}, {"stream", true},
-                {"unmask", {{"steps", 1600}, {"stream_canvas", true}}}}.dump();
+  httplib::Request a = long_stream();
   json joined;
   int events = 0;
   a.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
@@ -203,11 +209,7 @@ TEST(Server, ARequestPastItsTimeIs504AndAFullQueueIs503) {
 
   // One request holds the only place; the next finds no room in a queue of 0.
   httplib::Client c = s.client();
-  httplib::Request a;
-  a.method = "POST", a.path = "/v1/completions";
-  a.set_header("Content-Type", "application/json");
-  a.body = json{{"prompt", {4, 5}}, {"max_tokens", 400}, {"stream", true},
-                {"unmask", {{"steps", 1600}, {"stream_canvas", true}}}}.dump();
+  httplib::Request a = long_stream();
   json busy;
   a.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
     busy = s.post("/v1/completions", {{"prompt", {1}}, {"max_tokens", 4}}, &status);
