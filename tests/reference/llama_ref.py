@@ -132,13 +132,17 @@ class Reference(TensorOps):
         out = torch.einsum("hts,shd->thd", scores.softmax(-1), v).reshape(T, -1)
         return self.linear(out, p + "attn_output", act_bf16)
 
-    def forward(self, tokens, act_bf16=False, cache=None, start=0, window=False):
+    def forward(self, tokens, act_bf16=False, cache=None, start=0, window=False, mask=None, pos=None):
         """Logits (T, V) of tokens at positions start ...; cache: a dict that keeps each layer's K/V across calls.
         window (bidirectional models): the cache holds K/V of the whole sequence; this span's replace theirs and its
-        queries see every position (Fast-dLLM's dual cache)."""
+        queries see every position (Fast-dLLM's dual cache). mask (T, T) and pos (T): an attention pattern and
+        positions of one's own instead of the model's (a training objective's layout)."""
         tokens = torch.as_tensor(tokens)
         T = tokens.shape[0]
-        pos, mask = torch.arange(start, start + T), self.mask(T, start)
+        if mask is None:
+            pos, mask = torch.arange(start, start + T), self.mask(T, start)
+        else:
+            pos = torch.as_tensor(pos)
         if window:
             assert not self.causal and self.block == 0, "a window over the cache needs a bidirectional model"
             mask = torch.ones(T, cache["blk.0."][0].shape[0], dtype=torch.bool)
