@@ -194,6 +194,7 @@ void Scheduler::serve(bool until_idle) {
       std::lock_guard lk(mu_);
       ++stats_.rounds;
       stats_.model_calls += st.model_calls, stats_.shared_passes += st.shared_passes;
+      stats_.full_passes += st.full_passes;
       stats_.sequences += st.sequences, stats_.positions += st.positions;
       for (Job* j : round) j->done = true;
     }
@@ -266,7 +267,7 @@ void Scheduler::run_shared(Model& m, std::span<Job* const> full, SchedulerStats&
   first_row.push_back(rows.size());
   const size_t V = size_t(m.config().vocab);
   std::vector<float> logits(rows.size() * V);
-  ++st.model_calls;
+  ++st.model_calls, ++st.full_passes;
   if (full.size() > 1) ++st.shared_passes;
   st.sequences += int64_t(all.begin.size()) - 1;
   st.positions += int64_t(all.tokens.size());

@@ -59,6 +59,7 @@ struct SchedulerLimits {
 struct SchedulerStats {
   int64_t rounds = 0;          // rounds served
   int64_t model_calls = 0;     // shared full passes plus each cached call
+  int64_t full_passes = 0;     // full passes (each model's one Model::forward of a round)
   int64_t shared_passes = 0;   // full passes that served more than one request
   int64_t sequences = 0;       // sequences run in full passes (a CFG pair counts two)
   int64_t positions = 0;       // token positions run in full passes

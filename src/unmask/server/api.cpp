@@ -49,9 +49,9 @@ class Fields {
                           (v->is_number_float() && std::isfinite(v->get<double>()) &&
                            v->get<double>() == std::floor(v->get<double>()) && std::fabs(v->get<double>()) < 9e15);
     if (!integral) bad(name(key), fmt::format("expected an integer, got {}", type_name(*v)));
-    const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())
-                          ? std::numeric_limits<int64_t>::max()
-                          : v->is_number_float() ? int64_t(v->get<double>()) : v->get<int64_t>();
+    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+      bad(name(key), fmt::format("{} is out of range; it must be between {} and {}", v->get<uint64_t>(), lo, hi));
+    const int64_t x = v->is_number_float() ? int64_t(v->get<double>()) : v->get<int64_t>();
     if (x < lo || x > hi) bad(name(key), fmt::format("{} is out of range; it must be between {} and {}", x, lo, hi));
     return x;
   }
@@ -285,14 +285,13 @@ SamplerConfig sampler_config(Endpoint e, const json& body, const ServedModel& m,
   if (auto v = top.integer("seed", 0, kSeedMax)) c.seed = uint64_t(*v);
   if (auto v = x.integer("seed", 0, kSeedMax)) c.seed = uint64_t(*v);
 
-  std::vector<std::string> specific;
-  for (std::string_view o : sampler_specific_options())
-    if (is_given(o)) specific.emplace_back(o);
-  try {
-    check_given_options(c, specific);
-  } catch (const Error& err) {
-    bad("unmask", api_names(err.what()));
-  }
+  for (const ExtOption& o : kExtOptions)
+    if (*o.option && x.has(o.key) && !sampler_reads(c.kind, o.option))
+      bad(x.name(o.key), fmt::format("does not apply to sampler {} (that sampler never reads it)",
+                                     sampler_kind_name(c.kind)));
+  for (const ExtOption& o : kTopOptions)
+    if (top.has(o.key) && !sampler_reads(c.kind, o.option))
+      bad(o.key, fmt::format("does not apply to sampler {} (that sampler never reads it)", sampler_kind_name(c.kind)));
   job.stream_canvas = x.boolean("stream_canvas").value_or(false);
   job.timeout_s = x.number("timeout", 0, limits.timeout_s, true).value_or(limits.timeout_s);
   return c;

@@ -73,8 +73,11 @@ std::string Metrics::render(const SchedulerStats& s) const {
   counter("unmask_rounds_total", "Rounds of the continuous batch.", s.rounds);
   gauge("unmask_tokens_per_forward", "Generated tokens per model call, over the server's life.",
         s.model_calls ? double(completion_tokens_) / double(s.model_calls) : 0.0);
-  gauge("unmask_batch_size_mean", "Sequences per full pass, over the server's life.",
-        s.model_calls ? double(s.sequences) / double(std::max<int64_t>(s.model_calls, 1)) : 0.0);
+  counter("unmask_full_passes_total", "Full passes (one Model::forward over every request's sequences of a round).",
+          s.full_passes);
+  gauge("unmask_batch_size_mean", "Sequences per full pass, over the server's life (cached passes, AR's decode "
+        "steps among them, run one request at a time and are not counted).",
+        s.full_passes ? double(s.sequences) / double(s.full_passes) : 0.0);
   gauge("unmask_queue_length", "Requests waiting for a place in the batch.", s.queued);
   gauge("unmask_requests_running", "Requests in the running batch.", s.running);
   out += latency_.render("unmask_request_duration_seconds", "Time from a request's arrival to its last token.");

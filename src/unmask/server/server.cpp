@@ -74,6 +74,18 @@ class ClientWatch {
   int fd_ = -1;
 };
 
+// The metrics label of a path: the endpoints' names, "other" for any other path (labels never hold client text).
+std::string route_label(const std::string& path) {
+  if (path == "/v1/completions") return "completions";
+  if (path == "/v1/chat/completions") return "chat";
+  if (path == "/infill") return "infill";
+  if (path == "/v1/models") return "models";
+  if (path == "/metrics") return "metrics";
+  if (path == "/health") return "health";
+  if (path == "/") return "page";
+  return "other";
+}
+
 void send_json(httplib::Response& res, int status, const json& j) {
   res.status = status;
   res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
@@ -138,7 +150,7 @@ void Server::routes() {
   http_.new_task_queue = [workers] { return new httplib::ThreadPool(size_t(workers)); };
   http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) {
-      metrics_.request(req.path, 401);
+      metrics_.request(route_label(req.path), 401);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
