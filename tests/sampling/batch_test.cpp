@@ -84,7 +84,7 @@ TEST(Batch, EachRequestGetsItsSoloTokensWithFewerModelCalls) {
   EXPECT_EQ(b.model_calls, longest);
 }
 
-TEST(Batch, CachedRequestsRunAloneInsideTheBatch) {
+TEST(Batch, CachedRequestsGetTheirSoloTokensInsideTheBatch) {
   Model m = decisive_model(8);
   std::vector<Request> reqs = mixed_requests();
   reqs.push_back(request(SamplerKind::kLlada, 16, 8, 4, {5, 6, 7}));
@@ -267,6 +267,31 @@ TEST(Batch, ASequenceLogitsAreBitForBitTheSameBesideOthers) {
           << "beside " << companions << " other sequences";
     }
   }
+}
+
+}  // namespace
+}  // namespace unmask
+
+namespace unmask {
+namespace {
+
+// AR's decode steps continue each request's own cache; the steps of several requests share one pass
+// (Model::forward_cached_batch), and each still gets the tokens it gets alone.
+TEST(Batch, ArStepsOfSeveralRequestsShareOnePassWithTheirSoloTokens) {
+  ModelConfig c = preset_config("tiny");
+  c.arch = "llama", c.mask = MaskKind::kCausal, c.eos_token = -1, c.ctx = 96;
+  Model m = Model::random(c, 21);
+  std::vector<Request> reqs;
+  reqs.push_back(request(SamplerKind::kAr, 20, -1, 1, {5, 6, 7}));
+  reqs.push_back(request(SamplerKind::kAr, 12, -1, 2, {9}));
+  reqs.back().cfg.temperature = 0.8;
+  reqs.push_back(request(SamplerKind::kAr, 30, -1, 3, {100, 101, 102, 103, 104, 105}));
+  reqs.back().cfg.temperature = 1, reqs.back().cfg.top_k = 20;
+  const BatchResult b = generate_batch(m, reqs);
+  const int passes = expect_same_as_alone(m, reqs, b);
+  EXPECT_EQ(passes, 20 + 12 + 30);
+  EXPECT_EQ(b.model_calls, 30) << "one pass per step of the longest request";
+  EXPECT_GT(b.shared_passes, 0);
 }
 
 }  // namespace

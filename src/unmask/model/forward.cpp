@@ -76,6 +76,30 @@ void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, floa
   if (commit) cache.advance(n);
 }
 
+void Model::forward_cached_batch(std::span<KVCache* const> caches, std::span<const std::span<const int32_t>> tokens,
+                                 std::span<const char> commit, float* logits, std::span<const int32_t> rows) {
+  check(!caches.empty() && caches.size() == tokens.size() && caches.size() == commit.size(),
+        "forward_cached_batch: {} caches, {} token spans, {} commit flags", caches.size(), tokens.size(),
+        commit.size());
+  std::vector<int32_t> all, pos;
+  std::vector<Segment> segs;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    KVCache& c = *caches[i];
+    const int n = int(tokens[i].size()), len = c.size();
+    check(n > 0, "forward: no tokens to run");
+    check(len + n <= c.capacity() && len + n <= cfg_.ctx,
+          "forward: {} cached + {} new positions exceed the cache ({}) or the model's context ({})", len, n,
+          c.capacity(), cfg_.ctx);
+    for (int j = 0; j < n; ++j) pos.push_back(len + j);
+    segs.push_back({int(all.size()), n, 0, len + n, &c, len});
+    all.insert(all.end(), tokens[i].begin(), tokens[i].end());
+  }
+  check_tokens(all);
+  run(all, pos, segs, nullptr, 0, logits, rows);
+  for (size_t i = 0; i < caches.size(); ++i)
+    if (commit[i]) caches[i]->advance(int(tokens[i].size()));
+}
+
 void Model::forward_draft(KVCache& cache, std::span<const int32_t> tokens, int from, float* logits,
                           std::span<const int32_t> rows) {
   const int n = int(tokens.size()), len = cache.size();
@@ -127,8 +151,9 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> pos, s
   b.first = size_t(first_row) * KV;
   for (int l = 0; l < cfg_.n_layers; ++l) {
     // K/V go straight into the cache after its final positions, or into scratch for a cache-less pass.
-    b.k = cache ? cache->k(l) : fit(s.k, size_t(N) * KV);
-    b.v = cache ? cache->v(l) : fit(s.v, size_t(N) * KV);
+    const bool own = segs.front().cache != nullptr;  // each segment's K/V in its own cache: no shared buffer
+    b.k = own ? nullptr : cache ? cache->k(l) : fit(s.k, size_t(N) * KV);
+    b.v = own ? nullptr : cache ? cache->v(l) : fit(s.v, size_t(N) * KV);
     layer_forward(l, N, pos.data(), spans, segs, b);
   }
   const int R = rows.empty() ? N : int(rows.size());
@@ -186,20 +211,29 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
 
   rmsnorm_forward(b.h, b.rstd1, x, W.attn_norm.f32(), N, C, cfg_.norm_eps);
   L.qkv.forward(b.qkv, b.h, N, L.qkv_b);
-  split_qkv(b.q, b.k + b.first, b.v + b.first, b.qkv, N, Q, KV);
+  // Keys and values: this call's rows in one buffer (b.k + b.first), or each segment's in its own cache.
+  const bool own = segs.front().cache != nullptr;
+  auto keys = [&](const Segment& g) { return own ? g.cache->k(l) : b.k; };
+  auto values = [&](const Segment& g) { return own ? g.cache->v(l) : b.v; };
+  auto new_rows = [&](const Segment& g) { return size_t(own ? g.first : g.row0) * KV + (own ? 0 : b.first); };
+  for (const Segment& g : segs)
+    split_qkv(b.q + size_t(g.row0) * Q, keys(g) + new_rows(g), values(g) + new_rows(g),
+              b.qkv + size_t(g.row0) * (Q + 2 * KV), g.n, Q, KV);
   if (cfg_.qk_norm) {  // each head of q (N·Hq, D) and of k (N·Hkv, D) normed on its own
     rmsnorm_forward(b.q, nullptr, b.q, W.q_norm.f32(), N * cfg_.n_heads, D, cfg_.norm_eps);
-    rmsnorm_forward(b.k + b.first, nullptr, b.k + b.first, W.k_norm.f32(), N * cfg_.n_kv_heads, D, cfg_.norm_eps);
+    for (const Segment& g : segs)
+      rmsnorm_forward(keys(g) + new_rows(g), nullptr, keys(g) + new_rows(g), W.k_norm.f32(), g.n * cfg_.n_kv_heads,
+                      D, cfg_.norm_eps);
   }
   rope_.apply(b.q, pos, N, cfg_.n_heads, cfg_.rope);
-  rope_.apply(b.k + b.first, pos, N, cfg_.n_kv_heads, cfg_.rope);
+  for (const Segment& g : segs) rope_.apply(keys(g) + new_rows(g), pos + g.row0, g.n, cfg_.n_kv_heads, cfg_.rope);
   const float scale = 1.0f / std::sqrt(float(D));
   // bf16 weights: attention in bf16 as well (products and P·V through AVX512-BF16, f32 softmax).
   const auto attend = cfg_.wtype == DType::BF16 ? attention_forward_bf16 : attention_forward;
   for (const Segment& g : segs)
     attend(b.att + size_t(g.row0) * Q, b.lse ? b.lse + size_t(g.row0) * cfg_.n_heads : nullptr,
-                      b.q + size_t(g.row0) * Q, b.k + size_t(g.key0) * KV, b.v + size_t(g.key0) * KV,
-                      spans + g.row0, g.n, g.n_keys, cfg_.n_heads, cfg_.n_kv_heads, D, scale);
+           b.q + size_t(g.row0) * Q, keys(g) + size_t(g.key0) * KV, values(g) + size_t(g.key0) * KV, spans + g.row0,
+           g.n, g.n_keys, cfg_.n_heads, cfg_.n_kv_heads, D, scale);
   L.o.forward(b.tmp, b.att, N);
   add_inplace(x, b.tmp, int64_t(N) * C);
   if (b.x_mid) std::copy_n(x, size_t(N) * C, b.x_mid);

@@ -96,6 +96,12 @@ class Model {
   // tokens (n) replace positions [begin, begin + n) of a cache that holds the whole sequence (begin + n <=
   // cache.size()): their K/V are recomputed in place and their queries attend to every cached position under the
   // model's mask. Fast-dLLM's dual cache: the block being denoised is rerun against the cached prefix and suffix.
+  // forward_cached for several caches in one pass (one read of the weights): tokens[i] continue caches[i]; logits
+  // (R, V) for rows R of the tokens concatenated (all when empty); caches[i] keeps its span when commit[i]. Each
+  // row's logits are those forward_cached gives it alone (the continuous batch's AR steps).
+  void forward_cached_batch(std::span<KVCache* const> caches, std::span<const std::span<const int32_t>> tokens,
+                            std::span<const char> commit, float* logits, std::span<const int32_t> rows = {});
+
   // A joint model's pass (config().draft_block > 0): tokens (n) continue the cached sequence; rows [0, from) are causal
   // (their K/V are AR's), rows [from, n) a draft block that sees the cache and every row of the call. The cache does
   // not grow: cache.advance(k) afterwards keeps the first k rows' K/V (k <= from).

@@ -16,6 +16,10 @@ struct Model::Segment {
   int n = 0;       // query rows
   int key0 = 0;    // first key row in the layer's key buffer
   int n_keys = 0;  // keys the segment's queries may draw from
+  // Set when every segment of the call continues a cache of its own (forward_cached_batch): its keys are that
+  // cache's, and the segment's rows go at its position `first`.
+  KVCache* cache = nullptr;
+  int first = 0;
 };
 
 // Where one layer's activations go. Null pointers are not kept (inference).

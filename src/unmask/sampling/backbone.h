@@ -56,9 +56,9 @@ class ModelBackbone : public Backbone {
   void advance(int n) override { cache_.advance(n); }
   int cached() const override { return cache_.size(); }
   void truncate(int n) override { cache_.truncate(n); }
+  KVCache& cache();  // the one cache, made on first use
 
  private:
-  KVCache& cache();  // made on first use
   Model& m_;
   int cache_capacity_;
   KVCache cache_;

@@ -11,11 +11,15 @@
 
 namespace unmask {
 
-// One request's call, waiting for the compute thread: a full pass (batch set) or a cached call run alone (solo set).
+// One request's call, waiting for the compute thread: a full pass (batch set), a step continuing the request's cache
+// (cache set; such steps of one model share a pass too), or another cached call run alone (solo set).
 struct Scheduler::Job {
   Model* model = nullptr;
   int64_t order = 0;  // the request's admission number: rounds serve requests in a fixed order
   const Batch* batch = nullptr;
+  KVCache* cache = nullptr;
+  std::span<const int32_t> tokens;  // cache: the span that continues it
+  bool commit = false;
   float* logits = nullptr;
   std::span<const int32_t> rows;
   std::function<void()> solo;
@@ -34,8 +38,8 @@ struct Scheduler::Entry {
 
 namespace {
 
-// A request's view of the model: full passes go to the scheduler's round; cached calls run alone on the request's
-// own cache, on the compute thread.
+// A request's view of the model: full passes and steps over its own cache go to the scheduler's round, where they
+// share passes with the other requests'; window and draft passes run alone on the compute thread.
 class Proxy final : public Backbone {
  public:
   Proxy(Scheduler& s, Model& m, int64_t order) : s_(s), m_(m), own_(m), order_(order) {}
@@ -47,7 +51,10 @@ class Proxy final : public Backbone {
   }
   void forward_cached(std::span<const int32_t> tokens, float* logits, std::span<const int32_t> rows,
                       bool commit) override {
-    solo([&] { own_.forward_cached(tokens, logits, rows, commit); });
+    Scheduler::Job j;
+    j.model = &m_, j.order = order_, j.cache = &own_.cache(), j.tokens = tokens, j.commit = commit;
+    j.logits = logits, j.rows = rows;
+    s_.call(j);
   }
   void forward_window(int begin, std::span<const int32_t> tokens, float* logits,
                       std::span<const int32_t> rows) override {
@@ -221,27 +228,30 @@ SchedulerStats Scheduler::stats() const {
 
 void Scheduler::run_round(std::vector<Job*>& round, SchedulerStats& st) {
   std::sort(round.begin(), round.end(), [](const Job* a, const Job* b) { return a->order < b->order; });
-  std::vector<Job*> full;
+  std::vector<Job*> full, cached;
   for (Job* j : round) {
-    if (!j->solo) {
-      full.push_back(j);
-      continue;
-    }
-    try {
+    if (j->batch) full.push_back(j);
+    else if (j->cache) cached.push_back(j);
+    else try {
       ++st.model_calls;
       j->solo();
     } catch (...) {
       j->error = std::current_exception();
     }
   }
-  // One pass per model, its jobs in admission order.
-  std::stable_sort(full.begin(), full.end(), [](const Job* a, const Job* b) { return a->model < b->model; });
-  for (size_t lo = 0; lo < full.size();) {
+  run_grouped(full, false, st);
+  run_grouped(cached, true, st);
+}
+
+// One pass per model over its jobs, in admission order.
+void Scheduler::run_grouped(std::vector<Job*>& jobs, bool cached, SchedulerStats& st) {
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job* a, const Job* b) { return a->model < b->model; });
+  for (size_t lo = 0; lo < jobs.size();) {
     size_t hi = lo;
-    while (hi < full.size() && full[hi]->model == full[lo]->model) ++hi;
-    const std::span<Job* const> group(full.data() + lo, hi - lo);
+    while (hi < jobs.size() && jobs[hi]->model == jobs[lo]->model) ++hi;
+    const std::span<Job* const> group(jobs.data() + lo, hi - lo);
     try {
-      run_shared(*full[lo]->model, group, st);
+      run_pass(*jobs[lo]->model, group, cached, st);
     } catch (...) {
       for (Job* j : group) j->error = std::current_exception();
     }
@@ -249,32 +259,45 @@ void Scheduler::run_round(std::vector<Job*>& round, SchedulerStats& st) {
   }
 }
 
-// The sequences of every job concatenated into one Batch, each job's rows moved by its first token's offset.
-void Scheduler::run_shared(Model& m, std::span<Job* const> full, SchedulerStats& st) {
+// Every job's sequences (a Batch, or the spans continuing their caches) in one call, each job's rows moved by its
+// first token's offset; each job gets its rows' logits.
+void Scheduler::run_pass(Model& m, std::span<Job* const> jobs, bool cached, SchedulerStats& st) {
   Batch all;
+  std::vector<KVCache*> caches;
+  std::vector<std::span<const int32_t>> spans;
+  std::vector<char> commit;
   std::vector<int32_t> rows;
   std::vector<size_t> first_row;
-  for (const Job* j : full) {
-    const Batch& b = *j->batch;
-    const int32_t offset = int32_t(all.tokens.size());
-    for (size_t s = 0; s + 1 < b.begin.size(); ++s)
-      all.add(std::span(b.tokens).subspan(size_t(b.begin[s]), size_t(b.begin[s + 1] - b.begin[s])));
+  int32_t offset = 0;
+  for (const Job* j : jobs) {
+    int32_t n = 0;
+    if (cached) {
+      caches.push_back(j->cache), spans.push_back(j->tokens), commit.push_back(j->commit);
+      n = int32_t(j->tokens.size());
+    } else {
+      const Batch& b = *j->batch;
+      for (size_t s = 0; s + 1 < b.begin.size(); ++s)
+        all.add(std::span(b.tokens).subspan(size_t(b.begin[s]), size_t(b.begin[s + 1] - b.begin[s])));
+      n = int32_t(b.tokens.size());
+    }
     first_row.push_back(rows.size());
     for (int32_t r : j->rows) rows.push_back(r + offset);
-    if (j->rows.empty())  // Model::forward's convention: no rows means every row
-      for (int32_t r = 0; r < int32_t(b.tokens.size()); ++r) rows.push_back(r + offset);
+    if (j->rows.empty())  // Model's convention: no rows means every row
+      for (int32_t r = 0; r < n; ++r) rows.push_back(r + offset);
+    offset += n;
   }
   first_row.push_back(rows.size());
   const size_t V = size_t(m.config().vocab);
   std::vector<float> logits(rows.size() * V);
   ++st.model_calls, ++st.full_passes;
-  if (full.size() > 1) ++st.shared_passes;
-  st.sequences += int64_t(all.begin.size()) - 1;
-  st.positions += int64_t(all.tokens.size());
-  m.forward(all, logits.data(), rows);
-  for (size_t i = 0; i < full.size(); ++i)
+  if (jobs.size() > 1) ++st.shared_passes;
+  st.sequences += cached ? int64_t(jobs.size()) : int64_t(all.size());
+  st.positions += offset;
+  if (cached) m.forward_cached_batch(caches, spans, commit, logits.data(), rows);
+  else m.forward(all, logits.data(), rows);
+  for (size_t i = 0; i < jobs.size(); ++i)
     std::copy(logits.begin() + ptrdiff_t(first_row[i] * V), logits.begin() + ptrdiff_t(first_row[i + 1] * V),
-              full[i]->logits);
+              jobs[i]->logits);
 }
 
 BatchResult generate_batch(Model& model, std::span<const Request> requests) {

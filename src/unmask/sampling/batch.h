@@ -13,8 +13,9 @@
 // A request's tokens do not depend on its companions: its random streams depend only on its seed, step and position,
 // and each sequence of a Batch attends only within itself. (The logits of a sequence can differ from a solo pass by
 // float rounding of the larger GEMMs; a choice decided by a margin of that size may then differ: docs/server.md.)
-// Cached passes (AR's KV cache, bd3's block cache, --cache prefix/dual) are supported but not shared: such a request
-// keeps its own cache, and the compute thread runs its cached call alone, in the same round as the shared passes.
+// Cached passes (AR's KV cache, bd3's block cache, --cache prefix/dual, spec) keep a cache per request. Steps that
+// continue a request's cache (AR's decode steps, bd3's blocks) share one pass per model as well
+// (Model::forward_cached_batch: each cache keeps its own keys); window and draft passes run alone in the round.
 // Only the compute thread calls a model, so OpenMP regions inside it never overlap; the request threads choose their
 // tokens with one thread each (no second OpenMP team). Step callbacks and `done` run on the request's thread.
 #pragma once
@@ -59,7 +60,7 @@ struct SchedulerLimits {
 struct SchedulerStats {
   int64_t rounds = 0;          // rounds served
   int64_t model_calls = 0;     // shared full passes plus each cached call
-  int64_t full_passes = 0;     // full passes (each model's one Model::forward of a round)
+  int64_t full_passes = 0;     // passes over several requests' sequences or caches (each model's, per round)
   int64_t shared_passes = 0;   // full passes that served more than one request
   int64_t sequences = 0;       // sequences run in full passes (a CFG pair counts two)
   int64_t positions = 0;       // token positions run in full passes
@@ -96,7 +97,8 @@ class Scheduler {
   void admit_locked();
   void run_request(Entry& e);
   void run_round(std::vector<Job*>& round, SchedulerStats& st);  // st: what the round added
-  void run_shared(Model& m, std::span<Job* const> full, SchedulerStats& st);
+  void run_grouped(std::vector<Job*>& jobs, bool cached, SchedulerStats& st);
+  void run_pass(Model& m, std::span<Job* const> jobs, bool cached, SchedulerStats& st);
 
   SchedulerLimits limits_;
   mutable std::mutex mu_;
