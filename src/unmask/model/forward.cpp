@@ -61,16 +61,22 @@ void Model::forward_batch(const Batch& batch, float* logits, std::span<const int
   run(batch.tokens, pos, segs, nullptr, 0, logits, rows, hidden);
 }
 
-void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
-                           std::span<const int32_t> rows, bool commit) {
-  const int n = int(tokens.size()), len = cache.size();
+std::vector<int32_t> Model::continuing(const KVCache& cache, int n) const {
+  const int len = cache.size();
   check(n > 0, "forward: no tokens to run");
   check(len + n <= cache.capacity() && len + n <= cfg_.ctx,
         "forward: {} cached + {} new positions exceed the cache ({}) or the model's context ({})", len, n,
         cache.capacity(), cfg_.ctx);
-  check_tokens(tokens);
   std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) pos[size_t(i)] = len + i;
+  return pos;
+}
+
+void Model::forward_cached(KVCache& cache, std::span<const int32_t> tokens, float* logits,
+                           std::span<const int32_t> rows, bool commit) {
+  const int n = int(tokens.size()), len = cache.size();
+  const std::vector<int32_t> pos = continuing(cache, n);
+  check_tokens(tokens);
   const Segment seg{0, n, 0, len + n};
   run(tokens, pos, {&seg, 1}, &cache, len, logits, rows);
   if (commit) cache.advance(n);
@@ -86,11 +92,8 @@ void Model::forward_cached_batch(std::span<KVCache* const> caches, std::span<con
   for (size_t i = 0; i < caches.size(); ++i) {
     KVCache& c = *caches[i];
     const int n = int(tokens[i].size()), len = c.size();
-    check(n > 0, "forward: no tokens to run");
-    check(len + n <= c.capacity() && len + n <= cfg_.ctx,
-          "forward: {} cached + {} new positions exceed the cache ({}) or the model's context ({})", len, n,
-          c.capacity(), cfg_.ctx);
-    for (int j = 0; j < n; ++j) pos.push_back(len + j);
+    const std::vector<int32_t> p = continuing(c, n);
+    pos.insert(pos.end(), p.begin(), p.end());
     segs.push_back({int(all.size()), n, 0, len + n, &c, len});
     all.insert(all.end(), tokens[i].begin(), tokens[i].end());
   }
@@ -104,13 +107,9 @@ void Model::forward_draft(KVCache& cache, std::span<const int32_t> tokens, int f
                           std::span<const int32_t> rows) {
   const int n = int(tokens.size()), len = cache.size();
   check(cfg_.draft_block > 0, "forward_draft: the model ({}) was not trained to draft (objective joint)", cfg_.arch);
-  check(n > 0 && from >= 0 && from <= n, "forward_draft: rows [{}, {}) are not a draft block of {} rows", from, n, n);
-  check(len + n <= cache.capacity() && len + n <= cfg_.ctx,
-        "forward: {} cached + {} new positions exceed the cache ({}) or the model's context ({})", len, n,
-        cache.capacity(), cfg_.ctx);
+  check(from >= 0 && from <= n, "forward_draft: rows [{}, {}) are not a draft block of {} rows", from, n, n);
+  const std::vector<int32_t> pos = continuing(cache, n);
   check_tokens(tokens);
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) pos[size_t(i)] = len + i;
   const Segment seg{0, n, 0, len + n};
   run(tokens, pos, {&seg, 1}, &cache, len, logits, rows, nullptr, from);
 }

@@ -151,6 +151,8 @@ class Model {
                      const LayerBufs& b);
   void logits_forward(const float* x, int N, std::span<const int32_t> rows, float* hr, float* rstd, float* logits);
   void reserve_rope(std::span<const int32_t> pos);  // the RoPE table covers every position of pos
+  // The positions of n tokens that continue the cache; throws when they do not fit it or the context.
+  std::vector<int32_t> continuing(const KVCache& cache, int n) const;
   void layer_backward(int l, int N, const int32_t* pos, const KeySpan* spans, std::span<const Segment> segs,
                       float* dx, float* grads);
   // The mixture-of-experts FFN of layer l: h (N, C) -> out (N, C).
