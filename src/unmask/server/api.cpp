@@ -193,7 +193,8 @@ constexpr ExtOption kExtOptions[] = {
     {"remasking", "--remasking"},   {"alg", "--alg"},             {"alg_temp", "--alg-temp"},
     {"cfg_scale", "--cfg-scale"},   {"eps", "--eps"},             {"eta", "--eta"},
     {"remdm", "--remdm"},           {"first_hitting", "--first-hitting"}, {"eos_last", "--eos-last"},
-    {"seed", "--seed"},             {"stream_canvas", ""},        {"timeout", ""},
+    {"draft_length", "--draft-length"}, {"seed", "--seed"},       {"stream_canvas", ""},
+    {"timeout", ""},
 };
 // Top-level sampling fields and their command-line names.
 constexpr ExtOption kTopOptions[] = {{"temperature", "--temp"}, {"top_p", "--top-p"}, {"top_k", "--top-k"},
@@ -276,6 +277,7 @@ SamplerConfig sampler_config(Endpoint e, const json& body, const ServedModel& m,
   if (auto v = parse_enum(x, "remdm", parse_remdm_schedule)) c.remdm = *v;
   if (auto v = x.boolean("first_hitting")) c.first_hitting = *v;
   if (auto v = x.boolean("eos_last")) c.eos_last = *v;
+  if (auto v = x.integer("draft_length", 1, 256)) c.draft_length = int(*v);
   if (auto v = top.number("temperature", 0, 2)) c.temperature = *v;
   if (auto v = top.number("top_p", 0, 1, true)) c.top_p = *v;
   if (auto v = top.integer("top_k", 0, mc.vocab)) c.top_k = int(*v);

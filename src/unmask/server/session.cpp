@@ -93,7 +93,7 @@ json Session::stats_json(const GenerateStats& s) const {
   return {{"sampler", sampler_kind_name(job_.req.cfg.kind)}, {"steps", s.steps},
           {"forward_passes", s.forward_passes}, {"tokens_per_forward", s.tokens_per_forward()},
           {"seconds", clock_.seconds()}, {"seconds_forward", s.seconds_forward},
-          {"time_to_first_token", first_token_seconds()}};
+          {"time_to_first_token", first_token_seconds()}, {"drafted", s.drafted}, {"accepted", s.accepted}};
 }
 
 json Session::answer(const GenerateResult& r, const std::string& text) const {
