@@ -33,6 +33,8 @@ void Batch::add(std::span<const int32_t> seq) {
   begin.push_back(int32_t(tokens.size()));
 }
 
+void Model::release_scratch() { s_ = std::make_unique<Scratch>(); }
+
 Model::Model(ModelConfig c, ModelWeights w) : cfg_(std::move(c)), w_(std::move(w)), s_(std::make_unique<Scratch>()) {
   prepare();
 }

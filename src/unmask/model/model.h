@@ -119,6 +119,8 @@ class Model {
   // parameter into grads, a flat buffer laid out as params().
   void forward_train(const TrainBatch& b, float* logits);
   void backward(const TrainBatch& b, const float* dlogits, float* grads);
+  // Frees the inference scratch, which keeps the size of the largest call so far (an idle server gives it back).
+  void release_scratch();
   std::span<float> params();
   // After the parameters changed (an optimizer step, a checkpoint load): refresh the GEMMs' packed weights.
   void params_changed();

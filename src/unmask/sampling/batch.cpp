@@ -181,6 +181,7 @@ void Scheduler::serve(bool until_idle) {
   for (;;) {
     std::vector<Job*> round;
     std::vector<std::thread> left;
+    bool went_idle = false;
     {
       std::unique_lock lk(mu_);
       auto ready = [&] { return !running_.empty() && pending_.size() == running_.size(); };
@@ -190,10 +191,12 @@ void Scheduler::serve(bool until_idle) {
         return ready() || !finished_.empty() || idle();
       });
       left.swap(finished_);
+      went_idle = !left.empty() && running_.empty() && queue_.empty();
       if (ready()) round.swap(pending_);
       else if (left.empty() && idle()) return;
     }
     for (std::thread& t : left) t.join();
+    if (went_idle && idle_hook_) idle_hook_();
     if (round.empty()) continue;
     SchedulerStats st;
     run_round(round, st);

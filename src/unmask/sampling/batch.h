@@ -85,6 +85,9 @@ class Scheduler {
   // or queued.
   void serve(bool until_idle = false);
   void stop();  // serve() returns after the round in progress; running requests are cancelled
+  // Called on the compute thread each time the last running request has left and none waits (the server gives
+  // memory back there); set it before serve().
+  void on_idle(std::function<void()> hook) { idle_hook_ = std::move(hook); }
   SchedulerStats stats() const;
 
   struct Job;  // one request's model call waiting for the compute thread (batch.cpp)
@@ -108,6 +111,7 @@ class Scheduler {
   std::vector<Job*> pending_;
   bool stopping_ = false;
   int64_t next_order_ = 0;
+  std::function<void()> idle_hook_;
   SchedulerStats stats_;
 };
 

@@ -120,6 +120,11 @@ std::vector<ServedModel> load_models(const std::vector<std::string>& paths, cons
 
 Server::Server(ServerOptions o)
     : o_(std::move(o)), models_(load_models(o_.models, o_.chat_template)), scheduler_(o_.batch) {
+  // Idle: the models' scratch (sized by the largest batch) and the requests' freed memory go back to the system.
+  scheduler_.on_idle([this] {
+    for (ServedModel& m : models_) m.model.release_scratch();
+    malloc_trim(0);
+  });
   routes();
 }
 
@@ -211,8 +216,6 @@ void Server::finished(const Session& s) {
   if (s.status() == 200)
     metrics_.generation(s.job().prompt_tokens, s.completion_tokens(), s.forward_passes(), s.seconds(),
                         s.first_token_seconds());
-  const SchedulerStats st = scheduler_.stats();
-  if (st.running == 0 && st.queued == 0) malloc_trim(0);  // idle: give the requests' memory back to the system
 }
 
 void Server::generate(Endpoint e, const httplib::Request& req, httplib::Response& res) {
