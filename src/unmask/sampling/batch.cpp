@@ -42,7 +42,9 @@ namespace {
 // share passes with the other requests'; window and draft passes run alone on the compute thread.
 class Proxy final : public Backbone {
  public:
-  Proxy(Scheduler& s, Model& m, int64_t order) : s_(s), m_(m), own_(m), order_(order) {}
+  // cache_positions: what the request's cache must hold (its canvas), not the model's whole context.
+  Proxy(Scheduler& s, Model& m, int64_t order, int cache_positions)
+      : s_(s), m_(m), own_(m, std::min(cache_positions, m.config().ctx)), order_(order) {}
   const ModelConfig& config() const override { return own_.config(); }
   void forward(const Batch& batch, float* logits, std::span<const int32_t> rows) override {
     Scheduler::Job j;
@@ -143,7 +145,9 @@ void Scheduler::run_request(Entry& e) {
     out.result.cancelled = true;
   } else {
     try {
-      Proxy p(*this, *e.model, e.order);
+      const int64_t positions = e.q.canvas ? int64_t(e.q.canvas->tokens.size())
+                                           : int64_t(e.q.prompt.size()) + e.q.cfg.gen_length;
+      Proxy p(*this, *e.model, e.order, int(std::clamp<int64_t>(positions, 1, e.model->config().ctx)));
       const StepCallback& user = e.q.on_step;
       const StepCallback cb = [&](const StepEvent& ev) { return !cancel->load() && (!user || user(ev)); };
       out.result = e.q.canvas ? generate_canvas(p, e.q.cfg, *e.q.canvas, cb) : generate(p, e.q.cfg, e.q.prompt, cb);
