@@ -236,7 +236,8 @@ SamplerConfig sampler_config(Endpoint e, const json& body, const ServedModel& m,
     if (!it->is_object()) bad("unmask", fmt::format("expected an object, got {}", type_name(*it)));
     ext = *it;
   }
-  for (const auto& [key, value] : ext.items()) {
+  for (const auto& item : ext.items()) {
+    const std::string& key = item.key();
     const bool known = std::any_of(std::begin(kExtOptions), std::end(kExtOptions),
                                    [&](const ExtOption& o) { return key == o.key; });
     if (!known) {
