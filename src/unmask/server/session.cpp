@@ -130,13 +130,9 @@ void Session::finish(BatchOutcome o) {
   if (done_) return;  // failed already (a timeout, the client gone)
   // Cancelled, and not by the client or a timeout (they fail the session first): the scheduler is stopping.
   if (cancel->load() && !text_.stopped()) {
-    status_ = 503;
-    response_ = dump(error_json(503, "server_stopping", "", "the server is stopping; the request was cancelled"));
-    if (job_.stream) push(json::parse(response_)), push_done();
+    end_with_error(503, "server_stopping", "the server is stopping; the request was cancelled");
   } else if (!o.ok()) {
-    status_ = 400;
-    response_ = dump(error_json(400, "invalid_request_error", "", o.error));
-    if (job_.stream) push(json::parse(response_)), push_done();
+    end_with_error(400, "invalid_request_error", o.error);
   } else if (job_.stream) {
     if (!rest.empty()) push(chunk(rest, nullptr)), role_sent_ = true;
     json last = chunk("", text_.stopped() ? "stop" : "length");
@@ -162,11 +158,16 @@ void Session::fail(int status, const std::string& code, const std::string& messa
   cancel->store(true);
   std::lock_guard lk(mu_);
   if (done_) return;
-  status_ = status;
-  response_ = dump(error_json(status, code, "", message));
-  if (job_.stream) push(json::parse(response_)), push_done();
+  end_with_error(status, code, message);
   done_ = true;
   cv_.notify_all();
+}
+
+void Session::end_with_error(int status, const std::string& code, const std::string& message) {
+  const json e = error_json(status, code, "", message);
+  status_ = status;
+  response_ = dump(e);
+  if (job_.stream) push(e), push_done();
 }
 
 void Session::push(const json& event) {

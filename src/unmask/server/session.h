@@ -61,6 +61,7 @@ class Session {
   nlohmann::json answer(const GenerateResult& r, const std::string& text) const;
   void push(const nlohmann::json& event);  // under mu_
   void push_done();                        // under mu_
+  void end_with_error(int status, const std::string& code, const std::string& message);  // under mu_
   const std::string& cell(int32_t id);
 
   Job job_;
