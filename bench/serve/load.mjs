@@ -2,13 +2,15 @@
 // A load test of `unmask serve` on loopback: throughput, latency, memory, and what batching gains.
 //
 //   node bench/serve/load.mjs --binary build/release/unmask [--seconds 20] [--concurrency 8]
-//        [--models a.gguf,b.gguf] [--parallel 8] [--queue 8] [--threads 2] [--extra 4] [--rounds 2] [--json FILE]
+//        [--models a.gguf,b.gguf] [--parallel 8] [--queue 8] [--threads 2] [--extra 4] [--rounds 2] [--idle-release 2]
+//        [--json FILE]
 //
 // It starts the server itself (--port 0), then
 //  (a) for --seconds, --concurrency clients loop over a fixed mix of completions (every model, streamed and not,
 //      prompts from the list below, max_tokens 32..64, a seed per request), and halfway through one burst of
 //      parallel + queue + --extra requests at once provokes 503s; it reports requests/s, generated tokens/s (from
-//      usage), latency and time to first token, errors by kind, the server's RSS (/proc, every 100 ms) and /metrics;
+//      usage), latency and time to first token, errors by kind, the server's RSS (/proc, every 100 ms; after the
+//      load, 2 s later and once the server's --idle-release has passed) and /metrics;
 //  (b) sends the same --parallel requests one after another and then all at once, --rounds times (the best wall time
 //      of each), and compares the texts (a batch must not change what a request generates).
 // It exits 1 on an error other than 503, texts that differ, or a burst that provoked no 503.
@@ -34,12 +36,13 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: '2' },
     extra: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '2' },
+    'idle-release': { type: 'string', default: '2' },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (opt.help) {
-  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 15).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
   process.exit(0);
 }
 function positive(name, min = 1) {
@@ -57,6 +60,7 @@ const QUEUE = Math.floor(positive('queue', 0));
 const THREADS = Math.floor(positive('threads', 0));
 const EXTRA = Math.floor(positive('extra', 0));
 const ROUNDS = Math.floor(positive('rounds'));
+const IDLE_RELEASE = positive('idle-release', 0);
 const modelFiles = opt.models
   ? opt.models.split(',').filter(Boolean).map((f) => path.resolve(f))
   : [path.join(repo, 'models/kjv-mdlm.gguf'), path.join(repo, 'models/kjv-ar.gguf')];
@@ -222,7 +226,7 @@ const pct = (xs, p) => {
 
 async function main() {
   const args = modelFiles.flatMap((f) => ['-m', f]).concat(['--port', '0', '--parallel', `${PARALLEL}`, '--queue', `${QUEUE}`,
-    '-t', `${THREADS}`]);
+    '-t', `${THREADS}`, '--idle-release', `${IDLE_RELEASE}`]);
   const { url, line } = await startServer(args);
   const pid = server.pid;
   log(line);
@@ -291,9 +295,11 @@ async function main() {
   const loadHwm = memory(pid).hwm;
   clearInterval(poll);
 
-  log('idle 2 s');
+  log(`idle 2 s, then until --idle-release ${IDLE_RELEASE} s has passed`);
   await sleep(2000);
   const idleMem = memory(pid);
+  await sleep(Math.max(0, IDLE_RELEASE * 1000 + 1000 - 2000));
+  const releasedMem = memory(pid);
 
   const ok = results.filter((r) => r.status === 200 && !r.kind);
   const errors = {};
@@ -349,7 +355,7 @@ async function main() {
   const figures = {
     command: `node bench/serve/load.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     machine: `${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`,
-    server: { parallel: PARALLEL, queue: QUEUE, threads: THREADS, models },
+    server: { parallel: PARALLEL, queue: QUEUE, threads: THREADS, idle_release: IDLE_RELEASE, models },
     load: {
       seconds: wall, concurrency: CONCURRENCY, requests: results.length, ok: ok.length,
       requests_per_s: ok.length / wall, tokens: tokens, tokens_per_s: tokens / wall,
@@ -364,7 +370,7 @@ async function main() {
     },
     memory_mib: {
       idle_at_start: startMem.rss, baseline: baseMem.rss, peak_during_load: peakRss, hwm_after_load: loadHwm,
-      idle_2s_after_load: idleMem.rss, hwm_at_end: idleMem.hwm,
+      idle_2s_after_load: idleMem.rss, after_idle_release: releasedMem.rss, hwm_at_end: releasedMem.hwm,
     },
     metrics: {
       during_load: {
@@ -397,6 +403,7 @@ async function main() {
     ['RSS idle at start / warm baseline', `${f(M.idle_at_start)} / ${f(M.baseline)} MiB`],
     ['RSS peak in load (100 ms polls) / VmHWM', `${f(M.peak_during_load)} / ${f(M.hwm_after_load)} MiB`],
     ['RSS 2 s after load', `${f(M.idle_2s_after_load)} MiB`],
+    [`RSS ${Math.max(2, IDLE_RELEASE + 1)} s after load (--idle-release ${IDLE_RELEASE})`, `${f(M.after_idle_release)} MiB`],
     ['/metrics in load: tokens per model call', f(D.tokens_per_model_call, 2)],
     ['/metrics in load: tokens per request forward', f(D.tokens_per_request_forward, 2)],
     ['/metrics in load: requests per model call (mean batch)', f(D.requests_per_model_call, 2)],

@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -236,6 +237,40 @@ TEST(Scheduler, AFullQueueRefusesAndACancelledRequestFreesItsPlace) {
   s.stop();
   compute.join();
   EXPECT_EQ(s.stats().running, 0);
+}
+
+// The idle hook (where the server gives memory back) waits for a quiet spell: not when a request leaves while another
+// comes at once, but once nothing has come for the given time, and once per spell.
+TEST(Scheduler, TheIdleHookWaitsForAQuietSpell) {
+  using Clock = std::chrono::steady_clock;
+  Model m = decisive_model(14);
+  Scheduler s({.parallel = 2, .queue = 2});
+  std::atomic<int> fired{0};
+  std::atomic<int64_t> fired_at{0};
+  s.on_idle(
+      [&] {
+        fired_at = Clock::now().time_since_epoch().count();
+        ++fired;
+      },
+      std::chrono::milliseconds(1000));
+  std::thread compute([&] { s.serve(); });
+  const Request q = request(SamplerKind::kLlada, 8, 4, 2, {4, 5});
+  Waiter wa, wb;
+  ASSERT_TRUE(s.submit(m, q, wa.done()));
+  ASSERT_TRUE(wa.wait().ok());
+  EXPECT_EQ(fired.load(), 0);
+  ASSERT_TRUE(s.submit(m, q, wb.done())) << "the next request comes at once";
+  ASSERT_TRUE(wb.wait().ok());
+  const Clock::time_point b_done = Clock::now();
+  EXPECT_EQ(fired.load(), 0) << "no quiet second yet";
+  while (fired.load() == 0 && Clock::now() - b_done < std::chrono::seconds(20))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(fired.load(), 1);
+  EXPECT_GE(Clock::time_point(Clock::duration(fired_at.load())) - b_done, std::chrono::milliseconds(900));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(fired.load(), 1) << "once per quiet spell";
+  s.stop();
+  compute.join();
 }
 
 // The claim docs/server.md makes: a sequence's logits in a batch equal its logits alone, bit for bit, whatever its

@@ -1,6 +1,7 @@
 // unmask serve: the OpenAI-compatible server (unmask/server/server.h; docs/server.md) for one or more models, by
 // default the shipped twins. Prints the address once it listens; Ctrl-C (or SIGTERM) stops it, cancelling what runs.
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +35,9 @@ void run_serve(ServeOptions o) {
   if (o.s.models.empty())
     o.s.models = {default_model_path(kDiffusionFile, "-m"), default_model_path(kArFile, "-m")};
   o.s.max_body = size_t(o.max_body_mib * 1024 * 1024);
+  // Every request runs on a thread of its own; glibc would give each busy one an arena that it keeps after the load.
+  // The compute is one thread, so two arenas cost no contention worth having.
+  mallopt(M_ARENA_MAX, 2);
   server::Server srv(o.s);
   const int port = srv.bind();
   std::signal(SIGINT, on_serve_signal);
@@ -86,6 +90,9 @@ void add_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.1, 86400.0));
   cmd->add_option("--chat-template", s.chat_template, "The chat template of models whose file has none (and of the "
                   "others: it overrides): " + chat_template_names());
+  cmd->add_option("--idle-release", s.idle_release, "Seconds without a request after which the memory a load took "
+                  "(scratch, GEMM plans of rare batch sizes) goes back to the system; 0: at once")
+      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
   add_threads_option(cmd, s.threads);
   cmd->callback([o] { run_serve(*o); });
 }

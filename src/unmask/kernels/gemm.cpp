@@ -58,13 +58,23 @@ void to_bf16(uint16_t* dst, const float* x, int64_t n) {
 #endif
 }
 
+// The calling thread's scratch for oneDNN's primitives (user scratchpad mode), 64-byte aligned, grow-only until
+// release_kernel_cache() (oneDNN's own would stay at its largest size as long as any primitive lives).
+thread_local std::vector<float> t_gemm_scratch;
+void* gemm_scratch(size_t bytes) {
+  if (t_gemm_scratch.size() < bytes / sizeof(float) + 16) t_gemm_scratch.resize(bytes / sizeof(float) + 16);
+  const auto at = reinterpret_cast<uintptr_t>(t_gemm_scratch.data());
+  return t_gemm_scratch.data() + ((64 - at % 64) % 64) / sizeof(float);
+}
+
 }  // namespace
 
 struct Linear::Impl {
   struct Plan {
     dnnl::matmul prim;
-    memory src, dst, bias;  // user memories; their handles are set per call
+    memory src, dst, bias, scratch;  // user memories; their handles are set per call
     memory* weights = nullptr;  // the packed copy this plan reads (an element of packed)
+    int64_t uses = 0;           // calls since the last release()
     std::unordered_map<int, memory> args;  // built once: memories are shared handles
   };
   dt wdt = dt::f32;
@@ -92,13 +102,17 @@ struct Linear::Impl {
     memory::desc src_md({T, IC}, wdt, tag::ab), dst_md({T, OC}, dt::f32, tag::ab), b_md({1, OC}, dt::f32, tag::ab);
     memory::desc w_md({IC, OC}, wdt, tag::any);
     auto d = has_bias ? dnnl::matmul::desc(src_md, w_md, b_md, dst_md) : dnnl::matmul::desc(src_md, w_md, dst_md);
-    dnnl::matmul::primitive_desc pd(d, rt.eng);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // gemm_scratch(): ours to give back
+    dnnl::matmul::primitive_desc pd(d, attr, rt.eng);
     Plan p;
     p.prim = dnnl::matmul(pd);
     p.weights = packed_for(pd.weights_desc());
     p.src = memory(src_md, rt.eng, DNNL_MEMORY_NONE);
     p.dst = memory(dst_md, rt.eng, DNNL_MEMORY_NONE);
-    p.args = {{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, *p.weights}, {DNNL_ARG_DST, p.dst}};
+    p.scratch = memory(pd.scratchpad_desc(), rt.eng, DNNL_MEMORY_NONE);
+    p.args = {{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, *p.weights}, {DNNL_ARG_DST, p.dst},
+              {DNNL_ARG_SCRATCHPAD, p.scratch}};
     if (has_bias) {
       p.bias = memory(b_md, rt.eng, DNNL_MEMORY_NONE);
       p.args.emplace(DNNL_ARG_BIAS, p.bias);
@@ -135,6 +149,7 @@ void Linear::forward(float* out, const float* x, int T, const float* bias) const
   if (T == 0) return;
   const int Tp = gemm_rows(T);
   Impl::Plan& p = impl_->plan(Tp, oc_, ic_, bias != nullptr);
+  ++p.uses;
   const void* src = x;
   if (dtype_ == DType::BF16) {
     auto& buf = impl_->x_bf16;
@@ -154,6 +169,7 @@ void Linear::forward(float* out, const float* x, int T, const float* bias) const
   p.src.set_data_handle(const_cast<void*>(src));
   p.dst.set_data_handle(dst);
   if (bias) p.bias.set_data_handle(const_cast<float*>(bias));
+  p.scratch.set_data_handle(gemm_scratch(p.scratch.get_desc().get_size()));
   auto& rt = runtime();
   p.prim.execute(rt.strm, p.args);
   rt.strm.wait();
@@ -165,6 +181,31 @@ void Linear::repack() {
   auto& rt = runtime();
   for (auto& [md, mem] : impl_->packed) dnnl::reorder(impl_->user_w, *mem).execute(rt.strm, impl_->user_w, *mem);
   rt.strm.wait();
+}
+
+void Linear::release(int keep) {
+  if (parts_impl_) return release_parts();
+  if (!impl_) return;
+  Impl& m = *impl_;
+  std::vector<std::pair<int64_t, std::pair<int, bool>>> by_use;  // (uses, key), most used first
+  for (const auto& [key, p] : m.plans) by_use.emplace_back(p.uses, key);
+  std::sort(by_use.begin(), by_use.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = size_t(std::max(keep, 0)); i < by_use.size(); ++i) m.plans.erase(by_use[i].second);
+  std::erase_if(m.packed, [&](const auto& entry) {
+    const memory* mem = entry.second.get();
+    return std::none_of(m.plans.begin(), m.plans.end(), [&](const auto& kp) { return kp.second.weights == mem; });
+  });
+  for (auto& [key, p] : m.plans) p.uses = 0;
+  std::vector<uint16_t>().swap(m.x_bf16);  // (`= {}` would keep the capacity)
+  std::vector<float>().swap(m.x_pad);
+  std::vector<float>().swap(m.out_pad);
+}
+
+void release_kernel_cache() {
+  std::vector<float>().swap(t_gemm_scratch);
+  const int capacity = dnnl::get_primitive_cache_capacity();
+  dnnl::set_primitive_cache_capacity(0);
+  dnnl::set_primitive_cache_capacity(capacity);
 }
 
 void set_kernel_threads(int n) {

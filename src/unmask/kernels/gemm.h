@@ -52,6 +52,10 @@ class Linear {
 
   // The weight's values changed in place (an optimizer step): refresh every packed copy from it.
   void repack();
+  // Gives back what the calls so far left behind (an idle server's memory): the scratch sized by the largest call,
+  // and the primitive and packed weight copy of every row count except the `keep` run most often since the last
+  // release (a later call with another row count builds them again). Counts start afresh.
+  void release(int keep);
 
   int out_features() const { return oc_; }
   // The parts (one for a single weight).
@@ -65,6 +69,7 @@ class Linear {
   struct PartsImpl;  // gemm_parts.cpp
   void init_parts(int IC);
   void forward_parts(float* out, const float* x, int T, const float* bias) const;
+  void release_parts();
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<PartsImpl> parts_impl_;
   std::vector<LinearPart> parts_;
@@ -75,6 +80,9 @@ class Linear {
 
 // Number of threads oneDNN and the kernels use (OpenMP).
 void set_kernel_threads(int n);
+// Frees the calling thread's GEMM scratch and empties oneDNN's process-wide cache of built primitives (it keeps
+// the code of every shape run so far alive after the Linears let go of it); primitives still in use stay.
+void release_kernel_cache();
 
 // Σ a_i b_i over n values in f32: 16 lane sums (i mod 16), then one reduction. AVX-512 or portable C++.
 float dot_f32(const float* a, const float* b, int n);

@@ -104,6 +104,12 @@ void Linear::init_parts(int IC) {
   w_ = parts_[0].data, dtype_ = parts_[0].dtype, oc_ = oc, ic_ = IC;
 }
 
+void Linear::release_parts() {
+  PartsImpl& m = *parts_impl_;
+  m.acts[0] = QuantizedActs(), m.acts[1] = QuantizedActs();
+  std::vector<std::vector<float>>().swap(m.panels);
+}
+
 void Linear::forward_parts(float* out, const float* x, int T, const float* bias) const {
   check(T >= 0, "Linear::forward: T = {}, expected >= 0", T);
   PartsImpl& m = *parts_impl_;

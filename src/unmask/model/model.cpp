@@ -33,7 +33,15 @@ void Batch::add(std::span<const int32_t> seq) {
   begin.push_back(int32_t(tokens.size()));
 }
 
-void Model::release_scratch() { s_ = std::make_unique<Scratch>(); }
+void Model::release_scratch(int keep_rows) {
+  s_ = std::make_unique<Scratch>();
+  for (LayerLinears& L : lin_) {
+    for (Linear* lin : {&L.qkv, &L.o, &L.gate_up, &L.down}) lin->release(keep_rows);
+    for (auto* experts : {&L.gate_e, &L.up_e, &L.down_e})
+      for (Linear& lin : *experts) lin.release(keep_rows);
+  }
+  out_.release(keep_rows);
+}
 
 Model::Model(ModelConfig c, ModelWeights w) : cfg_(std::move(c)), w_(std::move(w)), s_(std::make_unique<Scratch>()) {
   prepare();

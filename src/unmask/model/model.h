@@ -119,8 +119,10 @@ class Model {
   // parameter into grads, a flat buffer laid out as params().
   void forward_train(const TrainBatch& b, float* logits);
   void backward(const TrainBatch& b, const float* dlogits, float* grads);
-  // Frees the inference scratch, which keeps the size of the largest call so far (an idle server gives it back).
-  void release_scratch();
+  // Frees the inference scratch, which keeps the size of the largest call so far, and every GEMM's primitives and
+  // packed weight copies except those of the `keep_rows` row counts run most often since the last release (an idle
+  // server gives the memory back; a later call with another row count builds its primitive again).
+  void release_scratch(int keep_rows = 2);
   std::span<float> params();
   // After the parameters changed (an optimizer step, a checkpoint load): refresh the GEMMs' packed weights.
   void params_changed();

@@ -182,25 +182,34 @@ void Scheduler::call(Job& j) {
 }
 
 void Scheduler::serve(bool until_idle) {
+  std::optional<std::chrono::steady_clock::time_point> release_at;  // when the idle hook is due
   for (;;) {
     std::vector<Job*> round;
     std::vector<std::thread> left;
-    bool went_idle = false;
+    bool went_idle = false, release = false;
     {
       std::unique_lock lk(mu_);
       auto ready = [&] { return !running_.empty() && pending_.size() == running_.size(); };
-      auto idle = [&] { return running_.empty() && queue_.empty() && (until_idle || stopping_); };
-      wake_compute_.wait(lk, [&] {
+      auto nothing = [&] { return running_.empty() && queue_.empty(); };
+      auto idle = [&] { return nothing() && (until_idle || stopping_); };
+      auto woken = [&] {
         admit_locked();
         return ready() || !finished_.empty() || idle();
-      });
+      };
+      if (!release_at) wake_compute_.wait(lk, woken);
+      else if (!wake_compute_.wait_until(lk, *release_at, woken)) release = nothing();
+      if (!nothing()) release_at.reset();  // work came: the hook waits for the next idle spell
       left.swap(finished_);
-      went_idle = !left.empty() && running_.empty() && queue_.empty();
+      went_idle = !left.empty() && nothing();
       if (ready()) round.swap(pending_);
       else if (left.empty() && idle()) return;
     }
     for (std::thread& t : left) t.join();
-    if (went_idle && idle_hook_) idle_hook_();
+    if (went_idle && idle_hook_) release_at = std::chrono::steady_clock::now() + idle_after_;
+    if (release || (release_at && idle_after_.count() == 0)) {
+      release_at.reset();
+      idle_hook_();
+    }
     if (round.empty()) continue;
     SchedulerStats st;
     run_round(round, st);

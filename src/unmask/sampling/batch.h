@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -85,9 +86,11 @@ class Scheduler {
   // or queued.
   void serve(bool until_idle = false);
   void stop();  // serve() returns after the round in progress; running requests are cancelled
-  // Called on the compute thread each time the last running request has left and none waits (the server gives
-  // memory back there); set it before serve().
-  void on_idle(std::function<void()> hook) { idle_hook_ = std::move(hook); }
+  // Called on the compute thread once the last running request has left and nothing has come for `after` (the
+  // server gives memory back there); set it before serve().
+  void on_idle(std::function<void()> hook, std::chrono::milliseconds after = {}) {
+    idle_hook_ = std::move(hook), idle_after_ = after;
+  }
   SchedulerStats stats() const;
 
   struct Job;  // one request's model call waiting for the compute thread (batch.cpp)
@@ -112,6 +115,7 @@ class Scheduler {
   bool stopping_ = false;
   int64_t next_order_ = 0;
   std::function<void()> idle_hook_;
+  std::chrono::milliseconds idle_after_{};
   SchedulerStats stats_;
 };
 

@@ -15,6 +15,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
+#include "unmask/kernels/gemm.h"
 #include "unmask/server/session.h"
 #include "unmask_page.h"
 
@@ -120,11 +121,15 @@ std::vector<ServedModel> load_models(const std::vector<std::string>& paths, cons
 
 Server::Server(ServerOptions o)
     : o_(std::move(o)), models_(load_models(o_.models, o_.chat_template)), scheduler_(o_.batch) {
-  // Idle: the models' scratch (sized by the largest batch) and the requests' freed memory go back to the system.
-  scheduler_.on_idle([this] {
-    for (ServedModel& m : models_) m.model.release_scratch();
-    malloc_trim(0);
-  });
+  // Idle for a while: the models' scratch (sized by the largest batch), the primitives and packed weights of row
+  // counts seldom run (a load leaves one per batch size), and the requests' freed memory go back to the system.
+  scheduler_.on_idle(
+      [this] {
+        for (ServedModel& m : models_) m.model.release_scratch();
+        release_kernel_cache();
+        malloc_trim(0);
+      },
+      std::chrono::milliseconds(int64_t(o_.idle_release * 1000)));
   routes();
 }
 

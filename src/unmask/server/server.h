@@ -32,6 +32,7 @@ struct ServerOptions {
   Limits limits;
   size_t max_body = size_t(1) << 20;
   int threads = 0;                   // the compute team; 0: all cores
+  double idle_release = 2;           // seconds idle after which memory goes back to the system
 };
 
 class Server {
