@@ -1,7 +1,7 @@
 // Self-speculation (spec.cpp) is lossless: greedy, its tokens are AR's token for token (a random joint model, where
 // drafts are mostly refused and every rollback path runs, fused and not, many draft lengths); sampled, its tokens
 // follow AR's distribution (hand-built logits whose AR and draft distributions differ, a chi-square test that the
-// always-accept rule fails).
+// always-accept rule fails). The same with a separate drafter for a causal model.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -107,6 +107,87 @@ TEST(Spec, SampledTokensFollowArDistributionAndAcceptingEveryDraftWouldNot) {
     ++drafts[size_t(v)];
   }
   EXPECT_GT(chi_square(drafts, kP), 20.5) << "the test has the power to tell q from p";
+}
+
+// A separate drafter (--draft-model): a random bidirectional model (shifted like Dream, and not) or a random joint
+// model drafts for a random causal model of the same vocabulary; the target's greedy tokens come out unchanged.
+TEST(Spec, GreedyWithASeparateDrafterIsTheTargetsTokenForToken) {
+  ModelConfig tc = preset_config("tiny");
+  tc.eos_token = -1, tc.ctx = 64;
+  Model target = Model::random(tc, 5);
+  ModelConfig bc = tc;
+  bc.mask = MaskKind::kBidirectional, bc.mask_token = bc.vocab - 1;
+  ModelConfig sc = bc;
+  sc.shift_logits = true;
+  Model bidir = Model::random(bc, 6), shifted = Model::random(sc, 7), joint = random_joint_model(8);
+  for (Model* dm : {&bidir, &shifted, &joint})
+    for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{5}, {17, 4, 99, 3}})
+      for (int n : {1, 9, 30}) {
+        const std::vector<int32_t> ar = tokens(target, SamplerKind::kAr, prompt, n, 0, true);
+        for (int draft : {1, 4}) {
+          ModelBackbone tb(target), db(*dm);
+          SamplerConfig c;
+          c.kind = SamplerKind::kSpec, c.gen_length = n, c.draft_length = draft, c.drafter = &db;
+          const GenerateResult r = generate(tb, c, prompt);
+          EXPECT_EQ(r.canvas, ar) << dm->config().arch << " " << mask_kind_name(dm->config().mask) << ", " << n
+                                  << " tokens, draft " << draft;
+          EXPECT_EQ(r.stats.draft_passes > 0, n > 1) << "one token to go: nothing to draft";
+          EXPECT_EQ(r.stats.drafted > 0, n > 1);
+        }
+      }
+}
+
+// Sampled, with a drafter whose distribution q differs from the target's p: the tokens follow p.
+TEST(Spec, SampledWithASeparateDrafterFollowsTheTarget) {
+  ModelConfig tc = testing::fake_config(MaskKind::kCausal), dc = testing::fake_config(MaskKind::kBidirectional);
+  tc.eos_token = dc.eos_token = 6;
+  auto logits_of = [](const double* d, float* out) {
+    for (int v = 0; v < 8; ++v) out[v] = v < 6 ? float(std::log(d[v])) : -1e30f;
+  };
+  testing::FakeBackbone target(tc, [&](std::span<const int32_t>, int, float* out) { logits_of(kP, out); });
+  testing::FakeBackbone drafter(dc, [&](std::span<const int32_t>, int, float* out) { logits_of(kQ, out); });
+  std::vector<int> counts(6, 0);
+  int drafted = 0, accepted = 0;
+  for (uint64_t seed = 0; seed < 3000; ++seed) {
+    SamplerConfig s;
+    s.kind = SamplerKind::kSpec, s.gen_length = 6, s.temperature = 1, s.seed = seed, s.draft_length = 3;
+    s.drafter = &drafter;
+    const GenerateResult r = generate(target, s, std::vector<int32_t>{0});
+    for (size_t i = 1; i < r.canvas.size(); ++i) ++counts[size_t(r.canvas[i])];
+    drafted += r.stats.drafted, accepted += r.stats.accepted;
+  }
+  EXPECT_LT(chi_square(counts, kP), 20.5) << "the tokens follow the target's p, not the drafter's q";
+  EXPECT_GT(drafted, 1000);
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, drafted);
+}
+
+TEST(Spec, ADrafterThatCannotDraftForTheTargetIsOneClearError) {
+  ModelConfig tc = preset_config("tiny");
+  Model target = Model::random(tc, 1);
+  ModelConfig other = tc;
+  other.mask = MaskKind::kBidirectional, other.mask_token = 100, other.vocab = tc.vocab + 1;
+  ModelConfig causal = tc;
+  causal.mask_token = 100;
+  ModelConfig bidir = other;
+  bidir.vocab = tc.vocab;
+  Model wrong_vocab = Model::random(other, 2), plain = Model::random(causal, 3), good = Model::random(bidir, 4);
+  auto error_of = [&](Model& t, Model& d, SamplerKind kind) -> std::string {
+    ModelBackbone tb(t), db(d);
+    SamplerConfig s;
+    s.kind = kind, s.drafter = &db;
+    try {
+      generate(tb, s, std::vector<int32_t>{1, 2});
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(error_of(target, wrong_vocab, SamplerKind::kSpec).find("vocabulary"), std::string::npos);
+  EXPECT_NE(error_of(target, plain, SamplerKind::kSpec).find("joint"), std::string::npos);
+  EXPECT_NE(error_of(good, good, SamplerKind::kSpec).find("causally"), std::string::npos);
+  EXPECT_NE(error_of(target, good, SamplerKind::kAr).find("--sampler spec"), std::string::npos);
+  EXPECT_EQ(error_of(target, good, SamplerKind::kSpec), "no error");
 }
 
 TEST(Spec, BadInputIsOneClearError) {

@@ -190,5 +190,35 @@ TEST(GenerateFrontEnd, StreamedTextIsTheWholeText) {
   }
 }
 
+// --draft-model: a trained diffusion model drafts for its AR twin (one tokenizer): the greedy ids are the AR model's,
+// drafts are kept; a drafter whose tokenizer differs, or that has none, is one clear error.
+TEST(GenerateFrontEnd, ADraftModelKeepsTheTargetsTokensAndMustShareItsTokenizer) {
+  const test::ToolModels tm = test::tool_models();
+  const std::string g = "generate -m " + tm.kjv_ar + " -p 'And God' -n 48 --json ";
+  const test::Result ar = test::sh(g), spec = test::sh(g + "--sampler spec --draft-model " + tm.kjv_mdlm);
+  ASSERT_EQ(ar.code, 0) << ar.out;
+  ASSERT_EQ(spec.code, 0) << spec.out;
+  const json a = json::parse(ar.out), s = json::parse(spec.out);
+  EXPECT_EQ(s["ids"], a["ids"]);
+  EXPECT_GT(s["stats"]["accepted"].get<int>(), 0) << spec.out;
+  EXPECT_GT(s["stats"]["draft_passes"].get<int>(), 0);
+  EXPECT_LT(s["stats"]["forward_passes"].get<int>(), a["stats"]["forward_passes"].get<int>());
+  const RandomModels m;
+  const std::string shipped = std::string(UNMASK_SOURCE_DIR) + "/models/kjv-mdlm.gguf";
+  const std::pair<std::string, std::string> cases[] = {
+      {"generate -m " + tm.kjv_ar + " -p x -n 4 --sampler spec --draft-model " + shipped,
+       "the drafter must share the target's tokenizer"},
+      {"generate -m " + tm.kjv_ar + " -p x -n 4 --sampler spec --draft-model " + m.llada,
+       "carries a tokenizer and " + m.llada + " none"},
+      {"generate -m " + tm.kjv_ar + " -p x -n 4 --draft-model " + tm.kjv_mdlm,
+       "--draft-model drafts for --sampler spec, not --sampler ar"},
+      {"generate -m " + tm.kjv_mdlm + " -p x -n 4 --sampler spec --draft-model " + tm.kjv_mdlm,
+       "the target verifies causally"},
+      {"generate -m " + tm.kjv_ar + " -p x -n 4 --sampler spec --draft-model " + tm.kjv_ar,
+       "--draft-model: the drafter must be a masked diffusion model"},
+  };
+  for (const auto& [args, want] : cases) expect_one_error_line(test::sh(args), args, want);
+}
+
 }  // namespace
 }  // namespace unmask

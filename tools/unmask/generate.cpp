@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,7 +41,7 @@ namespace unmask::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model, prompt, prompt_file, infill, infill_tokens, chat, chat_template, batch, batch_tokens;
+  std::string model, draft_model, prompt, prompt_file, infill, infill_tokens, chat, chat_template, batch, batch_tokens;
   std::vector<int32_t> prompt_tokens;
   std::vector<std::string> stop;
   SamplerOptions sampler;
@@ -111,7 +112,7 @@ std::string json_line(const nlohmann::json& j) {
 nlohmann::json stats_json(const GenerateStats& s) {
   return {{"forward_passes", s.forward_passes}, {"positions_run", s.positions_run}, {"logit_rows", s.logit_rows},
           {"steps", s.steps}, {"generated", s.generated}, {"tokens_per_forward", s.tokens_per_forward()},
-          {"drafted", s.drafted}, {"accepted", s.accepted},
+          {"drafted", s.drafted}, {"accepted", s.accepted}, {"draft_passes", s.draft_passes},
           {"seconds_forward", s.seconds_forward}, {"seconds_sample", s.seconds_sample},
           {"seconds_total", s.seconds_total},
           {"tokens_per_second", s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0}};
@@ -205,6 +206,23 @@ void run_batch(const GenerateOptions& o, Model& m, Tokenizer* tok) {
   check(failed == 0, "--batch: {} of {} requests failed", failed, reqs.size());
 }
 
+// --draft-model: the drafter, which must share the target's tokenizer token for token.
+Model load_drafter(const GenerateOptions& o, const Tokenizer* tok) {
+  Model dm = Model::load(o.draft_model);
+  std::unique_ptr<Tokenizer> dtok = model_tokenizer(o.draft_model);
+  check(!tok == !dtok, "--draft-model: {} carries a tokenizer and {} none; the drafter must share the target's "
+        "tokenizer", tok ? o.model : o.draft_model, tok ? o.draft_model : o.model);
+  if (tok) {
+    check(tok->n_vocab() == dtok->n_vocab(), "--draft-model: {} has {} tokens, the target {} has {}; the drafter "
+          "must share the target's tokenizer", o.draft_model, dtok->n_vocab(), o.model, tok->n_vocab());
+    for (int32_t id = 0; id < tok->n_vocab(); ++id)
+      check(tok->token_text(id) == dtok->token_text(id), "--draft-model: token {} is '{}' in {} but '{}' in the target "
+            "{}; the drafter must share the target's tokenizer", id, dtok->token_text(id), o.draft_model,
+            tok->token_text(id), o.model);
+  }
+  return dm;
+}
+
 // One request: AR streams its text (unless --json or --visual), diffusion shows its progress or the live canvas.
 void run_one(const GenerateOptions& o, Model& m, const Tokenizer* tok, const Chat& chat, Canvas canvas) {
   const ModelConfig& mc = m.config();
@@ -221,9 +239,16 @@ void run_one(const GenerateOptions& o, Model& m, const Tokenizer* tok, const Cha
     return !(ar && (hit_stop(o, tok, e) || ended_turn(chat, e)));
   };
   ModelBackbone bb(m);
+  std::optional<Model> dm;
+  std::optional<ModelBackbone> dbb;
+  SamplerConfig cfg = o.cfg;
+  if (!o.draft_model.empty()) {
+    dm.emplace(load_drafter(o, tok));
+    cfg.drafter = &dbb.emplace(*dm);
+  }
   const bool infill = is_infill(o);
-  const GenerateResult r = infill ? generate_canvas(bb, o.cfg, std::move(canvas), cb)
-                                  : generate(bb, o.cfg, canvas.tokens, cb);
+  const GenerateResult r = infill ? generate_canvas(bb, cfg, std::move(canvas), cb)
+                                  : generate(bb, cfg, canvas.tokens, cb);
   progress.finish();
   const std::vector<int32_t> out = infill ? r.canvas : cut_at_stop_id(r.output(mc.eos_token), chat);
   const std::string txt = cut_at_stop(decode_text(tok, out), o.stop);
@@ -239,7 +264,10 @@ void run_generate(GenerateOptions o) {
   const ModelConfig& mc = m.config();
   finish_config(o, mc);
   std::unique_ptr<Tokenizer> tok = model_tokenizer(o.model);
-  if (!o.batch.empty() || !o.batch_tokens.empty()) return run_batch(o, m, tok.get());
+  if (!o.batch.empty() || !o.batch_tokens.empty()) {
+    check(o.draft_model.empty(), "--draft-model: one request at a time (not with --batch)");
+    return run_batch(o, m, tok.get());
+  }
   const Chat chat = chat_of(o, tok.get());
   Canvas canvas = make_canvas(o, mc, tok.get(), chat);
   check_prompt_fits(canvas, mc);
@@ -252,6 +280,9 @@ void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text with a diffusion or autoregressive sampler");
   auto o = std::make_shared<GenerateOptions>();
   cmd->add_option("-m,--model", o->model, "GGUF model file or Hugging Face folder")->required();
+  cmd->add_option("--draft-model", o->draft_model, "spec: a separate drafter with the same tokenizer (a masked "
+                  "diffusion model or a joint model) drafts --draft-length tokens a pass for this causal model to "
+                  "verify; the output stays this model's");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (needs a tokenizer in the model file; \"\" is an empty "
                   "prompt: the BOS alone)");
   cmd->add_option("-f,--file", o->prompt_file, "Read the prompt text from this file (less one final newline)");

@@ -56,9 +56,10 @@ void DenoiseProgress::finish() {
 }
 
 std::string figures_line(std::string_view label, const GenerateStats& s) {
-  const std::string drafts = s.drafted > 0 ? fmt::format(", {} of {} drafted tokens accepted ({:.0f}%)", s.accepted,
-                                                         s.drafted, 100.0 * s.accepted / s.drafted)
-                                           : "";
+  std::string drafts = s.drafted > 0 ? fmt::format(", {} of {} drafted tokens accepted ({:.0f}%)", s.accepted,
+                                                   s.drafted, 100.0 * s.accepted / s.drafted)
+                                     : "";
+  if (s.draft_passes > 0) drafts += fmt::format(", {} drafter passes", s.draft_passes);
   return fmt::format("{}: {} tokens, {} forward passes ({:.2f} tokens/forward{}), {:.2f} s ({:.1f} tokens/s; forward "
                      "{:.2f} s, sampling {:.2f} s)", label, s.generated, s.forward_passes, s.tokens_per_forward(),
                      drafts, s.seconds_total, s.seconds_total > 0 ? s.generated / s.seconds_total : 0.0,

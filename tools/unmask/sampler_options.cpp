@@ -58,7 +58,7 @@ SamplerConfig sampler_config(const SamplerOptions& o, const ModelConfig& mc, boo
   for (std::string_view f : sampler_specific_options())
     if (given(std::string(f))) flags.emplace_back(f);
   check_given_options(c, flags);
-  check_sampler_fits(c.kind, mc, infill);
+  check_sampler_fits(c.kind, mc, infill, given("--draft-model"));
   c.remasking = parse_remasking(o.remasking);
   c.alg = parse_dream_alg(o.alg);
   c.cache = parse_cache_mode(o.cache);

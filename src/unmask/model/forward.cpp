@@ -106,7 +106,8 @@ void Model::forward_cached_batch(std::span<KVCache* const> caches, std::span<con
 void Model::forward_draft(KVCache& cache, std::span<const int32_t> tokens, int from, float* logits,
                           std::span<const int32_t> rows) {
   const int n = int(tokens.size()), len = cache.size();
-  check(cfg_.draft_block > 0, "forward_draft: the model ({}) was not trained to draft (objective joint)", cfg_.arch);
+  check(cfg_.draft_block > 0 || from == n, "forward_draft: the model ({}) was not trained to draft (objective joint)",
+        cfg_.arch);
   check(from >= 0 && from <= n, "forward_draft: rows [{}, {}) are not a draft block of {} rows", from, n, n);
   const std::vector<int32_t> pos = continuing(cache, n);
   check_tokens(tokens);

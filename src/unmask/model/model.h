@@ -104,7 +104,8 @@ class Model {
 
   // A joint model's pass (config().draft_block > 0): tokens (n) continue the cached sequence; rows [0, from) are causal
   // (their K/V are AR's), rows [from, n) a draft block that sees the cache and every row of the call. The cache does
-  // not grow: cache.advance(k) afterwards keeps the first k rows' K/V (k <= from).
+  // not grow: cache.advance(k) afterwards keeps the first k rows' K/V (k <= from). Any causal model may run one with
+  // from = n (no draft rows): the verification of another model's drafts.
   void forward_draft(KVCache& cache, std::span<const int32_t> tokens, int from, float* logits,
                      std::span<const int32_t> rows = {});
 

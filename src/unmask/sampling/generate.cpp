@@ -43,6 +43,20 @@ void validate_ranges(const SamplerConfig& c) {
   check(c.draft_length >= 0, "--draft-length {}: expected at least 1 drafted token", c.draft_length);
 }
 
+void validate_drafter(const SamplerConfig& c, const ModelConfig& m, const ModelConfig& d) {
+  check(c.kind == SamplerKind::kSpec, "--draft-model drafts for --sampler spec, not --sampler {}",
+        sampler_kind_name(c.kind));
+  check(m.mask == MaskKind::kCausal, "--draft-model: the target verifies causally; this {} model is {}", m.arch,
+        mask_kind_name(m.mask));
+  check(d.vocab == m.vocab, "--draft-model: the drafter's vocabulary has {} tokens, the target's {}; they must share "
+        "one tokenizer", d.vocab, m.vocab);
+  check(d.mask_token >= 0 && d.mask_token < d.vocab, "--draft-model: the drafter ({}) has no mask token to draft "
+        "with", d.arch);
+  check(d.draft_block > 0 || d.mask == MaskKind::kBidirectional, "--draft-model: the drafter must be a masked diffusion model "
+        "with full attention or a joint model (train --objective joint); this {} model is {}", d.arch,
+        mask_kind_name(d.mask));
+}
+
 void validate_model(const SamplerConfig& c, const ModelConfig& m) {
   const auto name = sampler_kind_name(c.kind);
   if (is_diffusion(c.kind))
@@ -59,9 +73,11 @@ void validate_model(const SamplerConfig& c, const ModelConfig& m) {
     check(c.block_length == 0 || c.block_length == block,
           "--block-length {}: block diffusion uses the model's block size {}", c.block_length, block);
   }
-  if (c.kind == SamplerKind::kSpec)
-    check(m.draft_block > 0, "--sampler spec needs a model trained to decode both ways (train --objective joint); "
-          "this {} model is {}{}", m.arch, mask_kind_name(m.mask), m.mask_token >= 0 ? " with a mask token" : "");
+  if (c.kind == SamplerKind::kSpec && !c.drafter)
+    check(m.draft_block > 0, "--sampler spec needs a model trained to decode both ways (train --objective joint), "
+          "or a separate drafter (--draft-model); this {} model is {}{}", m.arch, mask_kind_name(m.mask),
+          m.mask_token >= 0 ? " with a mask token" : "");
+  if (c.drafter) validate_drafter(c, m, c.drafter->config());
   check(c.block_length == 0 || c.kind == SamplerKind::kLlada || c.kind == SamplerKind::kBd3,
         "--block-length applies to the llada and bd3 samplers; --sampler {} works on the whole canvas", name);
   check(c.cache == CacheMode::kNone || c.kind == SamplerKind::kLlada,

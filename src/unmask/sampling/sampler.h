@@ -70,9 +70,12 @@ struct SamplerConfig {
   RemdmSchedule remdm = RemdmSchedule::kCap;
   double eta = 0.02;  // ReMDM: eta_cap / eta_rescale
 
-  // Self-speculation (a joint model).
-  int draft_length = 0;  // masks drafted per pass; 0: the model's draft block
-  bool fused = true;     // verify the drafts and draft the next block in one pass
+  // Speculation: a joint model drafts for itself, or a separate drafter for a causal model.
+  int draft_length = 0;  // masks drafted per pass; 0: the model's draft block (4 with a separate drafter)
+  bool fused = true;     // self-speculation: verify the drafts and draft the next block in one pass
+  // A separate draft model (--draft-model): a masked diffusion model with full attention, or a joint model, with the
+  // target's vocabulary; it drafts, the target (any causal model) verifies. Null: the model drafts for itself.
+  Backbone* drafter = nullptr;
 };
 
 // One denoising step (or one AR token), reported as it happens.
@@ -94,6 +97,7 @@ struct GenerateStats {
   int steps = 0;               // sampler steps taken (a skipped forward in ddpm_cache still counts)
   int generated = 0;           // positions committed (excluding the prompt and known infill tokens)
   int drafted = 0, accepted = 0;  // spec: draft tokens verified, and kept
+  int draft_passes = 0;           // spec with a separate drafter: its passes (not in forward_passes)
   double seconds_forward = 0, seconds_sample = 0, seconds_total = 0;
   double tokens_per_forward() const { return forward_passes ? double(generated) / forward_passes : 0.0; }
 };

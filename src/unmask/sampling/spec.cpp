@@ -11,7 +11,9 @@
 // kept drafts. When every draft was kept, the mask rows saw exactly the committed tokens, so their predictions are
 // the next pass's drafts (the first mask's position is AR's token just taken); otherwise the next pass drafts anew.
 // Fused (the default), verifying and drafting share every pass; unfused, a pass either drafts ([t, M × k]) or
-// verifies ([t, d]).
+// verifies ([t, d]). With a separate drafter (DFlash's arrangement: a small diffusion model drafts for a large causal
+// one), each round drafts k tokens in one pass of the drafter and verifies them in one causal pass [t, d] of the
+// target, under the same rule: the output is still the target's.
 #include <algorithm>
 
 #include "unmask/base/error.h"
@@ -67,37 +69,74 @@ Verdict verify(Run& r, int m, const Drafts& d, const TokenRule& rule) {
   }
 }
 
-// Drafts from the mask rows [first, first + n) of the pass, for the positions from `at` on.
-Drafts draft(Run& r, int first, int n, int at, const TokenRule& rule) {
+// Drafts for the positions from `at` on, from n logits rows of vocab V.
+Drafts draft(Run& r, const float* rows, int V, int n, int at, const TokenRule& rule) {
   Drafts d;
   std::vector<double> work;
   for (int i = 0; i < n; ++i) {
+    const float* row = rows + size_t(i) * size_t(V);
     Rng g = r.stream(at + i, 3);
     if (rule.temperature <= 0) {
-      d.tokens.push_back(choose_token(r.row(size_t(first + i)), r.mc.vocab, rule, g, work).token);
+      d.tokens.push_back(choose_token(row, V, rule, g, work).token);
       continue;
     }
     d.q.emplace_back();
-    token_probs(r.row(size_t(first + i)), r.mc.vocab, rule, d.q.back());
+    token_probs(row, V, rule, d.q.back());
     d.tokens.push_back(int32_t(draw_index(d.q.back(), g)));
   }
   return d;
+}
+
+// A separate drafter's n drafts after the committed sequence, from one pass over it and n masks: a joint drafter
+// continues its cache of the committed tokens (it keeps them: their K/V never change), a full-attention one runs the
+// whole sequence.
+Drafts draft_apart(Run& r, Backbone& dm, std::vector<float>& logits, int n, const TokenRule& rule) {
+  if (n == 0) return {};
+  const ModelConfig& dc = dm.config();
+  const int N = r.size(), V = dc.vocab;
+  std::span<const int32_t> seq = r.canvas();
+  logits.resize(size_t(n) * size_t(V));
+  std::vector<int32_t> pass, rows;
+  if (dc.draft_block > 0) {
+    const int c = std::min(dm.cached(), N);
+    dm.truncate(c);
+    pass.assign(seq.begin() + c, seq.end());
+    pass.insert(pass.end(), size_t(n), dc.mask_token);
+    for (int i = 0; i < n; ++i) rows.push_back(N - c + i);
+    dm.forward_draft(pass, N - c, logits.data(), rows);
+    dm.advance(N - c);
+  } else {
+    Batch b;
+    pass.assign(seq.begin(), seq.end());
+    pass.insert(pass.end(), size_t(n), dc.mask_token);
+    b.add(pass);
+    for (int i = 0; i < n; ++i) rows.push_back(dc.shift_logits ? N + i - 1 : N + i);
+    dm.forward(b, logits.data(), rows);
+  }
+  ++r.stats().draft_passes;
+  return draft(r, logits.data(), V, n, N, rule);
 }
 
 }  // namespace
 
 void run_spec(Run& r) {
   const ModelConfig& mc = r.mc;
-  const int k = r.cfg.draft_length > 0 ? r.cfg.draft_length : mc.draft_block;
+  Backbone* apart = r.cfg.drafter;
+  const int own = apart ? std::max(apart->config().draft_block, 0) : mc.draft_block;
+  const int k = r.cfg.draft_length > 0 ? r.cfg.draft_length : own > 0 ? own : 4;
   const TokenRule rule = token_rule(r.cfg, mc);
   const int P = r.size(), end = std::min(P + r.cfg.gen_length, mc.ctx);
   r.bb.truncate(0);
+  if (apart) apart->truncate(0);
   if (P > 1) r.logits_cached(0, P - 1, {}, true);  // the prompt but its last token, which the first pass runs
   Drafts d;
   std::vector<int32_t> pass;
+  std::vector<float> draft_logits;
   for (;;) {
-    const int m = r.size() - 1, j = int(d.tokens.size());
-    const int masks = r.cfg.fused || j == 0 ? std::clamp(end - (m + 1 + j), 0, k) : 0;
+    const int m = r.size() - 1;
+    if (apart) d = draft_apart(r, *apart, draft_logits, std::clamp(end - r.size() - 1, 0, k), rule);
+    const int j = int(d.tokens.size());
+    const int masks = !apart && (r.cfg.fused || j == 0) ? std::clamp(end - (m + 1 + j), 0, k) : 0;
     pass.assign(1, r.canvas()[size_t(m)]);
     pass.insert(pass.end(), d.tokens.begin(), d.tokens.end());
     pass.insert(pass.end(), size_t(masks), mc.mask_token);
@@ -113,7 +152,9 @@ void run_spec(Run& r) {
     if (!r.commit(at, v.tokens, v.conf) || stop || r.size() >= end) return;
     // Every draft kept: the mask rows saw the committed sequence; the first mask's position now holds AR's token.
     const int room = end - r.size() - 1;  // a pass commits at most its drafts + 1
-    d = v.kept == j && masks > 1 ? draft(r, 1 + j + 1, std::min(masks - 1, room), r.size(), rule) : Drafts{};
+    d = v.kept == j && masks > 1
+            ? draft(r, r.row(size_t(1 + j + 1)), mc.vocab, std::min(masks - 1, room), r.size(), rule)
+            : Drafts{};
   }
 }
 

@@ -191,13 +191,15 @@ Canvas infill_ids_canvas(std::string_view list, int32_t mask_token) {
   return infill_canvas(parse_infill_tokens(list), mask_token);
 }
 
-void check_sampler_fits(SamplerKind k, const ModelConfig& mc, bool infill) {
+void check_sampler_fits(SamplerKind k, const ModelConfig& mc, bool infill, bool drafter) {
   const bool causal = mc.mask == MaskKind::kCausal, joint = mc.draft_block > 0;
-  check(k == SamplerKind::kAr || !causal || (joint && (k == SamplerKind::kSpec || k == SamplerKind::kBd3)),
+  const bool spec = k == SamplerKind::kSpec && (joint || drafter);
+  check(k == SamplerKind::kAr || !causal || spec || (joint && k == SamplerKind::kBd3),
         "--sampler {}: this {} model is causal; a diffusion sampler needs a bidirectional or block-causal model (use "
-        "--sampler ar{})", sampler_kind_name(k), mc.arch, joint ? ", spec or bd3: it was trained with both" : "");
-  check(k != SamplerKind::kSpec || joint, "--sampler spec needs a model trained to decode both ways (train "
-        "--objective joint)");
+        "--sampler ar{})", sampler_kind_name(k), mc.arch,
+        joint ? ", spec or bd3: it was trained with both" : ", or spec with a separate --draft-model");
+  check(k != SamplerKind::kSpec || spec, "--sampler spec needs a model trained to decode both ways (train "
+        "--objective joint), or a causal model and a separate --draft-model");
   check(k != SamplerKind::kSpec || !infill, "--infill: the spec sampler only continues a prompt");
   check(k != SamplerKind::kAr || causal, "--sampler ar needs a causal model; this {} model is {} (its default "
         "sampler is {})", mc.arch, mask_kind_name(mc.mask), sampler_kind_name(default_sampler(mc)));

@@ -111,8 +111,9 @@ Canvas infill_text_canvas(const Tokenizer& tok, std::string_view pattern, int32_
 Canvas infill_ids_canvas(std::string_view list, int32_t mask_token);
 
 // Throws Error when the sampler cannot run on the model: a diffusion sampler on a causal model (whatever its
-// vocabulary holds), ar on a bidirectional one, ar over an infill canvas (it only continues a prompt).
-void check_sampler_fits(SamplerKind k, const ModelConfig& mc, bool infill);
+// vocabulary holds), ar on a bidirectional one, ar over an infill canvas (it only continues a prompt). drafter: spec
+// has a separate draft model (--draft-model), so a plain causal model may run it.
+void check_sampler_fits(SamplerKind k, const ModelConfig& mc, bool infill, bool drafter = false);
 
 // Throws Error when the canvas's prompt alone does not fit the model's context (one clear line, before any
 // generation-length arithmetic): "the prompt is 600 tokens; the model's context is 512 positions".
