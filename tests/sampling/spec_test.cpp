@@ -23,9 +23,10 @@ Model random_joint_model(uint64_t seed) {
   return Model::random(c, seed);
 }
 
-std::vector<int32_t> tokens(Model& m, SamplerKind kind, std::vector<int32_t> prompt, int n, int draft, bool fused) {
+std::vector<int32_t> tokens(Model& m, SamplerKind kind, std::vector<int32_t> prompt, int n, int draft, bool fused,
+                            bool adaptive = false) {
   SamplerConfig c;
-  c.kind = kind, c.gen_length = n, c.draft_length = draft, c.fused = fused;
+  c.kind = kind, c.gen_length = n, c.draft_length = draft, c.fused = fused, c.adaptive_draft = adaptive;
   ModelBackbone bb(m);
   return generate(bb, c, prompt).canvas;
 }
@@ -38,8 +39,10 @@ TEST(Spec, GreedyIsArTokenForTokenOnARandomJointModel) {
       const std::vector<int32_t> ar = tokens(m, SamplerKind::kAr, prompt, n, 0, true);
       for (int draft : {1, 4, 9})
         for (bool fused : {true, false})
-          EXPECT_EQ(tokens(m, SamplerKind::kSpec, prompt, n, draft, fused), ar)
-              << "prompt " << prompts << ", " << n << " tokens, draft " << draft << (fused ? " fused" : "");
+          for (bool adaptive : {false, true})
+            EXPECT_EQ(tokens(m, SamplerKind::kSpec, prompt, n, draft, fused, adaptive), ar)
+                << "prompt " << prompts << ", " << n << " tokens, draft " << draft << (fused ? " fused" : "")
+                << (adaptive ? " adaptive" : "");
       ++prompts;
     }
 }
@@ -55,14 +58,16 @@ TEST(Spec, SpeculationSavesPassesWhenTheDraftsAreRight) {
     const int next = (seq[size_t(row - back)] + (back == 0 ? 1 : back)) % 5;
     for (int v = 0; v < 8; ++v) out[v] = v == next ? 5.0f : 0.0f;
   });
-  SamplerConfig s;
-  s.kind = SamplerKind::kSpec, s.gen_length = 20;
-  const GenerateResult r = generate(bb, s, std::vector<int32_t>{2});
   std::vector<int32_t> want{2};
   for (int i = 0; i < 20; ++i) want.push_back((want.back() + 1) % 5);
-  EXPECT_EQ(r.canvas, want);
-  EXPECT_EQ(r.stats.accepted, r.stats.drafted) << "every draft right";
-  EXPECT_LE(r.stats.forward_passes, 6) << "about four tokens a pass, not one";
+  for (bool adaptive : {false, true}) {  // adaptive: every round kept all, so the length stays at its most
+    SamplerConfig s;
+    s.kind = SamplerKind::kSpec, s.gen_length = 20, s.adaptive_draft = adaptive;
+    const GenerateResult r = generate(bb, s, std::vector<int32_t>{2});
+    EXPECT_EQ(r.canvas, want);
+    EXPECT_EQ(r.stats.accepted, r.stats.drafted) << "every draft right";
+    EXPECT_LE(r.stats.forward_passes, 6) << "about four tokens a pass, not one";
+  }
 }
 
 // AR's distribution p and the drafts' q over tokens 0..5 (6 is EOS, never drawn; 7 the mask).

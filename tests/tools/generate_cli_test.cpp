@@ -211,7 +211,7 @@ TEST(GenerateFrontEnd, ADraftModelKeepsTheTargetsTokensAndMustShareItsTokenizer)
       {"generate -m " + tm.kjv_ar + " -p x -n 4 --sampler spec --draft-model " + m.llada,
        "carries a tokenizer and " + m.llada + " none"},
       {"generate -m " + tm.kjv_ar + " -p x -n 4 --draft-model " + tm.kjv_mdlm,
-       "--draft-model drafts for --sampler spec, not --sampler ar"},
+       "--draft-model does not apply to --sampler ar"},
       {"generate -m " + tm.kjv_mdlm + " -p x -n 4 --sampler spec --draft-model " + tm.kjv_mdlm,
        "the target verifies causally"},
       {"generate -m " + tm.kjv_ar + " -p x -n 4 --sampler spec --draft-model " + tm.kjv_ar,

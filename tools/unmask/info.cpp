@@ -43,6 +43,7 @@ void print_model(const gguf::Reader& r) {
              human_bytes(double(r.file_size())), human_bytes(double(kv_per_token)),
              human_bytes(double(kv_per_token) * c.ctx), c.ctx);
   if (c.mask_token >= 0) fmt::print("mask token: {}\n", c.mask_token);
+  if (c.draft_block > 0) fmt::print("joint: draft block {} (decodes as --sampler ar, bd3 and spec)\n", c.draft_block);
 }
 
 void print_file(const std::string& path, bool all_keys) {

@@ -41,6 +41,8 @@ void add_sampler_options(CLI::App* cmd, SamplerOptions& o) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-fuse", o.no_fuse, "spec: draft and verify in separate passes (default: one pass verifies the "
                 "drafts and drafts the next block)");
+  cmd->add_flag("--adaptive-draft", c.adaptive_draft, "spec: --draft-length is the most; each round drafts one more "
+                "than the last round kept (all kept: one more than it drafted)");
 }
 
 std::function<bool(const std::string&)> given_flags(const CLI::App* cmd) {

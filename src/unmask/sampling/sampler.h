@@ -73,6 +73,7 @@ struct SamplerConfig {
   // Speculation: a joint model drafts for itself, or a separate drafter for a causal model.
   int draft_length = 0;  // masks drafted per pass; 0: the model's draft block (4 with a separate drafter)
   bool fused = true;     // self-speculation: verify the drafts and draft the next block in one pass
+  bool adaptive_draft = false;  // draft_length is the most: a round drafts one more than the last kept
   // A separate draft model (--draft-model): a masked diffusion model with full attention, or a joint model, with the
   // target's vocabulary; it drafts, the target (any causal model) verifies. Null: the model drafts for itself.
   Backbone* drafter = nullptr;

@@ -54,6 +54,8 @@ constexpr OptionReaders kOptionReaders[] = {
     {"--no-ddpm-cache", kMdlm},
     {"--draft-length", kSpec},
     {"--no-fuse", kSpec},
+    {"--adaptive-draft", kSpec},
+    {"--draft-model", kSpec},
     {"--stop", kAr | kSpec},                              // stop strings: the caller decodes the text per step
 };
 
