@@ -5,6 +5,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "unmask/base/error.h"
 #include "unmask/base/timer.h"
 #include "unmask/model/model.h"
 
@@ -15,6 +16,7 @@ namespace {
 struct InitOptions {
   std::string preset = "tiny", arch = "llama", out, wtype = "f32";
   int vocab = 0, d_model = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, ctx = 0, block = 0;
+  int joint_block = 0;
   int experts = 0, experts_used = 0, expert_ffn = 0;
   float rope_theta = 0;
   bool qkv_bias = false, tied = false, expert_norm = false, force = false;
@@ -37,7 +39,10 @@ ModelConfig make_config(const InitOptions& o) {
   c.n_experts = o.experts, c.n_experts_used = o.experts_used, c.expert_ffn = o.expert_ffn;
   c.expert_norm = o.expert_norm;
   c.wtype = parse_dtype(o.wtype);
-  if (c.mask != MaskKind::kCausal) c.mask_token = c.vocab - 1;  // diffusion models need a [MASK] id
+  c.draft_block = o.joint_block;
+  check(o.joint_block == 0 || c.mask == MaskKind::kCausal, "--joint-block: a joint model is causal; --arch {}{} is "
+        "not", o.arch, o.block > 0 ? " with --block-size" : "");
+  if (c.mask != MaskKind::kCausal || c.draft_block > 0) c.mask_token = c.vocab - 1;  // diffusion needs a [MASK] id
   c.validate();
   return c;
 }
@@ -73,6 +78,9 @@ void add_init(CLI::App& app) {
   cmd->add_option("-c,--ctx-size,--ctx", o->ctx, "Context length")->check(positive());
   cmd->add_option("--rope-theta", o->rope_theta, "RoPE base")->check(positive());
   cmd->add_option("--block-size", o->block, "Block-causal attention with this block size")->check(positive());
+  cmd->add_option("--joint-block", o->joint_block, "A causal model marked as joint (what train --objective joint "
+                  "writes): it drafts blocks of this size for --sampler spec and bd3 (to time the passes of a size "
+                  "not trained)")->check(positive());
   cmd->add_flag("--qkv-bias", o->qkv_bias, "Add q/k/v biases");
   cmd->add_flag("--tied", o->tied, "Tie the output projection to the embedding");
   cmd->add_option("--experts", o->experts, "Experts per layer (llada-moe)")->check(positive());
