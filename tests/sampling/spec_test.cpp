@@ -82,27 +82,42 @@ double chi_square(const std::vector<int>& counts, const double* p) {
   return chi;
 }
 
+// Logits whose softmax is d over tokens 0..5 (EOS and the mask never drawn).
+void logits_of(const double* d, float* out) {
+  for (int v = 0; v < 8; ++v) out[v] = v < 6 ? float(std::log(d[v])) : -1e30f;
+}
+
+// Six tokens sampled after the prompt {0}, 3000 seeds: every generated token counted, with the drafts.
+struct Tally {
+  std::vector<int> counts = std::vector<int>(6, 0);
+  int drafted = 0, accepted = 0;
+};
+Tally sample_many(Backbone& bb, Backbone* drafter, int draft_length) {
+  Tally t;
+  for (uint64_t seed = 0; seed < 3000; ++seed) {
+    SamplerConfig s;
+    s.kind = SamplerKind::kSpec, s.gen_length = 6, s.temperature = 1, s.seed = seed, s.draft_length = draft_length;
+    s.drafter = drafter;
+    const GenerateResult r = generate(bb, s, std::vector<int32_t>{0});
+    for (size_t i = 1; i < r.canvas.size(); ++i) ++t.counts[size_t(r.canvas[i])];
+    t.drafted += r.stats.drafted, t.accepted += r.stats.accepted;
+  }
+  return t;
+}
+
 TEST(Spec, SampledTokensFollowArDistributionAndAcceptingEveryDraftWouldNot) {
   ModelConfig c = testing::fake_config(MaskKind::kCausal);
   c.draft_block = 3, c.eos_token = 6;
   testing::FakeBackbone bb(c, [](std::span<const int32_t> seq, int row, float* out) {
-    const double* d = seq[size_t(row)] == 7 ? kQ : kP;
-    for (int v = 0; v < 8; ++v) out[v] = v < 6 ? float(std::log(d[v])) : -1e30f;
+    logits_of(seq[size_t(row)] == 7 ? kQ : kP, out);
   });
-  std::vector<int> counts(6, 0), drafts(6, 0);
-  int drafted = 0, accepted = 0;
-  for (uint64_t seed = 0; seed < 3000; ++seed) {
-    SamplerConfig s;
-    s.kind = SamplerKind::kSpec, s.gen_length = 6, s.temperature = 1, s.seed = seed;
-    const GenerateResult r = generate(bb, s, std::vector<int32_t>{0});
-    for (size_t i = 1; i < r.canvas.size(); ++i) ++counts[size_t(r.canvas[i])];
-    drafted += r.stats.drafted, accepted += r.stats.accepted;
-  }
+  const Tally t = sample_many(bb, nullptr, 0);
   // 5 degrees of freedom: 20.5 is the 0.1% tail.
-  EXPECT_LT(chi_square(counts, kP), 20.5) << "spec's tokens follow p";
-  EXPECT_GT(drafted, 1000);
-  EXPECT_GT(accepted, 0);
-  EXPECT_LT(accepted, drafted) << "drafts from q are refused at times";
+  EXPECT_LT(chi_square(t.counts, kP), 20.5) << "spec's tokens follow p";
+  EXPECT_GT(t.drafted, 1000);
+  EXPECT_GT(t.accepted, 0);
+  EXPECT_LT(t.accepted, t.drafted) << "drafts from q are refused at times";
+  std::vector<int> drafts(6, 0);
   // What accepting every draft would output: the drafts themselves, drawn from q. The same test refuses them.
   Rng g(7);
   for (int i = 0; i < 18000; ++i) {
@@ -146,25 +161,13 @@ TEST(Spec, GreedyWithASeparateDrafterIsTheTargetsTokenForToken) {
 TEST(Spec, SampledWithASeparateDrafterFollowsTheTarget) {
   ModelConfig tc = testing::fake_config(MaskKind::kCausal), dc = testing::fake_config(MaskKind::kBidirectional);
   tc.eos_token = dc.eos_token = 6;
-  auto logits_of = [](const double* d, float* out) {
-    for (int v = 0; v < 8; ++v) out[v] = v < 6 ? float(std::log(d[v])) : -1e30f;
-  };
-  testing::FakeBackbone target(tc, [&](std::span<const int32_t>, int, float* out) { logits_of(kP, out); });
-  testing::FakeBackbone drafter(dc, [&](std::span<const int32_t>, int, float* out) { logits_of(kQ, out); });
-  std::vector<int> counts(6, 0);
-  int drafted = 0, accepted = 0;
-  for (uint64_t seed = 0; seed < 3000; ++seed) {
-    SamplerConfig s;
-    s.kind = SamplerKind::kSpec, s.gen_length = 6, s.temperature = 1, s.seed = seed, s.draft_length = 3;
-    s.drafter = &drafter;
-    const GenerateResult r = generate(target, s, std::vector<int32_t>{0});
-    for (size_t i = 1; i < r.canvas.size(); ++i) ++counts[size_t(r.canvas[i])];
-    drafted += r.stats.drafted, accepted += r.stats.accepted;
-  }
-  EXPECT_LT(chi_square(counts, kP), 20.5) << "the tokens follow the target's p, not the drafter's q";
-  EXPECT_GT(drafted, 1000);
-  EXPECT_GT(accepted, 0);
-  EXPECT_LT(accepted, drafted);
+  testing::FakeBackbone target(tc, [](std::span<const int32_t>, int, float* out) { logits_of(kP, out); });
+  testing::FakeBackbone drafter(dc, [](std::span<const int32_t>, int, float* out) { logits_of(kQ, out); });
+  const Tally t = sample_many(target, &drafter, 3);
+  EXPECT_LT(chi_square(t.counts, kP), 20.5) << "the tokens follow the target's p, not the drafter's q";
+  EXPECT_GT(t.drafted, 1000);
+  EXPECT_GT(t.accepted, 0);
+  EXPECT_LT(t.accepted, t.drafted);
 }
 
 TEST(Spec, ADrafterThatCannotDraftForTheTargetIsOneClearError) {
