@@ -16,7 +16,7 @@ prompts; and for spec, on how many prompts its greedy output equals AR's token f
 
   /usr/bin/python3 bench/spec.py --unmask build/release/unmask --model joint.gguf --text heldout.txt \\
       [--prompts 8] [--gen 128] [--types f32,bf16,q8_0,q4_k_m] [--draft-length K] [--draft-model D]
-      [--diffusion-model M] [-t 2]
+      [--diffusion-model M] [--tokenizer T] [-t 2]
 
 The drafter and the diffusion twin are converted to each weight type too; the weight bytes per token of spec-drafter
 count both models' passes.
@@ -40,11 +40,24 @@ CONFIGS = [
 
 
 def generate(unmask, model, prompt, gen, flags, threads):
-    cmd = [unmask, "generate", "-m", model, "-p", prompt, "-n", str(gen), "--json", "-t", str(threads)] + flags
+    text = ["--prompt-tokens", prompt] if isinstance(prompt, TokenIds) else ["-p", prompt]
+    cmd = [unmask, "generate", "-m", model] + text + ["-n", str(gen), "--json", "-t", str(threads)] + flags
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     return json.loads(res.stdout)
+
+
+class TokenIds(str):
+    """A prompt already tokenized, "1,2,3" (for a model without a tokenizer)."""
+
+
+def tokenized(unmask, tokenizer, prompts):
+    out = []
+    for p in prompts:
+        res = subprocess.run([unmask, "tokenize", "-m", tokenizer, "-p", p], capture_output=True, text=True, check=True)
+        out.append(TokenIds(",".join(res.stdout.split())))
+    return out
 
 
 def tensor_bytes(path):
@@ -71,10 +84,14 @@ def main():
     ap.add_argument("--draft-length", type=int, default=0)
     ap.add_argument("--draft-model", help="a diffusion model with the checkpoint's tokenizer: the spec-drafter row")
     ap.add_argument("--diffusion-model", help="a bidirectional twin: the llada-dual row")
+    ap.add_argument("--tokenizer", help="a model whose tokenizer encodes the prompts (for a model without one, such "
+                    "as a random one from init --joint-block: its pass costs at a size not trained)")
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     prompts = prompts_from(a.text, a.prompts)
+    if a.tokenizer:
+        prompts = tokenized(a.unmask, a.tokenizer, prompts)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in a.types.split(","):

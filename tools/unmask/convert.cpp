@@ -91,6 +91,7 @@ void run_convert(const ConvertOptions& o) {
   add_quantized_tensors(w, g.weights, g.config, scheme, store, [](size_t done, size_t total) {
     draw_progress("convert", int64_t(done), int64_t(total), "tensors");
   });
+  mark_vocabulary(w);
   w.write(o.out);
   fmt::print(stderr, "{}: {} tensors written as {}, vocabulary {}; model {}\n", o.out, g.weights.tensors().size(),
              quant_scheme_name(scheme), v.size(), g.config.summary());

@@ -47,6 +47,7 @@ void run_export(const ExportOptions& o) {
     for (const auto& t : in.tensors())
       if (!t.name.starts_with("optim.")) w.add_tensor(t.name, t.type, t.ne, t.data);
   }
+  mark_vocabulary(w);
   w.write(o.out);
   fmt::print(stderr, "{}: the model of {} ({} tensors{}), {:.1f} MB\n", o.out, in.path(),
              src.weights.tensors().size(),

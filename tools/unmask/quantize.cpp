@@ -40,6 +40,7 @@ void run_quantize(const QuantizeOptions& o) {
   add_quantized_tensors(w, weights, src.config, scheme, store, [](size_t done, size_t total) {
     draw_progress("quantize", int64_t(done), int64_t(total), "tensors");
   });
+  mark_vocabulary(w);
   w.write(o.out);
   fmt::print(stderr, "{}: {} tensors as {} (general.file_type {}), {:.1f} MB -> {:.1f} MB\n", o.out,
              weights.tensors().size(), quant_scheme_name(scheme), quant_file_type(scheme),

@@ -4,6 +4,7 @@
 // infos, zero padding to the alignment, then each tensor's data followed by zero padding to the alignment.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -162,6 +163,10 @@ uint64_t alignment_of(const Value& v) {
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 }  // namespace
+
+bool Writer::has(std::string_view key) const {
+  return std::any_of(kv_.begin(), kv_.end(), [&](const auto& kv) { return kv.first == key; });
+}
 
 void Writer::set(std::string key, Value value) {
   check(!key.empty(), "gguf writer: empty metadata key");

@@ -201,6 +201,10 @@ ModelConfig read_config(const gguf::Reader& r) {
   return c;
 }
 
+void mark_vocabulary(gguf::Writer& w) {
+  if (!w.has("tokenizer.ggml.model")) w.set("tokenizer.ggml.model", gguf::Value::str("none"));
+}
+
 void write_config(const ModelConfig& c, gguf::Writer& w) {
   using gguf::Value;
   w.set("general.architecture", Value::str(c.arch));
@@ -217,7 +221,9 @@ void write_config(const ModelConfig& c, gguf::Writer& w) {
   w.set(key(c, "rope.freq_base"), Value::f32(c.rope_theta));
   w.set(key(c, "vocab_size"), Value::u32(uint32_t(c.vocab)));
   w.set(key(c, "attention.causal"), Value::boolean(c.mask == MaskKind::kCausal));
-  if (c.shift_logits != arch_info(c.arch).shift_logits)
+  // llama.cpp's diffusion CLI shifts the logits of a file without the key: a diffusion model that does not shift
+  // (LLaDA's) must say so.
+  if (c.shift_logits != arch_info(c.arch).shift_logits || (c.mask != MaskKind::kCausal && !c.shift_logits))
     w.set("diffusion.shift_logits", Value::boolean(c.shift_logits));
   if (c.mask == MaskKind::kBlockCausal) w.set("unmask.block_size", Value::u32(uint32_t(c.block_size)));
   if (c.draft_block > 0) w.set("unmask.joint.block", Value::u32(uint32_t(c.draft_block)));

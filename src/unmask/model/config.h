@@ -90,5 +90,8 @@ ModelConfig preset_config(std::string_view name);
 // Reads/writes the hyper-parameters with llama.cpp's metadata keys ({arch}.embedding_length, ...).
 ModelConfig read_config(const gguf::Reader& r);
 void write_config(const ModelConfig& c, gguf::Writer& w);
+// Call before writing a model file: one without tokenizer keys says so (tokenizer.ggml.model = "none", with the
+// vocabulary size in <arch>.vocab_size), as llama.cpp requires of every file (it refuses one without the key).
+void mark_vocabulary(gguf::Writer& w);
 
 }  // namespace unmask

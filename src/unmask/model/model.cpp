@@ -166,6 +166,7 @@ void Model::add_to(gguf::Writer& out) const {
 void Model::save(const std::string& path) const {
   gguf::Writer out;
   add_to(out);
+  mark_vocabulary(out);
   out.write(path);
 }
 

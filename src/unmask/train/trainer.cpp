@@ -278,6 +278,7 @@ void Trainer::State::checkpoint() {
   const int64_t n = int64_t(opt->m().size());
   w.add_tensor("optim.adam_m", DType::F32, {n}, opt->m().data());
   w.add_tensor("optim.adam_v", DType::F32, {n}, opt->v().data());
+  mark_vocabulary(w);
   w.write((out / kCheckpoint).string());
   saved_step = step;
   write_file(out / "log.csv", curve_csv(curve));
