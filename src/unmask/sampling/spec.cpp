@@ -132,12 +132,15 @@ void run_spec(Run& r) {
   Drafts d;
   std::vector<int32_t> pass;
   std::vector<float> draft_logits;
-  int len = k;  // drafts asked for this round: k, or adapted to what the last round kept
+  // Drafts a round brings: a separate drafter's k; self-speculation's k masks bring k - 1 (AR's token takes the
+  // first mask's position). Adaptive, fewer after a round that kept fewer.
+  const int most = apart ? k : std::max(k - 1, 1);
+  int len = most;
   for (;;) {
     const int m = r.size() - 1;
     if (apart) d = draft_apart(r, *apart, draft_logits, std::clamp(end - r.size() - 1, 0, len), rule);
     const int j = int(d.tokens.size());
-    const int masks = !apart && (r.cfg.fused || j == 0) ? std::clamp(end - (m + 1 + j), 0, len) : 0;
+    const int masks = !apart && (r.cfg.fused || j == 0) ? std::clamp(end - (m + 1 + j), 0, len + 1) : 0;
     pass.assign(1, r.canvas()[size_t(m)]);
     pass.insert(pass.end(), d.tokens.begin(), d.tokens.end());
     pass.insert(pass.end(), size_t(masks), mc.mask_token);
@@ -145,7 +148,7 @@ void run_spec(Run& r) {
     Verdict v = verify(r, m, d, rule);
     r.stats().drafted += j, r.stats().accepted += v.kept;
     // Adaptive: one more draft after a round that kept them all, else one more than were kept.
-    if (r.cfg.adaptive_draft && j > 0) len = v.kept == j ? std::min(len + 1, k) : std::max(v.kept + 1, 1);
+    if (r.cfg.adaptive_draft && j > 0) len = v.kept == j ? std::min(len + 1, most) : v.kept + 1;
     r.bb.advance(1 + v.kept);  // t and the kept drafts: their K/V are AR's
     const auto eos = std::find(v.tokens.begin(), v.tokens.end(), mc.eos_token);
     const bool stop = r.cfg.stop_at_eos && mc.eos_token >= 0 && eos != v.tokens.end();
