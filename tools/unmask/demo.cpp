@@ -58,7 +58,7 @@ struct Loaded {
 };
 
 Loaded load(const std::string& path, const char* flag) {
-  check(fs::is_directory(path) || gguf::Reader(path).has("tokenizer.ggml.model"),
+  check(fs::is_directory(path) || has_vocabulary(gguf::Reader(path)),
         "{} {}: the model carries no tokenizer; the demo needs one to read the prompt and print text", flag, path);
   Model m = Model::load(path);
   std::unique_ptr<Tokenizer> tok = load_tokenizer_file(path);

@@ -173,13 +173,14 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   return load_tokenizer(reader);
 }
 
+bool has_vocabulary(const gguf::Reader& r) {
+  if (!r.has("tokenizer.ggml.model")) return false;
+  const std::string model = r.get_string("tokenizer.ggml.model");
+  return model != "none" && model != "no_vocab";
+}
+
 std::unique_ptr<Tokenizer> model_tokenizer(const std::string& path) {
-  if (!std::filesystem::is_directory(path)) {
-    gguf::Reader r(path);  // no key, or llama.cpp's words for a file without a vocabulary
-    if (!r.has("tokenizer.ggml.model")) return nullptr;
-    const std::string model = r.get_string("tokenizer.ggml.model");
-    if (model == "none" || model == "no_vocab") return nullptr;
-  }
+  if (!std::filesystem::is_directory(path) && !has_vocabulary(gguf::Reader(path))) return nullptr;
   return load_tokenizer_file(path);
 }
 

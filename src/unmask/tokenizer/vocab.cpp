@@ -71,6 +71,8 @@ Vocab vocab_from_gguf(const gguf::Reader& r) {
   } else if (model == "llama") {
     v.kind = VocabKind::kSpm;
   } else {
+    check(model != "none" && model != "no_vocab", "{}: the file carries no vocabulary (tokenizer.ggml.model is "
+          "'{}'); give token ids, or a tokenizer file", r.path(), model);
     fail("{}: tokenizer.ggml.model is '{}', expected 'gpt2' (byte-level BPE) or 'llama' (SentencePiece)", r.path(),
          model);
   }
