@@ -52,8 +52,8 @@ void validate_drafter(const SamplerConfig& c, const ModelConfig& m, const ModelC
         "one tokenizer", d.vocab, m.vocab);
   check(d.mask_token >= 0 && d.mask_token < d.vocab, "--draft-model: the drafter ({}) has no mask token to draft "
         "with", d.arch);
-  check(d.draft_block > 0 || d.mask == MaskKind::kBidirectional, "--draft-model: the drafter must be a masked diffusion model "
-        "with full attention or a joint model (train --objective joint); this {} model is {}", d.arch,
+  check(d.draft_block > 0 || d.mask == MaskKind::kBidirectional, "--draft-model: the drafter must be a masked "
+        "diffusion model with full attention or a joint model (train --objective joint); this {} model is {}", d.arch,
         mask_kind_name(d.mask));
 }
 

@@ -122,7 +122,7 @@ Drafts draft_apart(Run& r, Backbone& dm, std::vector<float>& logits, int n, cons
 void run_spec(Run& r) {
   const ModelConfig& mc = r.mc;
   Backbone* apart = r.cfg.drafter;
-  const int own = apart ? std::max(apart->config().draft_block, 0) : mc.draft_block;
+  const int own = apart ? apart->config().draft_block : mc.draft_block;
   const int k = r.cfg.draft_length > 0 ? r.cfg.draft_length : own > 0 ? own : 4;
   const TokenRule rule = token_rule(r.cfg, mc);
   const int P = r.size(), end = std::min(P + r.cfg.gen_length, mc.ctx);

@@ -173,12 +173,6 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   return load_tokenizer(reader);
 }
 
-bool has_vocabulary(const gguf::Reader& r) {
-  if (!r.has("tokenizer.ggml.model")) return false;
-  const std::string model = r.get_string("tokenizer.ggml.model");
-  return model != "none" && model != "no_vocab";
-}
-
 std::unique_ptr<Tokenizer> model_tokenizer(const std::string& path) {
   if (!std::filesystem::is_directory(path) && !has_vocabulary(gguf::Reader(path))) return nullptr;
   return load_tokenizer_file(path);

@@ -85,8 +85,6 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
 // The tokenizer of a model (a GGUF file or a Hugging Face folder); null for a GGUF file without a vocabulary.
 std::unique_ptr<Tokenizer> model_tokenizer(const std::string& path);
-// Whether a GGUF file carries a vocabulary: tokenizer.ggml.model is there and not llama.cpp's "none" / "no_vocab".
-bool has_vocabulary(const gguf::Reader& r);
 
 // Feeds ids one at a time and returns only whole UTF-8 characters; the bytes of a character split across tokens
 // wait for the token that completes it. Concatenating every push() and finish() equals decode() of all ids.

@@ -63,16 +63,22 @@ void infer_roles(Vocab& v) {
   if (v.eot < 0) v.eot = v.eos;
 }
 
+bool has_vocabulary(const gguf::Reader& r) {
+  if (!r.has("tokenizer.ggml.model")) return false;
+  const std::string model = r.get_string("tokenizer.ggml.model");
+  return model != "none" && model != "no_vocab";
+}
+
 Vocab vocab_from_gguf(const gguf::Reader& r) {
   Vocab v;
   const std::string model = r.get_string("tokenizer.ggml.model");
+  check(has_vocabulary(r), "{}: the file carries no vocabulary "
+        "(tokenizer.ggml.model is '{}'); give token ids, or a tokenizer file", r.path(), model);
   if (model == "gpt2") {
     v.kind = VocabKind::kBpe;
   } else if (model == "llama") {
     v.kind = VocabKind::kSpm;
   } else {
-    check(model != "none" && model != "no_vocab", "{}: the file carries no vocabulary (tokenizer.ggml.model is "
-          "'{}'); give token ids, or a tokenizer file", r.path(), model);
     fail("{}: tokenizer.ggml.model is '{}', expected 'gpt2' (byte-level BPE) or 'llama' (SentencePiece)", r.path(),
          model);
   }

@@ -50,6 +50,8 @@ void validate_vocab(const Vocab& v, const std::string& where);
 
 // Reads tokenizer.ggml.* from an open GGUF file; throws Error("PATH: ...") on anything missing or inconsistent.
 Vocab vocab_from_gguf(const gguf::Reader& r);
+// Whether a GGUF file carries a vocabulary: tokenizer.ggml.model is there and not llama.cpp's "none" / "no_vocab".
+bool has_vocabulary(const gguf::Reader& r);
 
 // Reads a Hugging Face tokenizer.json (model type BPE with a ByteLevel pre-tokenizer or decoder). If a
 // tokenizer_config.json sits beside it, bos/eos/pad, add_bos_token and chat_template are taken from there.
