@@ -490,6 +490,9 @@ TEST_F(GgufTest, BadTensorInfos) {
     expect_read_error(p, parts);
   };
   one([](Raw& r) { r.tensor("blk.0.x", {4}, 99, 0); }, {"tensor blk.0.x has unknown type 99"});
+  // A type of ggml that unmask does not read is named, with the types it does read.
+  one([](Raw& r) { r.tensor("blk.0.ffn_up.weight", {256}, 16, 0); },
+      {"tensor blk.0.ffn_up.weight has type iq2_xxs (16), which unmask does not read", "q5_k (13)", "q2_k (10)"});
   one([](Raw& r) { r.str("blk.0.y").u32(0).u32(0).u64(0); }, {"tensor blk.0.y has 0 dimensions, expected 1 to 4"});
   one([](Raw& r) { r.tensor("blk.0.z", {1, 1, 1, 1, 1}, 0, 0); }, {"tensor blk.0.z has 5 dimensions"});
   one([](Raw& r) { r.tensor("neg", {4, -2}, 0, 0); }, {"tensor neg has ne[1] = -2"});

@@ -203,11 +203,12 @@ bool checked_product(const std::vector<int64_t>& ne, size_t first, int64_t& out)
 }
 
 void check_tensor_type(const Cursor& c, const TensorInfo& t, uint32_t raw) {
-  if (!known_dtype(raw)) {
-    fail("{}: tensor {} has unknown type {}, expected one of f32 (0), f16 (1), q4_0 (2), q8_0 (8), q4_k (12), "
-         "q6_k (14), bf16 (30)",
-         c.path(), t.name, raw);
-  }
+  if (known_dtype(raw)) return;
+  const std::string_view ggml = ggml_type_name(raw);
+  if (!ggml.empty())
+    fail("{}: tensor {} has type {} ({}), which unmask does not read; it reads {}", c.path(), t.name, ggml, raw,
+         known_dtype_list());
+  fail("{}: tensor {} has unknown type {}, expected one of {}", c.path(), t.name, raw, known_dtype_list());
 }
 
 void compute_nbytes(const Cursor& c, TensorInfo& t) {

@@ -1,8 +1,9 @@
-// Quantized blocks: ggml's reference quantization, activation quantization, and the portable integer dot
-// products; the AVX-512 VNNI kernels (quant_avx512.cpp) take over where cpu_features() allows.
+// Quantized blocks: activation quantization, blocks as integers (unpack_block) and the portable integer dot
+// products; the AVX-512 VNNI kernels (quant_avx512.cpp) take over where cpu_features() allows. ggml's reference
+// quantization is in quant_quantize.cpp.
 // The activations x are quantized to int8 (one scale per group, with the sums of every 16 codes) so a row dot is
-// Σ_blocks scale_w · scale_x · (integer dot); the offsets of Q4_0 (q - 8) and Q6_K (q - 32) and the mins of Q4_K
-// come out of the code sums.
+// Σ_blocks scale_w · scale_x · (integer dot); the offsets (Q4_0's q - 8, Q6_K's q - 32, ...) and the mins come out
+// of the code sums.
 #include "unmask/kernels/quant.h"
 
 #include <algorithm>
@@ -16,224 +17,6 @@
 
 namespace unmask {
 namespace {
-
-constexpr float kGroupMaxEps = 1e-15f;
-
-// Round to nearest, ties to even (ggml's nearest_int; |v| < 2^22).
-inline int nearest_int(float v) {
-  float f = v + 12582912.f;
-  int i;
-  std::memcpy(&i, &f, 4);
-  return (i & 0x007fffff) - 0x00400000;
-}
-
-// ---- reference quantization (ggml quantize_row_*_ref) ----
-
-void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b, x += 32) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / 127.f, id = d != 0 ? 1.f / d : 0.f;
-    y[b].d = f32_to_f16(d);
-    for (int j = 0; j < 32; ++j) y[b].qs[j] = int8_t(std::round(x[j] * id));
-  }
-}
-
-void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b, x += 32) {
-    float amax = 0, max = 0;  // max: the value of largest magnitude, with its sign
-    for (int j = 0; j < 32; ++j)
-      if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), max = x[j];
-    const float d = max / -8.f, id = d != 0 ? 1.f / d : 0.f;
-    y[b].d = f32_to_f16(d);
-    for (int j = 0; j < 16; ++j) {
-      const uint8_t a = uint8_t(std::min(15, int(int8_t(x[j] * id + 8.5f))));
-      const uint8_t c = uint8_t(std::min(15, int(int8_t(x[j + 16] * id + 8.5f))));
-      y[b].qs[j] = uint8_t(a | (c << 4));
-    }
-  }
-}
-
-// Scale and min for n values in [0, nmax] with weights: x ≈ scale·L - the_min. Starts from the min/max grid and
-// tries nstep+1 stretched grids, keeping the weighted least-squares fit of scale and min with the least error.
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep) {
-  float min = x[0], max = x[0], sum_w = weights[0], sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    min = std::min(min, x[i]);
-    max = std::max(max, x[i]);
-    sum_w += weights[i];
-    sum_x += weights[i] * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    std::fill(L, L + n, uint8_t(0));
-    *the_min = -min;
-    return 0.f;
-  }
-  float iscale = nmax / (max - min), scale = 1 / iscale, best_err = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(iscale * (x[i] - min));
-    L[i] = uint8_t(std::max(0, std::min(nmax, l)));
-    const float diff = scale * L[i] + min - x[i];
-    best_err += weights[i] * diff * diff;
-  }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
-      Laux[i] = uint8_t(l);
-      const float w = weights[i];
-      sum_l += w * l;
-      sum_l2 += w * l * l;
-      sum_xl += w * l * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float err = 0;
-      for (int i = 0; i < n; ++i) {
-        const float diff = this_scale * Laux[i] + this_min - x[i];
-        err += weights[i] * diff * diff;
-      }
-      if (err < best_err) {
-        std::copy(Laux, Laux + n, L);
-        best_err = err;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
-
-void quantize_q4_k(const float* x, BlockQ4_K* y, int64_t nb) {
-  uint8_t L[256], Laux[32];
-  float weights[32], mins[8], scales[8];
-  for (int64_t b = 0; b < nb; ++b, x += 256) {
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < 8; ++j) {
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-      const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
-      max_scale = std::max(max_scale, scales[j]);
-      max_min = std::max(max_min, mins[j]);
-    }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    BlockQ4_K& o = y[b];
-    std::memset(o.scales, 0, sizeof o.scales);
-    for (int j = 0; j < 8; ++j) {
-      const int ls = std::min(63, nearest_int(inv_scale * scales[j]));
-      const int lm = std::min(63, nearest_int(inv_min * mins[j]));
-      if (j < 4) {
-        o.scales[j] = uint8_t(ls);
-        o.scales[j + 4] = uint8_t(lm);
-      } else {
-        o.scales[j + 4] = uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
-        o.scales[j - 4] |= uint8_t((ls >> 4) << 6);
-        o.scales[j] |= uint8_t((lm >> 4) << 6);
-      }
-    }
-    o.d = f32_to_f16(max_scale / 63.f);
-    o.dmin = f32_to_f16(max_min / 63.f);
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      scale_min_k4(j, o.scales, sc, m);
-      const float d = f16_to_f32(o.d) * sc;
-      if (d == 0) continue;
-      const float dm = f16_to_f32(o.dmin) * m;
-      for (int i = 0; i < 32; ++i)
-        L[32 * j + i] = uint8_t(std::max(0, std::min(15, nearest_int((x[32 * j + i] + dm) / d))));
-    }
-    for (int j = 0; j < 4; ++j)
-      for (int l = 0; l < 32; ++l) o.qs[32 * j + l] = uint8_t(L[64 * j + l] | (L[64 * j + 32 + l] << 4));
-  }
-}
-
-// Symmetric scale for n values in [-nmax, nmax-1], weights x² (rmse_type 1): tries 19 grids around nmax/max and
-// keeps the least-squares scale with the largest Σwxl²/Σwl² (least weighted error).
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, int8_t(0));
-    return 0.f;
-  }
-  float iscale = -nmax / max, sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
-    L[i] = int8_t(l + nmax);
-    const float w = x[i] * x[i];
-    sumlx += w * x[i] * l;
-    suml2 += w * l * l;
-  }
-  float scale = suml2 != 0 ? sumlx / suml2 : 0.f, best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(nmax + 0.1f * is) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * l;
-      suml2 += w * l * l;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i)
-        L[i] = int8_t(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i]))));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
-}
-
-void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb) {
-  int8_t L[256];
-  float scales[16];
-  for (int64_t b = 0; b < nb; ++b, x += 256) {
-    BlockQ6_K& o = y[b];
-    float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < 16; ++ib) {
-      scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-      if (std::fabs(scales[ib]) > max_abs_scale) max_abs_scale = std::fabs(scales[ib]), max_scale = scales[ib];
-    }
-    if (max_abs_scale < kGroupMaxEps) {
-      std::memset(&o, 0, sizeof o);
-      continue;
-    }
-    const float iscale = -128.f / max_scale;
-    o.d = f32_to_f16(1 / iscale);
-    for (int ib = 0; ib < 16; ++ib) o.scales[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
-    for (int j = 0; j < 16; ++j) {
-      const float d = f16_to_f32(o.d) * o.scales[j];
-      if (d == 0) continue;
-      for (int i = 0; i < 16; ++i)
-        L[16 * j + i] = int8_t(std::max(-32, std::min(31, nearest_int(x[16 * j + i] / d))) + 32);
-    }
-    for (int h = 0; h < 2; ++h) {
-      const int8_t* l8 = L + 128 * h;
-      uint8_t* ql = o.ql + 64 * h;
-      uint8_t* qh = o.qh + 32 * h;
-      for (int l = 0; l < 32; ++l) {
-        ql[l] = uint8_t((l8[l] & 0xF) | ((l8[l + 64] & 0xF) << 4));
-        ql[l + 32] = uint8_t((l8[l + 32] & 0xF) | ((l8[l + 96] & 0xF) << 4));
-        qh[l] = uint8_t((l8[l] >> 4) | ((l8[l + 32] >> 4) << 2) | ((l8[l + 64] >> 4) << 4) | ((l8[l + 96] >> 4) << 6));
-      }
-    }
-  }
-}
 
 // ---- portable integer dots: per block an exact int32 sum, then the scales in f32 ----
 
@@ -264,19 +47,122 @@ float dot_q4_0(const BlockQ4_0* w, ActRow x, int64_t nb) {
   return r;
 }
 
-float dot_q4_k(const BlockQ4_K* w, ActRow x, int64_t nb) {
-  float r = 0;
-  for (int64_t b = 0; b < nb; ++b) {
-    int32_t t = 0, mins = 0;
-    for (int j = 0; j < 8; ++j) {
-      int sc, m, s = 0;
-      scale_min_k4(j, w[b].scales, sc, m);
-      const uint8_t* q = w[b].qs + 32 * (j / 2);
-      for (int l = 0; l < 32; ++l) s += ((j % 2 == 0) ? (q[l] & 0xF) : (q[l] >> 4)) * x.q[256 * b + 32 * j + l];
-      t += sc * s;
-      mins += m * (x.s16[16 * b + 2 * j] + x.s16[16 * b + 2 * j + 1]);
+// Codes of the K-quants (value order), bits 0-1 of Q2_K/Q3_K and the nibbles of Q4_K/Q5_K.
+inline int low2_k(const uint8_t* qs, int i) { return (qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3; }
+inline int nibble_k(const uint8_t* qs, int i) { return (qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) % 2))) & 0xF; }
+// Bit i / 32 of bits[i % 32]: the high bit of Q3_K (hmask) and Q5_K (qh) codes.
+inline int high_bit_k(const uint8_t* bits, int i) { return (bits[i % 32] >> (i / 32)) & 1; }
+
+// The 32 codes of a 32-value block: nibbles (value j low, j + 16 high), plus bit 4 from qh for 5-bit codes.
+void unpack_32(const uint8_t* qs, const uint8_t* qh, uint8_t* q) {
+  uint32_t h = 0;
+  if (qh) std::memcpy(&h, qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = uint8_t((qs[j] & 0xF) | (((h >> j) & 1) << 4));
+    q[j + 16] = uint8_t((qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4));
+  }
+}
+
+void unpack_32_types(DType t, const void* blk, IntBlock& o) {
+  o.sub = 32, o.off = 0, o.sc[0] = 1, o.m[0] = 0, o.dmin = 0;
+  switch (t) {
+    case DType::Q8_0: {
+      const auto& b = *static_cast<const BlockQ8_0*>(blk);
+      for (int j = 0; j < 32; ++j) o.q[j] = uint8_t(b.qs[j] + 128);
+      o.off = 128, o.d = f16_to_f32(b.d);
+      return;
     }
-    r += x.d[8 * b] * (f16_to_f32(w[b].d) * float(t) - f16_to_f32(w[b].dmin) * float(mins));
+    case DType::Q4_0: {
+      const auto& b = *static_cast<const BlockQ4_0*>(blk);
+      unpack_32(b.qs, nullptr, o.q), o.off = 8, o.d = f16_to_f32(b.d);
+      return;
+    }
+    case DType::Q5_0: {
+      const auto& b = *static_cast<const BlockQ5_0*>(blk);
+      unpack_32(b.qs, b.qh, o.q), o.off = 16, o.d = f16_to_f32(b.d);
+      return;
+    }
+    case DType::Q4_1: {  // x = d·q + m: one "min" of -m
+      const auto& b = *static_cast<const BlockQ4_1*>(blk);
+      unpack_32(b.qs, nullptr, o.q), o.m[0] = 1, o.d = f16_to_f32(b.d), o.dmin = -f16_to_f32(b.m);
+      return;
+    }
+    default: {
+      const auto& b = *static_cast<const BlockQ5_1*>(blk);
+      unpack_32(b.qs, b.qh, o.q), o.m[0] = 1, o.d = f16_to_f32(b.d), o.dmin = -f16_to_f32(b.m);
+    }
+  }
+}
+
+// Q4_K and Q5_K (qh null for Q4_K).
+void unpack_scale_min_k(uint16_t d, uint16_t dmin, const uint8_t* scales, const uint8_t* qs, const uint8_t* qh,
+                        IntBlock& o) {
+  o.sub = 32, o.off = 0, o.d = f16_to_f32(d), o.dmin = f16_to_f32(dmin);
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    scale_min_k4(j, scales, sc, m);
+    o.sc[j] = int8_t(sc), o.m[j] = int8_t(m);
+  }
+  for (int i = 0; i < 256; ++i) o.q[i] = uint8_t(nibble_k(qs, i) | (qh ? high_bit_k(qh, i) << 4 : 0));
+}
+
+void unpack_k_types(DType t, const void* blk, IntBlock& o) {
+  switch (t) {
+    case DType::Q2_K: {
+      const auto& b = *static_cast<const BlockQ2_K*>(blk);
+      o.sub = 16, o.off = 0, o.d = f16_to_f32(b.d), o.dmin = f16_to_f32(b.dmin);
+      for (int j = 0; j < 16; ++j) o.sc[j] = int8_t(b.scales[j] & 0xF), o.m[j] = int8_t(b.scales[j] >> 4);
+      for (int i = 0; i < 256; ++i) o.q[i] = uint8_t(low2_k(b.qs, i));
+      return;
+    }
+    case DType::Q3_K: {
+      const auto& b = *static_cast<const BlockQ3_K*>(blk);
+      o.sub = 16, o.off = 4, o.d = f16_to_f32(b.d), o.dmin = 0;
+      q3_k_scales(b.scales, o.sc);
+      std::fill(o.m, o.m + 16, int8_t(0));
+      for (int i = 0; i < 256; ++i) o.q[i] = uint8_t(low2_k(b.qs, i) | (high_bit_k(b.hmask, i) << 2));
+      return;
+    }
+    case DType::Q4_K: {
+      const auto& b = *static_cast<const BlockQ4_K*>(blk);
+      return unpack_scale_min_k(b.d, b.dmin, b.scales, b.qs, nullptr, o);
+    }
+    case DType::Q5_K: {
+      const auto& b = *static_cast<const BlockQ5_K*>(blk);
+      return unpack_scale_min_k(b.d, b.dmin, b.scales, b.qs, b.qh, o);
+    }
+    default: {  // Q6_K: the layout of ref::dequantize_row
+      const auto& b = *static_cast<const BlockQ6_K*>(blk);
+      o.sub = 16, o.off = 32, o.d = f16_to_f32(b.d), o.dmin = 0;
+      std::copy(b.scales, b.scales + 16, o.sc);
+      std::fill(o.m, o.m + 16, int8_t(0));
+      for (int i = 0; i < 256; ++i) {
+        const int half = i / 128, quarter = (i % 128) / 32, l = i % 32;
+        const uint8_t lo = b.ql[half * 64 + (quarter % 2) * 32 + l];
+        o.q[i] = uint8_t((quarter < 2 ? (lo & 0xF) : (lo >> 4)) | (((b.qh[half * 32 + l] >> (2 * quarter)) & 3) << 4));
+      }
+    }
+  }
+}
+
+// Σ_blocks dx · (d · Σ_j sc_j (Σ q·x - off·Σx) - dmin · Σ_j m_j Σx) over the unpacked blocks: per block the two
+// sums are exact int32, then the scales in f32.
+float dot_unpacked(DType t, const uint8_t* w, ActRow x, int64_t n) {
+  const auto& info = dtype_info(t);
+  IntBlock blk;
+  float r = 0;
+  for (int64_t b = 0; b < n / info.block_size; ++b) {
+    unpack_block(t, w + b * info.block_bytes, blk);
+    const int64_t at = b * info.block_size;
+    int32_t sum = 0, mins = 0;
+    for (int j = 0; j < info.block_size / blk.sub; ++j) {
+      int32_t qx = 0, xs = 0;
+      for (int i = j * blk.sub; i < (j + 1) * blk.sub; ++i) qx += blk.q[i] * x.q[at + i];
+      for (int k = 0; k < blk.sub / 16; ++k) xs += x.s16[(at + j * blk.sub) / 16 + k];
+      sum += blk.sc[j] * (qx - blk.off * xs);
+      mins += blk.m[j] * xs;
+    }
+    r += x.d[at / 32] * (blk.d * float(sum) - blk.dmin * float(mins));
   }
   return r;
 }
@@ -297,7 +183,7 @@ float dot_q6_k(const BlockQ6_K* w, ActRow x, int64_t nb) {
 }
 
 void check_row(const char* what, DType t, int64_t n) {
-  check(is_quant_dtype(t), "{}: {} is not a quantized type (Q4_0, Q8_0, Q4_K, Q6_K)", what, dtype_name(t));
+  check(is_quant_dtype(t), "{}: {} is not a quantized type", what, dtype_name(t));
   const int bs = dtype_info(t).block_size;
   check(n >= 0 && n % bs == 0, "{}: n = {} is not a multiple of the {} block size {}", what, n, dtype_name(t), bs);
 }
@@ -305,12 +191,21 @@ void check_row(const char* what, DType t, int64_t n) {
 }  // namespace
 
 bool is_quant_dtype(DType t) {
-  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
+  switch (t) {
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return true;
+    default: return false;
+  }
 }
 
 int act_group(DType t) {
   check_row("act_group", t, 0);
-  return t == DType::Q8_0 || t == DType::Q4_0 ? 32 : 256;
+  return dtype_info(t).block_size == 32 ? 32 : 256;
+}
+
+void unpack_block(DType t, const void* block, IntBlock& out) {
+  if (dtype_info(t).block_size == 32) return unpack_32_types(t, block, out);
+  unpack_k_types(t, block, out);
 }
 
 void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a) {
@@ -339,21 +234,12 @@ float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
   if (cpu_features().avx512_int8()) return avx512::dot_acts(t, w_row, a, row);
   const ActRow x{a.q.data() + size_t(row) * size_t(a.n), a.d.data() + size_t(row) * size_t(a.n / 32),
                  a.sum16.data() + size_t(row) * size_t(a.n / 16)};
+  const auto* w = static_cast<const uint8_t*>(w_row);
   switch (t) {
-    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, a.n / 32);
-    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, a.n / 32);
-    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, a.n / 256);
-    default: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, a.n / 256);
-  }
-}
-
-void quantize_row(DType t, const float* src, void* dst, int64_t n) {
-  check_row("quantize_row", t, n);
-  switch (t) {
-    case DType::Q8_0: return quantize_q8_0(src, static_cast<BlockQ8_0*>(dst), n / 32);
-    case DType::Q4_0: return quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), n / 32);
-    case DType::Q4_K: return quantize_q4_k(src, static_cast<BlockQ4_K*>(dst), n / 256);
-    default: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), n / 256);
+    case DType::Q8_0: return dot_q8_0(reinterpret_cast<const BlockQ8_0*>(w), x, a.n / 32);
+    case DType::Q4_0: return dot_q4_0(reinterpret_cast<const BlockQ4_0*>(w), x, a.n / 32);
+    case DType::Q6_K: return dot_q6_k(reinterpret_cast<const BlockQ6_K*>(w), x, a.n / 256);
+    default: return dot_unpacked(t, w, x, a.n);
   }
 }
 

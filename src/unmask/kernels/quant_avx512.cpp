@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "unmask/kernels/quant.h"
 
@@ -166,6 +167,142 @@ float dot_q6_k(const BlockQ6_K* w, ActRow x, int64_t nb) {
   return _mm512_reduce_add_ps(acc) - reduce8(acc_off);
 }
 
+// ---- Q4_1, Q5_0, Q5_1: 32-value blocks, two per 512-bit vector ----
+
+// The 32 codes of a 32-value block, in value order: nibbles (value j low, j + 16 high), bit 4 from qh for 5 bits.
+inline __m256i codes_32(const uint8_t* qs, const uint8_t* qh) {
+  const __m128i q = _mm_loadu_si128((const __m128i*)qs);
+  const __m256i lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
+  if (!qh) return lo;
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  return _mm256_or_si256(lo, _mm256_maskz_mov_epi8(__mmask32(h), _mm256_set1_epi8(0x10)));
+}
+
+template <class Block>
+inline __m256i block_codes(const Block& b) {
+  if constexpr (std::is_same_v<Block, BlockQ4_1>) return codes_32(b.qs, nullptr);
+  else return codes_32(b.qs, b.qh);
+}
+
+// Σ_b dx_b (d_b (Σ q·x - off Σx) + m_b Σx): per block an exact int32 dot (dpbusd; the offset of Q5_0 taken from
+// its first lane), scaled in f32; the offsets m of Q4_1/Q5_1 (x = d·q + m) summed apart.
+template <class Block>
+float dot_32(const Block* w, ActRow x, int64_t nb) {
+  constexpr bool kMin = !std::is_same_v<Block, BlockQ5_0>;
+  constexpr int kOff = kMin ? 0 : 16;
+  __m512 acc = _mm512_setzero_ps();
+  float acc_m = 0;
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool two = b + 1 < nb;
+    const __m256i c1 = two ? block_codes(w[b + 1]) : _mm256_setzero_si256();
+    const __m512i codes = _mm512_inserti64x4(_mm512_castsi256_si512(block_codes(w[b])), c1, 1);
+    const __m512i xv = _mm512_maskz_loadu_epi8(two ? ~__mmask64(0) : __mmask64(0xFFFFFFFFu), x.q + 32 * b);
+    int32_t xs[2] = {x.s16[2 * b] + x.s16[2 * b + 1], two ? x.s16[2 * b + 2] + x.s16[2 * b + 3] : 0};
+    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, xv);
+    if (kOff)
+      dp = _mm512_sub_epi32(dp, _mm512_setr_epi32(kOff * xs[0], 0, 0, 0, 0, 0, 0, 0, kOff * xs[1], 0, 0, 0, 0, 0, 0, 0));
+    const float s0 = half(w[b].d) * x.d[b], s1 = two ? half(w[b + 1].d) * x.d[b + 1] : 0.f;
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1), acc);
+    if constexpr (kMin) {
+      acc_m += half(w[b].m) * x.d[b] * float(xs[0]);
+      if (two) acc_m += half(w[b + 1].m) * x.d[b + 1] * float(xs[1]);
+    }
+  }
+  return _mm512_reduce_add_ps(acc) + acc_m;
+}
+
+// ---- Q2_K, Q3_K, Q5_K: 256-value blocks, 4 chunks of 64 values ----
+
+// A K block for the integer dot: per 16 values an int16 scale (sc16) and min (m16), a code offset, and the codes
+// of chunk c (values 64c .. 64c+63) from codes(c).
+struct KScales {
+  __m256i sc16, m16;
+  int off;
+  float d, dmin;
+};
+
+// Q2_K/Q3_K's low 2 bits of chunk c: values 128h + 64p + (0..63) are bits 4p, 4p+2 of qs[32h .. 32h+31].
+inline __m512i low2_codes(const uint8_t* qs, int c) {
+  const __m256i q = _mm256_loadu_si256((const __m256i*)(qs + 32 * (c / 2)));
+  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(short(4 * (c % 2))), _mm256_set1_epi16(short(4 * (c % 2) + 2)), 1);
+  return _mm512_and_si512(_mm512_srlv_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1), shift), _mm512_set1_epi8(3));
+}
+
+// Bit s0 (first 32 values) and s0 + 1 (next 32) of bits[0 .. 31], moved to bit `to`.
+inline __m512i high_bits(const uint8_t* bits, int s0, int to) {
+  const __m256i h = _mm256_loadu_si256((const __m256i*)bits);
+  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(short(s0)), _mm256_set1_epi16(short(s0 + 1)), 1);
+  const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1), shift),
+                                     _mm512_set1_epi8(1));
+  return _mm512_slli_epi16(b, to);
+}
+
+inline __m512i q2_k_codes(const BlockQ2_K& b, int c) { return low2_codes(b.qs, c); }
+inline __m512i q3_k_codes(const BlockQ3_K& b, int c) {
+  return _mm512_or_si512(low2_codes(b.qs, c), high_bits(b.hmask, 2 * c, 2));  // chunk c: bits 4h + 2p = 2c
+}
+// Q5_K chunk c: the low (values 64c .. +31) and high nibbles of qs[32c ..], bit 4 from bits 2c, 2c+1 of qh.
+inline __m512i q5_k_codes(const BlockQ5_K& b, int c) {
+  const __m256i q = _mm256_loadu_si256((const __m256i*)(b.qs + 32 * c));
+  const __m512i lo = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
+                                      _mm512_set1_epi8(0xF));
+  return _mm512_or_si512(lo, high_bits(b.qh, 2 * c, 4));
+}
+
+inline KScales q2_k_scales(const BlockQ2_K& b) {
+  const __m128i s = _mm_loadu_si128((const __m128i*)b.scales);
+  return {_mm256_cvtepu8_epi16(_mm_and_si128(s, _mm_set1_epi8(0xF))),
+          _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF))), 0, half(b.d), half(b.dmin)};
+}
+inline KScales q3_k_scales_vec(const BlockQ3_K& b) {
+  int8_t sc[16];
+  q3_k_scales(b.scales, sc);
+  return {_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)sc)), _mm256_setzero_si256(), 4, half(b.d), 0.f};
+}
+// Q5_K's 8 scales and mins (k4_scales), each repeated for the two 16-value halves of its sub-block.
+inline KScales q5_k_scales(const BlockQ5_K& b) {
+  uint64_t sc8, m8;
+  k4_scales(b.scales, sc8, m8);
+  const __m128i s = _mm_cvtsi64_si128(int64_t(sc8)), m = _mm_cvtsi64_si128(int64_t(m8));
+  return {_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s)), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m)), 0, half(b.d),
+          half(b.dmin)};
+}
+
+// Chunk c's int16 lanes 8g .. 8g+7 (16 values) take the scale of 16-value group 4c + g.
+inline __m512i group16_index(int c) {
+  return _mm512_add_epi16(_mm512_set1_epi16(short(4 * c)),
+                          _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18,
+                                                             17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                                             1, 0), 3));
+}
+
+// Σ_b dx_b (d_b Σ_g sc_g (Σ q·x - off S_g) - dmin_b Σ_g m_g S_g) over 16-value groups g with code sums S_g:
+// maddubs pair sums (|31·127·2| fits int16), dpwssd by the group's scale, the offset in int32 (exact), the mins
+// apart in f32.
+template <class Block, __m512i (*Codes)(const Block&, int), KScales (*Scales)(const Block&)>
+float dot_k(const Block* w, ActRow x, int64_t nb) {
+  __m512i idx[4];
+  for (int c = 0; c < 4; ++c) idx[c] = group16_index(c);
+  __m512 acc = _mm512_setzero_ps();
+  __m256 acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const KScales k = Scales(w[b]);
+    const __m512i scv = _mm512_zextsi256_si512(k.sc16);
+    const __m256i s16 = _mm256_loadu_si256((const __m256i*)(x.s16 + 16 * b));
+    __m512i acc_i = _mm512_zextsi256_si512(_mm256_mullo_epi32(_mm256_set1_epi32(-k.off), _mm256_madd_epi16(k.sc16, s16)));
+    for (int c = 0; c < 4; ++c) {
+      const __m512i p16 = _mm512_maddubs_epi16(Codes(w[b], c), _mm512_loadu_si512(x.q + 256 * b + 64 * c));
+      acc_i = _mm512_dpwssd_epi32(acc_i, p16, _mm512_permutexvar_epi16(idx[c], scv));
+    }
+    const float dx = x.d[8 * b];
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_i), _mm512_set1_ps(dx * k.d), acc);
+    if (k.dmin != 0)
+      acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(k.m16, s16)), _mm256_set1_ps(dx * k.dmin), acc_min);
+  }
+  return _mm512_reduce_add_ps(acc) - reduce8(acc_min);
+}
+
 // ---- rows to f32 (the same products as ref::dequantize_row, so the same bits) ----
 
 void q8_0_to_f32(const BlockQ8_0* w, float* y, int64_t nb) {
@@ -216,6 +353,55 @@ void q6_k_to_f32(const BlockQ6_K* w, float* y, int64_t nb) {
         const __m128i qg = g == 0 ? q16 : g == 1 ? _mm512_extracti32x4_epi32(q, 1)
                                     : g == 2 ? _mm512_extracti32x4_epi32(q, 2) : _mm512_extracti32x4_epi32(q, 3);
         _mm512_storeu_ps(y + 256 * b + 64 * c + 16 * g, _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qg))));
+      }
+    }
+  }
+}
+
+// 16 codes (bytes, signed or unsigned) to f32; quarter g (16 bytes) of a 64-byte vector.
+template <bool Signed>
+inline __m512 to_ps(__m128i q) {
+  return _mm512_cvtepi32_ps(Signed ? _mm512_cvtepi8_epi32(q) : _mm512_cvtepu8_epi32(q));
+}
+inline __m128i quarter(__m512i v, int g) {
+  switch (g) {
+    case 0: return _mm512_extracti32x4_epi32(v, 0);
+    case 1: return _mm512_extracti32x4_epi32(v, 1);
+    case 2: return _mm512_extracti32x4_epi32(v, 2);
+    default: return _mm512_extracti32x4_epi32(v, 3);
+  }
+}
+
+// Q4_1 and Q5_1: x = q·d + m (q·d is exact, so the FMA rounds as ref's sum does); Q5_0: x = (q - 16)·d.
+template <class Block>
+void q32_to_f32(const Block* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d = _mm512_set1_ps(half(w[b].d));
+    const __m512i c = _mm512_zextsi256_si512(block_codes(w[b]));
+    for (int k = 0; k < 2; ++k) {
+      __m512 v;
+      if constexpr (std::is_same_v<Block, BlockQ5_0>)
+        v = _mm512_mul_ps(to_ps<true>(_mm_sub_epi8(quarter(c, k), _mm_set1_epi8(16))), d);
+      else
+        v = _mm512_fmadd_ps(to_ps<false>(quarter(c, k)), d, _mm512_set1_ps(half(w[b].m)));
+      _mm512_storeu_ps(y + 32 * b + 16 * k, v);
+    }
+  }
+}
+
+// Q2_K, Q3_K, Q5_K: per 16 values (d·sc)·(q - off) - dmin·m, from the codes and scales of the dot kernel.
+template <class Block, __m512i (*Codes)(const Block&, int), KScales (*Scales)(const Block&)>
+void k_to_f32(const Block* w, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const KScales k = Scales(w[b]);
+    alignas(32) int16_t sc[16], m[16];
+    _mm256_store_si256((__m256i*)sc, k.sc16), _mm256_store_si256((__m256i*)m, k.m16);
+    for (int c = 0; c < 4; ++c) {
+      const __m512i q = _mm512_sub_epi8(Codes(w[b], c), _mm512_set1_epi8(char(k.off)));
+      for (int g = 0; g < 4; ++g) {
+        const int j = 4 * c + g;
+        const __m512 v = _mm512_mul_ps(_mm512_set1_ps(k.d * float(sc[j])), to_ps<true>(quarter(q, g)));
+        _mm512_storeu_ps(y + 256 * b + 16 * j, k.dmin == 0 ? v : _mm512_sub_ps(v, _mm512_set1_ps(k.dmin * float(m[j]))));
       }
     }
   }
@@ -296,7 +482,14 @@ float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
   switch (t) {
     case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, a.n / 32);
     case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, a.n / 32);
+    case DType::Q4_1: return dot_32(static_cast<const BlockQ4_1*>(w_row), x, a.n / 32);
+    case DType::Q5_0: return dot_32(static_cast<const BlockQ5_0*>(w_row), x, a.n / 32);
+    case DType::Q5_1: return dot_32(static_cast<const BlockQ5_1*>(w_row), x, a.n / 32);
+    case DType::Q2_K: return dot_k<BlockQ2_K, q2_k_codes, q2_k_scales>(static_cast<const BlockQ2_K*>(w_row), x, a.n / 256);
+    case DType::Q3_K:
+      return dot_k<BlockQ3_K, q3_k_codes, q3_k_scales_vec>(static_cast<const BlockQ3_K*>(w_row), x, a.n / 256);
     case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, a.n / 256);
+    case DType::Q5_K: return dot_k<BlockQ5_K, q5_k_codes, q5_k_scales>(static_cast<const BlockQ5_K*>(w_row), x, a.n / 256);
     default: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, a.n / 256);
   }
 }
@@ -307,6 +500,13 @@ void row_to_f32(DType t, const void* src, float* dst, int64_t n) {
     case DType::Q4_0: return q4_0_to_f32(static_cast<const BlockQ4_0*>(src), dst, n / 32);
     case DType::Q4_K: return q4_k_to_f32(static_cast<const BlockQ4_K*>(src), dst, n / 256);
     case DType::Q6_K: return q6_k_to_f32(static_cast<const BlockQ6_K*>(src), dst, n / 256);
+    case DType::Q4_1: return q32_to_f32(static_cast<const BlockQ4_1*>(src), dst, n / 32);
+    case DType::Q5_0: return q32_to_f32(static_cast<const BlockQ5_0*>(src), dst, n / 32);
+    case DType::Q5_1: return q32_to_f32(static_cast<const BlockQ5_1*>(src), dst, n / 32);
+    case DType::Q2_K: return k_to_f32<BlockQ2_K, q2_k_codes, q2_k_scales>(static_cast<const BlockQ2_K*>(src), dst, n / 256);
+    case DType::Q3_K:
+      return k_to_f32<BlockQ3_K, q3_k_codes, q3_k_scales_vec>(static_cast<const BlockQ3_K*>(src), dst, n / 256);
+    case DType::Q5_K: return k_to_f32<BlockQ5_K, q5_k_codes, q5_k_scales>(static_cast<const BlockQ5_K*>(src), dst, n / 256);
     default: return plain_to_f32(t, src, dst, n);
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "unmask/base/error.h"
@@ -17,9 +18,19 @@ struct Entry {
 };
 
 constexpr Entry kTypes[] = {
-    {DType::F32, {"f32", 1, 4}},      {DType::F16, {"f16", 1, 2}},    {DType::BF16, {"bf16", 1, 2}},
-    {DType::Q8_0, {"q8_0", 32, 34}},  {DType::Q4_0, {"q4_0", 32, 18}}, {DType::Q4_K, {"q4_k", 256, 144}},
-    {DType::Q6_K, {"q6_k", 256, 210}},
+    {DType::F32, {"f32", 1, 4}},       {DType::F16, {"f16", 1, 2}},       {DType::Q4_0, {"q4_0", 32, 18}},
+    {DType::Q4_1, {"q4_1", 32, 20}},   {DType::Q5_0, {"q5_0", 32, 22}},   {DType::Q5_1, {"q5_1", 32, 24}},
+    {DType::Q8_0, {"q8_0", 32, 34}},   {DType::Q2_K, {"q2_k", 256, 84}},  {DType::Q3_K, {"q3_k", 256, 110}},
+    {DType::Q4_K, {"q4_k", 256, 144}}, {DType::Q5_K, {"q5_k", 256, 176}}, {DType::Q6_K, {"q6_k", 256, 210}},
+    {DType::BF16, {"bf16", 1, 2}},
+};
+
+// ggml's enum ggml_type, by number ("" where ggml removed or never used the number).
+constexpr std::string_view kGgmlNames[] = {
+    "f32",     "f16",    "q4_0",   "q4_1",   "",       "",     "q5_0",    "q5_1",    "q8_0",     "q8_1",    "q2_k",
+    "q3_k",    "q4_k",   "q5_k",   "q6_k",   "q8_k",   "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",   "iq4_nl",  "iq3_s",
+    "iq2_s",   "iq4_xs", "i8",     "i16",    "i32",    "i64",  "f64",     "iq1_m",   "bf16",     "",        "",
+    "",        "tq1_0",  "tq2_0",  "",       "",       "",     "mxfp4",   "nvfp4",   "q1_0",     "q2_0",
 };
 
 const Entry* find(uint32_t raw) {
@@ -31,6 +42,15 @@ const Entry* find(uint32_t raw) {
 }  // namespace
 
 bool known_dtype(uint32_t raw) { return find(raw) != nullptr; }
+
+std::string_view ggml_type_name(uint32_t raw) { return raw < std::size(kGgmlNames) ? kGgmlNames[raw] : ""; }
+
+std::string known_dtype_list() {
+  std::string out;
+  for (const auto& e : kTypes)
+    out += (out.empty() ? "" : ", ") + std::string(e.info.name) + " (" + std::to_string(uint32_t(e.type)) + ")";
+  return out;
+}
 
 const DTypeInfo& dtype_info(DType t) {
   const Entry* e = find(uint32_t(t));

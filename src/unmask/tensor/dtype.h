@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace unmask {
@@ -13,8 +14,14 @@ enum class DType : uint32_t {
   F32 = 0,
   F16 = 1,
   Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
   Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
   Q4_K = 12,
+  Q5_K = 13,
   Q6_K = 14,
   BF16 = 30,
 };
@@ -28,6 +35,10 @@ struct DTypeInfo {
 // Throws Error for a type unmask does not know. known_dtype() tells without throwing.
 const DTypeInfo& dtype_info(DType t);
 bool known_dtype(uint32_t raw);
+// ggml's name of a GGUF tensor type, known to unmask or not ("iq2_xxs" for 16); "" for a number ggml does not use.
+std::string_view ggml_type_name(uint32_t raw);
+// The types unmask reads, as "f32 (0), f16 (1), ..." for messages.
+std::string known_dtype_list();
 inline std::string_view dtype_name(DType t) { return dtype_info(t).name; }
 // Bytes of a row of n elements; n must be a multiple of the block size (checked, throws).
 size_t row_bytes(DType t, int64_t n);
