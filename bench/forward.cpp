@@ -3,10 +3,17 @@
 // bench/compare_torch.py) or a table.
 //
 //   bench_forward --config small --type f32 --tokens 256,1024 [--bidir FILE --causal FILE] [--reps 5] [--threads 2]
+//
+// --type is any `unmask quantize --type` (f32, f16, bf16, q8_0, q4_k_m, ...): random f32 weights written in that
+// scheme to a temporary file and read back memory-mapped, as a downloaded file is. The GEMM ceiling is oneDNN's on
+// bf16 weights for bf16, on f32 weights for every other type (quantized and f16 weights have no oneDNN path here).
 #include <fmt/format.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,8 +21,10 @@
 #include "unmask/base/parallel.h"
 #include "unmask/base/rng.h"
 #include "unmask/base/timer.h"
+#include "unmask/io/gguf.h"
 #include "unmask/kernels/gemm.h"
 #include "unmask/model/model.h"
+#include "unmask/model/quantize.h"
 
 using namespace unmask;
 
@@ -37,7 +46,8 @@ double forward_flops(const ModelConfig& c, double T, double n_keys) {
 }
 
 // The best GFLOP/s oneDNN reaches on the model's GEMM shapes at T rows: the ceiling a forward pass can approach.
-double gemm_ceiling(const ModelConfig& c, int T, int reps) {
+double gemm_ceiling(ModelConfig c, int T, int reps) {
+  if (c.wtype != DType::BF16) c.wtype = DType::F32;
   const int shapes[][2] = {{c.ffn, c.d_model}, {c.d_model, c.ffn}, {c.q_dim(), c.d_model}, {c.vocab, c.d_model}};
   Rng rng(3);
   double best = 0;
@@ -53,6 +63,24 @@ double gemm_ceiling(const ModelConfig& c, int T, int reps) {
     best = std::max(best, 2.0 * T * OC * IC / sec / 1e9);
   }
   return best;
+}
+
+// A random model of configuration c with its tensors in `type` (a quantization scheme's name).
+Model random_model(ModelConfig c, const std::string& type) {
+  const QuantScheme s = parse_quant_scheme(type);
+  c.wtype = DType::F32;
+  Model f32 = Model::random(c, 1);
+  if (s == QuantScheme::kF32) return f32;
+  gguf::Writer w;
+  write_config(c, w);
+  mark_vocabulary(w);
+  std::vector<std::vector<uint8_t>> store;
+  add_quantized_tensors(w, f32.weights(), c, s, store);
+  const auto path = std::filesystem::temp_directory_path() / fmt::format("bench_forward_{}_{}.gguf", getpid(), type);
+  w.write(path.string());
+  Model m = Model::load(path.string());  // mapped: the file's data stays readable once unlinked
+  std::filesystem::remove(path);
+  return m;
 }
 
 void bench_bidirectional(Model& m, int T, int reps, double ceiling) {
@@ -129,14 +157,14 @@ int main(int argc, char** argv) {
     Args a = parse(argc, argv);
     set_num_threads(a.threads);
     ModelConfig c = preset_config(a.config);
-    c.arch = "llada", c.mask = MaskKind::kBidirectional, c.wtype = parse_dtype(a.type);
-    Model bidir = a.bidir.empty() ? Model::random(c, 1) : Model::load(a.bidir);
+    c.arch = "llada", c.mask = MaskKind::kBidirectional;
+    Model bidir = a.bidir.empty() ? random_model(c, a.type) : Model::load(a.bidir);
     fmt::print("{{\"bench\": \"model\", \"params\": {}, \"type\": \"{}\", \"threads\": {}}}\n",
                bidir.config().n_params(), dtype_name(bidir.config().wtype), num_threads());
     for (int T : a.tokens) bench_bidirectional(bidir, T, a.reps, gemm_ceiling(bidir.config(), T, a.reps));
     ModelConfig cc = bidir.config();
     cc.arch = "llama", cc.mask = MaskKind::kCausal;
-    Model causal = a.causal.empty() ? Model::random(cc, 1) : Model::load(a.causal);
+    Model causal = a.causal.empty() ? random_model(cc, a.type) : Model::load(a.causal);
     bench_decode(causal, a);
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_forward: {}\n", e.what());

@@ -34,11 +34,14 @@ std::vector<int32_t> random_tokens(int n, int vocab) {
   return t;
 }
 
-std::vector<float> step_logits(Model& m, const std::vector<int32_t>& tokens) {
+// One bidirectional step over tokens: its logits, and the median seconds of reps passes (the batch and the logits
+// allocated outside the timed section).
+std::vector<float> step_logits(Model& m, const std::vector<int32_t>& tokens, int reps, double* seconds) {
   Batch b;
   b.add(tokens);
   std::vector<float> logits(tokens.size() * size_t(m.config().vocab));
-  m.forward(b, logits.data());
+  const double s = median_seconds(reps, [&] { m.forward(b, logits.data()); });
+  if (seconds) *seconds = s;
   return logits;
 }
 
@@ -106,8 +109,8 @@ int main(int argc, char** argv) {
     const double file_bytes = double(std::filesystem::file_size(a.model));
     const auto tokens = random_tokens(a.step, c.vocab);
     const double s_decode = decode_seconds_per_token(m, a);
-    std::vector<float> logits;
-    const double s_step = median_seconds(a.reps, [&] { logits = step_logits(m, tokens); });
+    double s_step = 0;
+    const std::vector<float> logits = step_logits(m, tokens, a.reps, &s_step);
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
     fmt::print("{}  {:.1f} MB  {:.1f}M params  threads {}\n", a.model, file_bytes / 1e6, double(c.n_params()) / 1e6,
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
     fmt::print("  peak RSS    {:8.1f} MB\n", double(ru.ru_maxrss) / 1e3);
     if (!a.ref.empty()) {
       Model r = Model::load(a.ref);
-      fmt::print("  mean KL vs {}: {:.3g} (over {} positions)\n", a.ref, mean_kl(step_logits(r, tokens), logits, c.vocab),
+      fmt::print("  mean KL vs {}: {:.3g} (over {} positions)\n", a.ref, mean_kl(step_logits(r, tokens, 1, nullptr), logits, c.vocab),
                  a.step);
     }
   } catch (const std::exception& e) {

@@ -49,11 +49,12 @@ fi
 
 if [ $test -eq 1 ]; then
   # The npm packages the tests use, each pinned by its folder's package-lock.json: the independent GGUF parser
-  # (@huggingface/gguf), the official OpenAI client (openai) and the browser driver for the page (playwright-core).
+  # (@huggingface/gguf), the official OpenAI client (openai), the browser driver for the page (playwright-core) and
+  # llama.cpp's Node binding with its prebuilt CPU binary (node-llama-cpp; its optional GPU builds, ~600 MB, left out).
   root="$(cd "$(dirname "$0")/.." && pwd)"
-  for dir in tests/io/gguf_js tests/server/openai tests/server/web; do
+  for dir in tests/io/gguf_js tests/server/openai tests/server/web tests/tools/llama_cpp; do
     if [ ! -d "$root/$dir/node_modules" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules" ]; then
-      (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+      (cd "$root/$dir" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
     fi
   done
 fi

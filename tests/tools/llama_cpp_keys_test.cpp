@@ -55,5 +55,31 @@ TEST(LlamaCppKeys, EveryModelFileNamesItsTokenizerAndLladaItsShift) {
   }
 }
 
+// init --tokenizer: the model takes the vocabulary's size, special ids and keys (llama.cpp's clients tokenize with
+// them: tests/tools/llama_cpp); a size that disagrees, a file without a vocabulary, or a diffusion model whose
+// vocabulary has no [MASK] are refused.
+TEST(LlamaCppKeys, InitTakesItsVocabularyFromATokenizer) {
+  const std::string f = tmp("init-byte.gguf");
+  ASSERT_EQ(test::sh("init --config tiny --force --arch llada --tokenizer byte --out " + f).code, 0);
+  expect_loadable_keys(f, true);
+  gguf::Reader r(f);
+  const auto tok = model_tokenizer(f);
+  ASSERT_NE(tok, nullptr);
+  EXPECT_EQ(r.get_int("llada.vocab_size", 0), int64_t(tok->n_vocab()));
+  EXPECT_EQ(r.get_int("tokenizer.ggml.mask_token_id", -1), int64_t(tok->vocab().mask));
+  EXPECT_GE(tok->vocab().mask, 0);
+  const test::Result g = test::sh("generate -m " + f + " -p hello -n 4 --steps 2");
+  EXPECT_EQ(g.code, 0) << g.out;
+
+  test::Result bad = test::sh("init --config tiny --force --tokenizer byte --vocab 300 --out " + tmp("bad.gguf"));
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--vocab 300: the tokenizer byte holds"), std::string::npos) << bad.out;
+  const std::string none = tmp("none.gguf");
+  ASSERT_EQ(test::sh("init --config tiny --force --out " + none).code, 0);
+  bad = test::sh("init --config tiny --force --tokenizer " + none + " --out " + tmp("bad.gguf"));
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("carries no vocabulary"), std::string::npos) << bad.out;
+}
+
 }  // namespace
 }  // namespace unmask

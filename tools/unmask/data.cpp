@@ -8,13 +8,13 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "model_file.h"
 #include "progress.h"
 #include "unmask/base/error.h"
 #include "unmask/base/timer.h"
 #include "unmask/io/gguf.h"
 #include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
-#include "unmask/tokenizer/train.h"
 #include "unmask/train/sft_data.h"
 #include "unmask/train/shards.h"
 
@@ -49,25 +49,6 @@ std::string read_corpus(const std::string& path) {
   std::string text = read_text_file(path);
   check(!text.empty(), "{}: the corpus is empty", path);
   return text;
-}
-
-// The tokenizer's keys for DIR/tokenizer.gguf: "byte" for the byte-level vocabulary, else a GGUF's or a
-// tokenizer.json's. With a chat template by name, its Jinja source becomes tokenizer.chat_template, so that a model
-// trained on the data (whose checkpoint copies these keys) chats in the template it was fine-tuned with.
-gguf::Writer tokenizer_keys(const std::string& spec, const std::string& chat_template) {
-  gguf::Writer w;
-  if (spec == "byte") {
-    vocab_to_gguf(byte_level_vocab(), w);
-  } else if (spec.ends_with(".json")) {
-    vocab_to_gguf(load_tokenizer_json(spec)->vocab(), w);
-  } else {
-    gguf::Reader r(spec);
-    for (const auto& [k, v] : r.metadata())
-      if (k.starts_with("tokenizer.")) w.set(k, v);
-  }
-  if (!chat_template.empty())
-    w.set("tokenizer.chat_template", gguf::Value::str(chat_template_source(chat_template_by_name(chat_template))));
-  return w;
 }
 
 // The tokenizer exactly as the trainer will read it back from DIR/tokenizer.gguf (the keys written to a temporary

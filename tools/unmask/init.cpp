@@ -2,11 +2,16 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <optional>
+#include <type_traits>
+#include <variant>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "model_file.h"
 #include "unmask/base/error.h"
 #include "unmask/base/timer.h"
+#include "unmask/io/gguf.h"
 #include "unmask/model/model.h"
 
 namespace unmask::cli {
@@ -14,7 +19,7 @@ namespace unmask::cli {
 namespace {
 
 struct InitOptions {
-  std::string preset = "tiny", arch = "llama", out, wtype = "f32";
+  std::string preset = "tiny", arch = "llama", out, wtype = "f32", tokenizer;
   int vocab = 0, d_model = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, ctx = 0, block = 0;
   int joint_block = 0;
   int experts = 0, experts_used = 0, expert_ffn = 0;
@@ -23,7 +28,21 @@ struct InitOptions {
   uint64_t seed = 1;
 };
 
-ModelConfig make_config(const InitOptions& o) {
+// The special ids a model takes from its vocabulary's keys (-1 where the vocabulary has none).
+void take_specials(ModelConfig& c, const gguf::Writer& tok) {
+  auto id = [&](const char* key) {
+    const gguf::Value* v = tok.find(key);
+    if (!v) return int32_t(-1);
+    return std::visit([](const auto& x) -> int32_t {
+      if constexpr (std::is_integral_v<std::decay_t<decltype(x)>>) return int32_t(x);
+      return -1;
+    }, v->v);
+  };
+  c.bos_token = id("tokenizer.ggml.bos_token_id"), c.eos_token = id("tokenizer.ggml.eos_token_id");
+  c.mask_token = id("tokenizer.ggml.mask_token_id");
+}
+
+ModelConfig make_config(const InitOptions& o, const gguf::Writer* tok) {
   ModelConfig c = preset_config(o.preset);
   const ArchInfo& a = arch_info(o.arch);
   c.arch = o.arch, c.mask = a.mask, c.rope = a.rope, c.qkv_bias = a.qkv_bias || o.qkv_bias;
@@ -42,17 +61,36 @@ ModelConfig make_config(const InitOptions& o) {
   c.draft_block = o.joint_block;
   check(o.joint_block == 0 || c.mask == MaskKind::kCausal, "--joint-block: a joint model is causal; --arch {}{} is "
         "not", o.arch, o.block > 0 ? " with --block-size" : "");
-  if (c.mask != MaskKind::kCausal || c.draft_block > 0) c.mask_token = c.vocab - 1;  // diffusion needs a [MASK] id
+  const bool needs_mask = c.mask != MaskKind::kCausal || c.draft_block > 0;
+  if (tok) {
+    const int n = int(std::get<gguf::Value::Array>(tok->find("tokenizer.ggml.tokens")->v).size());
+    check(o.vocab == 0 || o.vocab == n, "--vocab {}: the tokenizer {} holds {} tokens (a model's vocabulary is its "
+          "tokenizer's)", o.vocab, o.tokenizer, n);
+    c.vocab = n;
+    take_specials(c, *tok);
+    check(!needs_mask || c.mask_token >= 0, "--tokenizer {}: no tokenizer.ggml.mask_token_id, and a {} model needs a "
+          "[MASK] token", o.tokenizer, o.arch);
+    if (!needs_mask) c.mask_token = -1;
+  } else if (needs_mask) {
+    c.mask_token = c.vocab - 1;  // diffusion needs a [MASK] id
+  }
   c.validate();
   return c;
 }
 
 void run_init(const InitOptions& o) {
-  ModelConfig c = make_config(o);
+  std::optional<gguf::Writer> tok;
+  if (!o.tokenizer.empty()) tok = tokenizer_keys(o.tokenizer);
+  ModelConfig c = make_config(o, tok ? &*tok : nullptr);
   check_new_output(o.out, o.force);
   Timer t;
   Model m = Model::random(c, o.seed);
-  m.save(o.out);
+  gguf::Writer out;
+  m.add_to(out);
+  if (tok)
+    for (const auto& [k, v] : tok->metadata()) out.set(k, v);
+  mark_vocabulary(out);
+  out.write(o.out);
   fmt::print("{}: {}\n{} parameters (seed {}), written in {:.2f} s\n", o.out, c.summary(), c.n_params(), o.seed,
              t.seconds());
 }
@@ -69,6 +107,9 @@ void add_init(CLI::App& app) {
   add_out_option(cmd, o->out, o->force, "Output GGUF file");
   cmd->add_option("--type", o->wtype, "Weight type: f32 or bf16")->capture_default_str();
   cmd->add_option("--vocab", o->vocab, "Vocabulary size")->check(positive());
+  cmd->add_option("--tokenizer", o->tokenizer, "Give the model this vocabulary (its size, special ids and tokenizer "
+                  "keys): byte, a tokenizer.json, or a GGUF file with one (say a `data prepare` DIR/tokenizer.gguf, "
+                  "so that `train --init` can start from the model)");
   cmd->add_option("--d-model", o->d_model, "Model width")->check(positive());
   cmd->add_option("--layers", o->layers, "Number of layers")->check(positive());
   cmd->add_option("--heads", o->heads, "Attention heads")->check(positive());

@@ -7,7 +7,10 @@
 #include <filesystem>
 
 #include "unmask/base/error.h"
+#include "unmask/tokenizer/chat.h"
 #include "unmask/tokenizer/tokenizer.h"
+#include "unmask/tokenizer/train.h"
+#include "unmask/tokenizer/vocab.h"
 
 namespace unmask::cli {
 
@@ -74,6 +77,24 @@ std::string default_model_path(const char* file, const char* flag) {
     looked += (looked.empty() ? "" : ", ") + d.lexically_normal().string();
   }
   fail("no default model {} (looked in {}); pass {} PATH or set UNMASK_MODELS to its folder", file, looked, flag);
+}
+
+gguf::Writer tokenizer_keys(const std::string& spec, const std::string& chat_template) {
+  gguf::Writer w;
+  if (spec == "byte") {
+    vocab_to_gguf(byte_level_vocab(), w);
+  } else if (spec.ends_with(".json")) {
+    vocab_to_gguf(load_tokenizer_json(spec)->vocab(), w);
+  } else {
+    gguf::Reader r(spec);
+    check(has_vocabulary(r), "{}: the file carries no vocabulary (expected byte, a tokenizer.json, or a GGUF file "
+          "with tokenizer.ggml.* keys)", spec);
+    for (const auto& [k, v] : r.metadata())
+      if (k.starts_with("tokenizer.")) w.set(k, v);
+  }
+  if (!chat_template.empty())
+    w.set("tokenizer.chat_template", gguf::Value::str(chat_template_source(chat_template_by_name(chat_template))));
+  return w;
 }
 
 }  // namespace unmask::cli

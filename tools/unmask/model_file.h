@@ -28,6 +28,11 @@ struct SourceModel {
 };
 SourceModel open_source_model(const std::string& path);
 
+// The tokenizer keys (tokenizer.*) of a vocabulary named by spec: "byte" for the byte-level vocabulary, else a GGUF
+// file's or a tokenizer.json's. With a chat template by name, its Jinja source becomes tokenizer.chat_template, so
+// that a model trained on data prepared with these keys (its checkpoint copies them) chats in that template.
+gguf::Writer tokenizer_keys(const std::string& spec, const std::string& chat_template = "");
+
 // A writer that holds every metadata key of the source, in its order.
 gguf::Writer writer_with_metadata(const gguf::Reader& in);
 

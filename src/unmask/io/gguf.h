@@ -107,6 +107,10 @@ class Writer {
   // Sets (or replaces) a key; keys are written in the order first set. general.alignment is honoured.
   void set(std::string key, Value value);
   bool has(std::string_view key) const;
+  // The value set for key, or null.
+  const Value* find(std::string_view key) const;
+  // The keys set so far, in order.
+  const std::vector<std::pair<std::string, Value>>& metadata() const { return kv_; }
   // Adds a tensor; data (row_bytes(type, ne[0]) * rows bytes) must stay valid until write() returns.
   // Throws on a duplicate name, bad dims or a row that is not whole blocks.
   void add_tensor(std::string name, DType type, std::vector<int64_t> ne, const void* data);

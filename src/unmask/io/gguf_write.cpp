@@ -164,8 +164,12 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 }  // namespace
 
-bool Writer::has(std::string_view key) const {
-  return std::any_of(kv_.begin(), kv_.end(), [&](const auto& kv) { return kv.first == key; });
+bool Writer::has(std::string_view key) const { return find(key) != nullptr; }
+
+const Value* Writer::find(std::string_view key) const {
+  for (const auto& kv : kv_)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
 }
 
 void Writer::set(std::string key, Value value) {
