@@ -66,6 +66,35 @@ TEST(QuantizeCli, KeepsMetadataAndWritesTheSchemeTypes) {
   for (const auto& p : {in, out, again}) std::filesystem::remove(p);
 }
 
+// Rows of 96 (d_model) are not whole blocks of 256: q5_k_s falls back to q5_1 for them, one line per tensor.
+TEST(QuantizeCli, AFallbackIsSaidOnOneLinePerTensor) {
+  const std::string in = tmp("narrow.gguf"), out = tmp("narrow_q5ks.gguf");
+  ModelConfig c = config();
+  c.d_model = 96, c.n_heads = 3, c.n_kv_heads = 1, c.head_dim = 32, c.ffn = 256;
+  {
+    gguf::Writer w;
+    Model::random(c, 3).add_to(w);
+    w.write(in);
+  }
+  test::Result r = test::sh("quantize " + in + " " + out + " --type q5_k_s");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("blk.0.attn_q.weight: rows of 96 values are not whole blocks of 256 for q5_k; q5_1 instead"),
+            std::string::npos)
+      << r.out;
+  size_t lines = 0;
+  for (size_t at = r.out.find("not whole blocks"); at != std::string::npos; at = r.out.find("not whole blocks", at + 1))
+    ++lines;
+  gguf::Reader b(out);
+  size_t fell = 0;
+  for (const auto& spec : tensor_specs(c)) {
+    EXPECT_EQ(b.find_tensor(spec.name)->type, quant_type_for(QuantScheme::kQ5_K_S, spec, c)) << spec.name;
+    fell += quant_choice(QuantScheme::kQ5_K_S, spec, c).fell_back();
+  }
+  EXPECT_EQ(lines, fell);
+  EXPECT_EQ(b.find_tensor("blk.0.ffn_down.weight")->type, DType::Q5_K);  // rows of 256 (ffn) keep q5_k
+  for (const auto& p : {in, out}) std::filesystem::remove(p);
+}
+
 TEST(QuantizeCli, BadTypeIsOneLineAndWritesNothing) {
   const std::string in = tmp("bad_in.gguf"), out = tmp("bad_out.gguf");
   write_input(in);

@@ -88,11 +88,12 @@ void run_convert(const ConvertOptions& o) {
   w.set("general.name", gguf::Value::str(folder_name(o.dir)));
   vocab_to_gguf(v, w);
   std::vector<std::vector<uint8_t>> store;
-  add_quantized_tensors(w, g.weights, g.config, scheme, store, [](size_t done, size_t total) {
+  const auto notes = add_quantized_tensors(w, g.weights, g.config, scheme, store, [](size_t done, size_t total) {
     draw_progress("convert", int64_t(done), int64_t(total), "tensors");
   });
   mark_vocabulary(w);
   w.write(o.out);
+  for (const auto& n : notes) fmt::print(stderr, "convert: {}\n", n);
   fmt::print(stderr, "{}: {} tensors written as {}, vocabulary {}; model {}\n", o.out, g.weights.tensors().size(),
              quant_scheme_name(scheme), v.size(), g.config.summary());
 }
@@ -106,8 +107,8 @@ void add_convert(CLI::App& app) {
       ->required();
   add_out_option(cmd, o->out, o->force, "Output GGUF file");
   cmd->add_option("--type", o->type,
-                  "Tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (default: the folder's own, lossless; norms "
-                  "stay f32)");
+                  "Tensor type: f32, f16, bf16, or a llama.cpp mix as unmask quantize takes (q8_0 ... q6_k; default: "
+                  "the folder's own, lossless; norms stay f32)");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_convert(*o); });
 }

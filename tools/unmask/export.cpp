@@ -42,7 +42,8 @@ void run_export(const ExportOptions& o) {
   add_set_keys(w, o.set);
   std::vector<std::vector<uint8_t>> store;
   if (!o.type.empty()) {
-    add_quantized_tensors(w, src.weights, src.config, parse_quant_scheme(o.type), store);
+    for (const auto& n : add_quantized_tensors(w, src.weights, src.config, parse_quant_scheme(o.type), store))
+      fmt::print(stderr, "export: {}\n", n);
   } else {
     for (const auto& t : in.tensors())
       if (!t.name.starts_with("optim.")) w.add_tensor(t.name, t.type, t.ne, t.data);
@@ -62,8 +63,8 @@ void add_export(CLI::App& app) {
   auto o = std::make_shared<ExportOptions>();
   cmd->add_option("in", o->in, "A training run's directory, its checkpoint.gguf, or any GGUF model")->required();
   cmd->add_option("out", o->out, "Output GGUF file (written atomically)")->required();
-  cmd->add_option("--type", o->type, "Convert the tensors: f32, f16, bf16, q8_0, q4_0 or q4_k_m (default: keep "
-                                     "the checkpoint's types)");
+  cmd->add_option("--type", o->type, "Convert the tensors: f32, f16, bf16, or a llama.cpp mix as unmask quantize "
+                                     "takes (q8_0 ... q6_k; default: keep the checkpoint's types)");
   cmd->add_option("--set", o->set, "Add a string metadata key, KEY=VALUE (repeatable)");
   cmd->add_flag("--force", o->force, "Replace OUT if it exists (atomically)");
   cmd->callback([o] { run_export(*o); });

@@ -1,6 +1,7 @@
 // unmask quantize IN.gguf OUT.gguf --type TYPE: the model of IN with its tensors in the scheme's types (llama.cpp's
 // rules, model/quantize.h; a quantized IN is dequantized first), every metadata key of IN kept (tokenizer
-// included) and general.file_type set; written atomically. IN may be a training checkpoint (or its run directory):
+// included) and general.file_type set; written atomically. A tensor whose rows are not whole blocks of the type the
+// rules want falls back as llama.cpp's does, with a line saying so. IN may be a training checkpoint (or its run directory):
 // its optimizer state is dropped, with a line saying so.
 #include <fmt/format.h>
 
@@ -37,11 +38,12 @@ void run_quantize(const QuantizeOptions& o) {
   const ModelWeights& weights = src.weights;
   gguf::Writer w = writer_with_metadata(in);
   std::vector<std::vector<uint8_t>> store;
-  add_quantized_tensors(w, weights, src.config, scheme, store, [](size_t done, size_t total) {
+  const auto notes = add_quantized_tensors(w, weights, src.config, scheme, store, [](size_t done, size_t total) {
     draw_progress("quantize", int64_t(done), int64_t(total), "tensors");
   });
   mark_vocabulary(w);
   w.write(o.out);
+  for (const auto& n : notes) fmt::print(stderr, "quantize: {}\n", n);  // after the progress bar
   fmt::print(stderr, "{}: {} tensors as {} (general.file_type {}), {:.1f} MB -> {:.1f} MB\n", o.out,
              weights.tensors().size(), quant_scheme_name(scheme), quant_file_type(scheme),
              double(in.file_size()) / 1e6, double(std::filesystem::file_size(o.out)) / 1e6);
@@ -54,7 +56,10 @@ void add_quantize(CLI::App& app) {
   auto o = std::make_shared<QuantizeOptions>();
   cmd->add_option("in", o->in, "Input GGUF model (any supported tensor types), a training checkpoint or run directory (the optimizer state is dropped)")->required();
   cmd->add_option("out", o->out, "Output GGUF file")->required();
-  cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0 or q4_k_m (norms stay f32)")->required();
+  cmd->add_option("--type", o->type,
+                  "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
+                  "q5_k_s, q5_k_m or q6_k: llama.cpp's mixes (norms stay f32)")
+      ->required();
   cmd->add_flag("--force", o->force, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] { run_quantize(*o); });

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "unmask/base/error.h"
 #include "unmask/base/parallel.h"
 #include "unmask/io/gguf.h"
@@ -22,9 +24,15 @@ struct SchemeInfo {
 };
 
 constexpr SchemeInfo kSchemes[] = {
-    {QuantScheme::kF32, "f32", 0, DType::F32},      {QuantScheme::kF16, "f16", 1, DType::F16},
-    {QuantScheme::kBF16, "bf16", 32, DType::BF16},  {QuantScheme::kQ8_0, "q8_0", 7, DType::Q8_0},
-    {QuantScheme::kQ4_0, "q4_0", 2, DType::Q4_0},   {QuantScheme::kQ4_K_M, "q4_k_m", 15, DType::Q4_K},
+    {QuantScheme::kF32, "f32", 0, DType::F32},          {QuantScheme::kF16, "f16", 1, DType::F16},
+    {QuantScheme::kBF16, "bf16", 32, DType::BF16},      {QuantScheme::kQ8_0, "q8_0", 7, DType::Q8_0},
+    {QuantScheme::kQ4_0, "q4_0", 2, DType::Q4_0},       {QuantScheme::kQ4_1, "q4_1", 3, DType::Q4_1},
+    {QuantScheme::kQ5_0, "q5_0", 8, DType::Q5_0},       {QuantScheme::kQ5_1, "q5_1", 9, DType::Q5_1},
+    {QuantScheme::kQ2_K, "q2_k", 10, DType::Q2_K},      {QuantScheme::kQ3_K_S, "q3_k_s", 11, DType::Q3_K},
+    {QuantScheme::kQ3_K_M, "q3_k_m", 12, DType::Q3_K},  {QuantScheme::kQ3_K_L, "q3_k_l", 13, DType::Q3_K},
+    {QuantScheme::kQ4_K_S, "q4_k_s", 14, DType::Q4_K},  {QuantScheme::kQ4_K_M, "q4_k_m", 15, DType::Q4_K},
+    {QuantScheme::kQ5_K_S, "q5_k_s", 16, DType::Q5_K},  {QuantScheme::kQ5_K_M, "q5_k_m", 17, DType::Q5_K},
+    {QuantScheme::kQ6_K, "q6_k", 18, DType::Q6_K},
 };
 
 const SchemeInfo& info_of(QuantScheme s) {
@@ -56,31 +64,62 @@ DType output_type(DType base, int64_t row) {
   return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
 }
 
-// llama.cpp's llama_tensor_get_type for the schemes here (LLaMA-like architectures). Deviations, for types this
-// project does not implement: the 8-expert bump of attn_output to Q5_K gives Q6_K (at least the bits llama.cpp
-// spends); the 70B-only bump of attn_v to Q5_K (llama.cpp keys it on the model size class) is not made.
-DType mixed_type(QuantScheme s, DType base, const TensorSpec& spec, const ModelConfig& c) {
+using S = QuantScheme;
+
+// attn_v of layer i of n (llama.cpp counts the attn_v tensors; one per layer here).
+DType attn_v_type(S s, DType t, int i, int n, const ModelConfig& c) {
+  const bool gqa4 = c.n_kv_heads > 0 && c.n_heads / c.n_kv_heads >= 4;
+  if (s == S::kQ2_K) t = gqa4 ? DType::Q4_K : DType::Q3_K;
+  else if (s == S::kQ3_K_M) t = i < 2 ? DType::Q5_K : DType::Q4_K;
+  else if (s == S::kQ3_K_L) t = DType::Q5_K;
+  else if ((s == S::kQ4_K_M || s == S::kQ5_K_M) && use_more_bits(i, n)) t = DType::Q6_K;
+  else if (s == S::kQ4_K_S && i < 4) t = DType::Q5_K;
+  return c.n_experts == 8 ? DType::Q8_0 : t;
+}
+
+// ffn_down (or an expert stack of it) of layer i of n.
+DType ffn_down_type(S s, DType t, int i, int n) {
+  if (s == S::kQ2_K) return DType::Q3_K;
+  if (s == S::kQ3_K_M) return i < n / 16 ? DType::Q5_K : DType::Q4_K;
+  if (s == S::kQ3_K_L) return DType::Q5_K;
+  if ((s == S::kQ4_K_M || s == S::kQ5_K_M) && use_more_bits(i, n)) return DType::Q6_K;
+  if (s == S::kQ4_K_S && i < n / 8) return DType::Q5_K;
+  return t;
+}
+
+DType attn_output_type(S s, DType t, const ModelConfig& c) {
+  if (c.n_experts == 8)
+    return s == S::kQ2_K || s == S::kQ3_K_S || s == S::kQ3_K_M || s == S::kQ4_K_S || s == S::kQ4_K_M ? DType::Q5_K
+                                                                                                        : t;
+  if (s == S::kQ2_K) return DType::Q3_K;
+  if (s == S::kQ3_K_M) return DType::Q4_K;
+  if (s == S::kQ3_K_L) return DType::Q5_K;
+  return t;
+}
+
+// llama.cpp's llama_tensor_get_type for the schemes here (LLaMA-like architectures: its Falcon rules aside). Not
+// made: the 70B-only bump of attn_v to Q5_K (llama.cpp keys it on the model's size class, which a GGUF file does
+// not carry).
+DType mixed_type(S s, DType base, const TensorSpec& spec, const ModelConfig& c) {
   const std::string& name = spec.name;
-  const bool q4_k_m = s == QuantScheme::kQ4_K_M;
   if (name == "output.weight" || (c.tied_output && name == "token_embd.weight")) return output_type(base, spec.ne[0]);
   if (name == "token_embd.weight") return base;
   const int layer = layer_of(name);
-  if (has(name, "attn_v.weight")) {
-    if (c.n_experts == 8) return DType::Q8_0;
-    return q4_k_m && use_more_bits(layer, c.n_layers) ? DType::Q6_K : base;
-  }
+  if (has(name, "attn_v.weight")) return attn_v_type(s, base, layer, c.n_layers, c);
   if (has(name, "attn_k.weight")) return c.n_experts == 8 ? DType::Q8_0 : base;
-  if (has(name, "ffn_down")) return q4_k_m && use_more_bits(layer, c.n_layers) ? DType::Q6_K : base;
-  if (has(name, "attn_output.weight")) return q4_k_m && c.n_experts == 8 ? DType::Q6_K : base;
+  if (has(name, "ffn_down")) return ffn_down_type(s, base, layer, c.n_layers);
+  if (has(name, "attn_output.weight")) return attn_output_type(s, base, c);
   return base;
 }
 
-// A row that is not whole blocks of the chosen type: llama.cpp falls back Q6_K -> Q8_0 and Q4_K -> Q5_0. There is
-// no Q5_0 here: Q4_K falls back to Q8_0 instead (larger, and at least as accurate as llama.cpp's choice). A row
-// that is not whole blocks of 32 either stays f16, as in llama.cpp.
+// llama.cpp's tensor_type_fallback: a row that is not whole blocks of the chosen type takes a 32-value type of at
+// least as many bits, and f16 where the row is not whole blocks of 32 either.
 DType fallback(DType t, int64_t row) {
   if (row % dtype_info(t).block_size == 0) return t;
-  if (t == DType::Q4_K || t == DType::Q6_K) t = DType::Q8_0;
+  if (t == DType::Q2_K || t == DType::Q3_K) t = DType::Q4_0;
+  else if (t == DType::Q4_K) t = DType::Q5_0;
+  else if (t == DType::Q5_K) t = DType::Q5_1;
+  else if (t == DType::Q6_K) t = DType::Q8_0;
   return row % dtype_info(t).block_size == 0 ? t : DType::F16;
 }
 
@@ -118,21 +157,34 @@ std::string_view quant_scheme_name(QuantScheme s) { return info_of(s).name; }
 
 int quant_file_type(QuantScheme s) { return info_of(s).file_type; }
 
-DType quant_type_for(QuantScheme s, const TensorSpec& spec, const ModelConfig& c) {
-  if (!quantizable(spec)) return spec.type == DType::F16 || spec.type == DType::BF16 ? spec.type : DType::F32;
+QuantChoice quant_choice(QuantScheme s, const TensorSpec& spec, const ModelConfig& c) {
+  if (!quantizable(spec)) {
+    const DType t = spec.type == DType::F16 || spec.type == DType::BF16 ? spec.type : DType::F32;
+    return {t, t};
+  }
   const DType base = info_of(s).base;
-  if (!is_quant_dtype(base)) return base;
-  return fallback(mixed_type(s, base, spec, c), spec.ne[0]);
+  if (!is_quant_dtype(base)) return {base, base};
+  const DType wanted = mixed_type(s, base, spec, c);
+  return {wanted, fallback(wanted, spec.ne[0])};
 }
 
-void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const ModelConfig& c, QuantScheme s,
-                           std::vector<std::vector<uint8_t>>& store,
-                           const std::function<void(size_t, size_t)>& progress) {
+std::string fallback_note(const TensorSpec& spec, const QuantChoice& choice) {
+  return fmt::format("{}: rows of {} values are not whole blocks of {} for {}; {} instead, as llama.cpp does",
+                     spec.name, spec.ne[0], dtype_info(choice.wanted).block_size, dtype_name(choice.wanted),
+                     dtype_name(choice.type));
+}
+
+std::vector<std::string> add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const ModelConfig& c,
+                                               QuantScheme s, std::vector<std::vector<uint8_t>>& store,
+                                               const std::function<void(size_t, size_t)>& progress) {
   out.set("general.file_type", gguf::Value::u32(uint32_t(quant_file_type(s))));
   out.set("general.quantization_version", gguf::Value::u32(2));  // ggml's GGML_QNT_VERSION
+  std::vector<std::string> notes;
   size_t done = 0;
   for (const auto& [spec, view] : w.tensors()) {
-    const DType t = quant_type_for(s, spec, c);
+    const QuantChoice choice = quant_choice(s, spec, c);
+    if (choice.fell_back()) notes.push_back(fallback_note(spec, choice));
+    const DType t = choice.type;
     const void* data = view.data;
     if (t != view.dtype) {
       auto& buf = store.emplace_back(row_bytes(t, view.ne[0]) * size_t(view.rows()));
@@ -142,6 +194,7 @@ void add_quantized_tensors(gguf::Writer& out, const ModelWeights& w, const Model
     out.add_tensor(spec.name, t, spec.ne, data);
     if (progress) progress(++done, w.tensors().size());
   }
+  return notes;
 }
 
 }  // namespace unmask
