@@ -71,7 +71,8 @@ TEST(Embedding, QuantizedRowsMatchRefBitForBit) {
   const std::vector<int32_t> tok = {8, 0, 3, 3, 5, 1};
   std::vector<CpuFeatures> paths = {CpuFeatures{}};
   if (detect_cpu_features().avx512_int8()) paths.push_back(detect_cpu_features());
-  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K,
+                   DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     std::vector<uint8_t> table(row_bytes(dt, C) * V);
     for (int v = 0; v < V; ++v) quantize_row(dt, f.data() + size_t(v) * C, table.data() + size_t(v) * row_bytes(dt, C), C);
     std::vector<float> want(size_t(T) * C);
