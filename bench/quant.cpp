@@ -1,5 +1,6 @@
 // matvec on quantized weights against a plain read of the same bytes, 2 threads, same run; then Linear over 256
-// rows (a diffusion step's GEMMs) for every weight type, in GFLOP/s.
+// rows (a diffusion step's GEMMs) and over 1 row (a decode step) for every weight type, in GOP/s against f32 on
+// oneDNN measured in the same run.
 //   ./build/q/bench/bench_quant
 #include <omp.h>
 
@@ -54,16 +55,25 @@ std::vector<uint8_t> make_weight(DType t, int OC, int IC, Rng& rng) {
   return w;
 }
 
-// Linear over T rows: f32/bf16 on oneDNN (prepacked), the other types read in place (dequantized panels).
+// Linear over T rows: f32/bf16 on oneDNN (prepacked), the other types read in place; GOP/s (2 per multiply-add)
+// and the ratio to f32 on oneDNN measured just before, best of `reps` (each rep 2+ passes for small T).
 void bench_linear(int T, int OC, int IC, Rng& rng) {
   std::vector<float> x(size_t(T) * IC), out(size_t(T) * OC);
   for (auto& f : x) f = float(rng.normal());
+  double f32_gops = 0;
+  const int inner = T == 1 ? 20 : 1;
   for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
     const auto w = make_weight(t, OC, IC, rng);
     Linear lin(w.data(), t, OC, IC);
-    const double sec = seconds_best(5, [&] { lin.forward(out.data(), x.data(), T); });
-    std::printf("linear %-4s T %d  %5d x %-5d  %7.3f ms  %6.1f GFLOP/s\n", std::string(dtype_name(t)).c_str(), T, OC,
-                IC, sec * 1e3, 2.0 * T * OC * IC / sec / 1e9);
+    lin.forward(out.data(), x.data(), T);  // primitives built, weights packed
+    const double sec = seconds_best(T == 1 ? 30 : 7, [&] {
+      for (int i = 0; i < inner; ++i) lin.forward(out.data(), x.data(), T);
+    }) / inner;
+    const double gops = 2.0 * T * OC * IC / sec / 1e9;
+    if (t == DType::F32) f32_gops = gops;
+    std::printf("linear %-4s T %3d  %5d x %-5d  %8.4f ms  %7.1f GOP/s  %5.2fx f32  %6.1f GB/s of weights\n",
+                std::string(dtype_name(t)).c_str(), T, OC, IC, sec * 1e3, gops, gops / f32_gops,
+                double(w.size()) / sec / 1e9);
   }
 }
 
@@ -91,6 +101,8 @@ int main() {
                   std::string(dtype_name(t)).c_str(), OC, IC, gb * 1e3, t_mv * 1e3, gb / t_mv, gb / t_read,
                   t_read / t_mv);
     }
-  for (auto [OC, IC] : {std::pair{2048, 768}, std::pair{768, 2048}, std::pair{4096, 4096}}) bench_linear(256, OC, IC, rng);
+  for (int T : {256, 1})
+    for (auto [OC, IC] : {std::pair{2048, 768}, std::pair{768, 2048}, std::pair{768, 768}, std::pair{4096, 4096}})
+      bench_linear(T, OC, IC, rng);
   return 0;
 }

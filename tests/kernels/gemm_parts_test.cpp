@@ -1,15 +1,16 @@
 // Linear on weights read in place (f16 and quantized parts of mixed types) against ref::linear_forward on the
-// exactly dequantized weights, on both kernel paths (portable C++ and AVX-512).
+// exactly dequantized weights, on both kernel paths (portable C++ and AVX-512), and batch invariance: a row's
+// output does not depend on how many rows share the pass, where it sits among them, or the thread count.
 //
-// Panel path (f16 parts, and quantized parts beyond kQuantRowsMatvec rows): the weights are dequantized exactly to
-// f32 and each output is, per chunk of kQuantPanelK columns, a sequential sum of products (one rounding per FMA,
-// two per multiply-add on the portable path), the chunk sums added in order (one rounding each), then the bias:
-//   |fast - exact| <= (2·IC + IC/kQuantPanelK + 2)·eps·(Σ|ŵ_i x_i| + |b|).
-// Row-dot path (quantized parts, T <= kQuantRowsMatvec): x is quantized to int8 (x̂ = d·q) and the integer block
-// sums are exact, so against the twin on x̂ only the f32 combination of at most IC/32 block terms rounds (the scale
-// products, the running sums, the final reduction):
-//   |fast - exact(x̂)| <= (IC/32 + 8)·eps·(Σ_i |terms_i| |x̂_i| + |b|),
+// f32/f16/bf16 parts: the weights are converted exactly to f32 and every output is dot_f32's arithmetic, 16 lane
+// sums of IC/16 FMAs each (one rounding per FMA) reduced by 4 additions, then the bias added:
+//   |fast - exact| <= (IC/16 + 6)·eps·(Σ|ŵ_i x_i| + |b|).
+// Quantized parts (every T): x is quantized to int8 (x̂ = dx·q) and the integer block sums are exact, so against the
+// twin on x̂ only the f32 steps of the nb = IC/block blocks round: quant_gemm (T > kQuantRowsMatvec, quant_gemm.h)
+//   |fast - exact(x̂)| <= (2·nb + 3)·eps·(Σ_i terms_i |x̂_i| + |b|),
+// and dot_acts' row dots (at most IC/32 block terms in 16 lanes, then the reduction) (IC/32 + 8)·eps·(...),
 // where terms_i is |ŵ_i| except for Q4_K, whose two terms d·sc·q and dmin·m are summed separately (|d·sc·q| + |dmin·m|).
+// Against the twin on x itself, the activations' rounding adds Σ_i |ŵ_i| · dx_i/2 · (1 + 1e-6) (|x - x̂| <= dx/2).
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -23,6 +24,7 @@
 #include "unmask/kernels/cpu.h"
 #include "unmask/kernels/gemm.h"
 #include "unmask/kernels/quant.h"
+#include "unmask/kernels/quant_gemm.h"
 #include "../common/test_util.h"
 
 namespace unmask {
@@ -91,10 +93,22 @@ struct Case {
   }
 };
 
-// Checks every output of lin.forward(x) against the twin; `corrupt` (negative control) makes the twin read a
-// weight whose first block scale is off, and then some output must break the bound.
+// Σ_i |ŵ_i| dx_i / 2 of row r: what quantizing x to int8 may move the product by.
+double act_rounding(const Part& p, int r, int IC, const QuantizedActs& a, int t) {
+  const uint8_t* row = p.data.data() + size_t(r) * row_bytes(p.dtype, IC);
+  std::vector<float> w(static_cast<size_t>(IC));
+  ref::dequantize_row(p.dtype, row, w.data(), IC);
+  double s = 0;
+  for (int i = 0; i < IC; ++i) s += std::fabs(w[size_t(i)]) * 0.5 * a.d[size_t(t) * size_t(IC / 32) + size_t(i / 32)];
+  return s * (1 + 1e-6);
+}
+
+// Checks every output of lin.forward(x) against the twin: on x̂ (the int8 activations' values) for quantized parts
+// with the bound of the f32 steps, or, with `on_x`, on x itself with the activations' rounding added. `corrupt`
+// (negative control) makes the twin read a weight whose first block scale is off, and then some output must break
+// the bound.
 void check_against_twin(const Case& c, const std::vector<float>& x, int T, const std::vector<float>& bias,
-                        bool corrupt = false) {
+                        bool corrupt = false, bool on_x = false) {
   Linear lin(c.views(), c.IC);
   const int OC = c.OC(), IC = c.IC;
   std::vector<float> out(size_t(T) * size_t(OC));
@@ -102,16 +116,27 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
   bool broken = false;
   int first = 0;
   for (const Part& p : c.parts) {
-    const bool row_dots = is_quant_dtype(p.dtype) && T <= kQuantRowsMatvec;
-    std::vector<float> xin = x;
-    if (row_dots) {
-      QuantizedActs a;
+    const bool quant = is_quant_dtype(p.dtype);
+    std::vector<float> xin = x, xhat = x;
+    QuantizedActs a;
+    if (quant) {
       quantize_acts(p.dtype, x.data(), T, IC, a);
       for (int t = 0; t < T; ++t)
-        for (int i = 0; i < IC; ++i) xin[size_t(t) * size_t(IC) + size_t(i)] = a.value(t, i);
+        for (int i = 0; i < IC; ++i) xhat[size_t(t) * size_t(IC) + size_t(i)] = a.value(t, i);
+      if (!on_x) xin = xhat;
     }
     std::vector<uint8_t> w = p.data;
-    if (corrupt) w[p.dtype == DType::Q6_K ? 208 : 0] ^= 0x08;  // a mantissa bit of the first block's f16 scale
+    const size_t d_at = p.dtype == DType::Q6_K ? 208 : 0;
+    if (corrupt && !on_x) w[d_at] ^= 0x08;  // a mantissa bit of the first block's f16 scale
+    if (corrupt && on_x) {  // against the activations' rounding: every block's scale about 1.25x-1.5x
+      const size_t bb = size_t(dtype_info(p.dtype).block_bytes);
+      for (size_t at = d_at; at < w.size(); at += bb) {
+        uint16_t d;
+        std::memcpy(&d, w.data() + at, 2);
+        d = uint16_t(d + 0x0200);
+        std::memcpy(w.data() + at, &d, 2);
+      }
+    }
     DType wtype = p.dtype;
     if (wtype == DType::BF16) {  // read exactly as f32, x not rounded (ref rounds x for its bf16 oneDNN twin)
       std::vector<uint8_t> w32(size_t(p.rows) * size_t(IC) * 4);
@@ -121,11 +146,13 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
     std::vector<float> want(size_t(T) * size_t(p.rows));
     ref::linear_forward(want.data(), xin.data(), w.data(), wtype, bias.empty() ? nullptr : bias.data() + first, T,
                         p.rows, IC);
-    const double k = row_dots ? IC / 32 + 8 : 2 * IC + IC / kQuantPanelK + 2;
+    const double k = !quant ? IC / 16 + 6
+                     : T <= kQuantRowsMatvec ? IC / 32 + 8 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < p.rows; ++o) {
         const double b = bias.empty() ? 0.0 : std::fabs(bias[size_t(first + o)]);
-        const double bound = k * kEps * (magnitude(p, o, IC, xin.data() + size_t(t) * size_t(IC)) + b);
+        double bound = k * kEps * (magnitude(p, o, IC, xhat.data() + size_t(t) * size_t(IC)) + b);
+        if (quant && on_x) bound += act_rounding(p, o, IC, a, t);
         const double err = std::fabs(double(out[size_t(t) * size_t(OC) + size_t(first + o)]) - want[size_t(t) * size_t(p.rows) + size_t(o)]);
         if (corrupt) broken |= err > bound;
         else ASSERT_LE(err, bound) << dtype_name(p.dtype) << " T " << T << " t " << t << " o " << o;
@@ -158,17 +185,18 @@ TEST(LinearParts, MixedTypesMatchTheTwinOnBothPaths) {
   for (const auto& [path, features] : paths()) {
     ScopedCpuFeatures scoped(features);
     SCOPED_TRACE(path);
-    for (int T : {1, 3, kQuantRowsMatvec, kQuantRowsMatvec + 1, 33}) {
+    for (int T : {1, 3, 5, 33}) {
       check_against_twin(c, normal(T * c.IC, uint64_t(T)), T, {});
       check_against_twin(c, normal(T * c.IC, uint64_t(T)), T, normal(c.OC(), 9));
+      check_against_twin(c, normal(T * c.IC, uint64_t(T)), T, normal(c.OC(), 9), false, /*on_x=*/true);
     }
   }
 }
 
-// Rows longer than a panel chunk: the chunk sums are accumulated.
-TEST(LinearParts, LongRowsSpanSeveralPanelChunks) {
+// Long rows (many blocks, many 16-value lane steps).
+TEST(LinearParts, LongRows) {
   Rng rng(8);
-  const int IC = 2 * kQuantPanelK + 256;
+  const int IC = 2 * 1024 + 256;
   Case c{{}, IC};
   for (auto [t, rows] : {std::pair{DType::Q4_K, 70}, {DType::F16, 3}, {DType::Q8_0, 5}})
     c.parts.push_back(make_part(t, rows, IC, rng));
@@ -185,10 +213,107 @@ TEST(LinearParts, WrongScaleBreaksTheBound) {
     std::vector<float> x(size_t(T) * 512);
     Rng rng(3);
     for (auto& f : x) f = 0.5f + rng.uniform_f();  // one sign: the error of a wrong scale cannot cancel
-    Case one{{c.parts[0]}, 512};
-    check_against_twin(one, x, T, {}, /*corrupt=*/true);
-    Case q6{{c.parts[1]}, 512};
-    check_against_twin(q6, x, T, {}, /*corrupt=*/true);
+    for (int i : {0, 1, 3, 4}) {  // Q4_K, Q6_K, Q8_0, Q4_0
+      Case one{{c.parts[size_t(i)]}, 512};
+      check_against_twin(one, x, T, {}, /*corrupt=*/true);
+      check_against_twin(one, x, T, {}, /*corrupt=*/true, /*on_x=*/true);
+    }
+  }
+}
+
+// Row `at` of a pass over T rows equals the same x row run alone, bit for bit, on every path and thread count
+// (quantized parts: alone for T <= kQuantRowsMatvec, quant_dot's one-row result above).
+TEST(LinearParts, RowsDoNotDependOnTheBatch) {
+  const Case c = mixed_case(768, 10);
+  const int OC = c.OC(), IC = c.IC;
+  Linear lin(c.views(), IC);
+  const auto row = normal(IC, 11);
+  for (const auto& [path, features] : paths()) {
+    ScopedCpuFeatures scoped(features);
+    SCOPED_TRACE(path);
+    std::vector<float> one_row(static_cast<size_t>(OC));  // quant_dot for quantized parts
+    int first = 0;
+    for (const Part& p : c.parts) {
+      if (is_quant_dtype(p.dtype)) {
+        QuantizedActs a;
+        quantize_acts(p.dtype, row.data(), 1, IC, a);
+        for (int o = 0; o < p.rows; ++o)
+          one_row[size_t(first + o)] = quant_dot(p.dtype, p.data.data() + size_t(o) * row_bytes(p.dtype, IC), a, 0);
+      }
+      first += p.rows;
+    }
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      std::vector<float> alone(static_cast<size_t>(OC));
+      lin.forward(alone.data(), row.data(), 1);
+      for (int T : {2, 3, 5, 8, 17, 64, 300})
+        for (int at : {0, T / 2, T - 1}) {
+          auto x = normal(T * IC, uint64_t(T * 7 + at));
+          std::copy(row.begin(), row.end(), x.begin() + int64_t(at) * IC);
+          std::vector<float> out(size_t(T) * size_t(OC));
+          lin.forward(out.data(), x.data(), T);
+          first = 0;
+          for (const Part& p : c.parts) {
+            const float* want = (is_quant_dtype(p.dtype) && T > kQuantRowsMatvec ? one_row : alone).data() + first;
+            EXPECT_EQ(0, std::memcmp(want, out.data() + size_t(at) * size_t(OC) + size_t(first), size_t(p.rows) * 4))
+                << dtype_name(p.dtype) << " T " << T << " at " << at << " threads " << threads;
+            first += p.rows;
+          }
+        }
+    }
+    omp_set_num_threads(saved);
+  }
+}
+
+// The AVX-512 kernels and the portable C++ path give the same bits (the same operations, output by output): quant_gemm
+// and the f32/f16/bf16 lane dots.
+TEST(LinearParts, FastPathGivesThePortableBits) {
+  if (!detect_cpu_features().avx512_int8()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: only the portable path runs";
+  const Case c = mixed_case(768, 12);
+  Linear lin(c.views(), c.IC);
+  for (int T : {1, 7, 37}) {
+    const auto x = normal(T * c.IC, uint64_t(T));
+    std::vector<float> fast(size_t(T) * size_t(c.OC())), portable(fast.size());
+    lin.forward(fast.data(), x.data(), T);
+    {
+      ScopedCpuFeatures generic{CpuFeatures{}};
+      lin.forward(portable.data(), x.data(), T);
+    }
+    int first = 0;
+    for (const Part& p : c.parts) {
+      const bool row_dots = is_quant_dtype(p.dtype) && T <= kQuantRowsMatvec;  // dot_acts: Quant.FastPathAgrees...
+      for (int t = 0; t < T && !row_dots; ++t)
+        EXPECT_EQ(0, std::memcmp(fast.data() + size_t(t) * size_t(c.OC()) + size_t(first),
+                                 portable.data() + size_t(t) * size_t(c.OC()) + size_t(first), size_t(p.rows) * 4))
+            << dtype_name(p.dtype) << " T " << T << " t " << t;
+      first += p.rows;
+    }
+  }
+}
+
+// quant_dot is quant_gemm's one-row case: the same bits as the Linear's output.
+TEST(LinearParts, QuantDotIsTheOneRowCase) {
+  Rng rng(13);
+  for (const auto& [path, features] : paths()) {
+    ScopedCpuFeatures scoped(features);
+    SCOPED_TRACE(path);
+    for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+      const int IC = 768, T = kQuantRowsMatvec + 3;
+      const Part p = make_part(t, 19, IC, rng);
+      Linear lin(p.data.data(), t, p.rows, IC);
+      const auto x = normal(T * IC, 14);
+      std::vector<float> out(size_t(T) * size_t(p.rows));
+      lin.forward(out.data(), x.data(), T);
+      QuantizedActs a;
+      quantize_acts(t, x.data(), T, IC, a);
+      for (int tt = 0; tt < T; ++tt)
+        for (int o = 0; o < p.rows; ++o) {
+          const float one = quant_dot(t, p.data.data() + size_t(o) * row_bytes(t, IC), a, tt);
+          EXPECT_EQ(0, std::memcmp(&one, &out[size_t(tt) * size_t(p.rows) + size_t(o)], 4))
+              << dtype_name(t) << " t " << tt << " o " << o;
+        }
+    }
   }
 }
 

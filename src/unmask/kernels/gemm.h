@@ -5,13 +5,21 @@
 // layout (prepacked) the first time a shape needs it; primitives are cached per T. bf16 weights take bf16
 // activations (x is rounded to bf16 on the way in) and accumulate in f32.
 //
-// f16 and quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) are read in place (memory-mapped), never copied whole, and a
-// Linear may stack parts of different types (a Q4_K_M layer holds Q4_K q/k and a Q6_K v). Up to kQuantRowsMatvec
-// rows, a quantized part runs as row dots on int8 activations (quantize_acts, VNNI) and an f16 part as f32 row dots
-// (dot_f32) on rows converted one at a time, output channels split across the threads. More rows dequantize panels
-// of 64 weight rows exactly to f32, kQuantPanelK columns at a time, into per-thread scratch, packed for
-// gemm_packed_f32, panels split across the threads. Every output is computed by one thread in one fixed order:
-// results do not depend on the thread count.
+// f16 and quantized weights are read in place (memory-mapped), never copied whole, and a Linear may stack parts of
+// different types (a Q4_K_M layer holds Q4_K q/k and a Q6_K v). Every output is computed by one thread in one fixed
+// order (results do not depend on the thread count):
+// - quantized parts: x quantized to int8 per block (quantize_acts) at every T. Up to kQuantRowsMatvec rows, row dots
+//   (dot_acts); more rows quant_gemm (quant_gemm.h: int8 VNNI register tiles over panels of 16 decoded weight rows,
+//   batch-invariant among all T > kQuantRowsMatvec; the error bound is derived there). A row's result is the same
+//   for every T <= kQuantRowsMatvec and for every T above, but not across the two (dot_acts sums its blocks in 16
+//   lanes): making dot_acts quant_gemm's one-row case (quant_dot) waits on a fast panel pack for one row, without
+//   which decode would be several times slower. A type without a quant_gemm format runs dot_acts at every T.
+// - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
+//   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
+//   sums of FMAs, reduce16), in register tiles of 4 rows of x × 4 weight rows converted on the fly. The weights stay
+//   exact and x stays f32, so the error is at most (IC/16 + 5)·eps·Σ|w x|: below llama.cpp's f16 path, which
+//   rounds x to f16 (2^-11 relative per product), and below bf16 arithmetic (dpbf16ps would round the f16 weights
+//   to bf16: 2^-9 relative per weight), so bf16 is not an option here at equal error.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +30,8 @@
 
 namespace unmask {
 
-// Row counts up to which quantized parts take the int8 row-dot path.
+// Row counts up to which quantized parts take the int8 row-dot path (dot_acts) rather than quant_gemm.
 constexpr int kQuantRowsMatvec = 4;
-// Columns per chunk of a dequantized panel (a multiple of every block size): x's chunk of 4 rows stays in L1.
-constexpr int kQuantPanelK = 1024;
 
 // Rows [.., .. + rows) of a stacked weight: `rows` rows of IC values of dtype at data (row-major, read in place).
 struct LinearPart {
@@ -84,16 +90,9 @@ void set_kernel_threads(int n);
 // the code of every shape run so far alive after the Linears let go of it); primitives still in use stay.
 void release_kernel_cache();
 
-// Σ a_i b_i over n values in f32: 16 lane sums (i mod 16), then one reduction. AVX-512 or portable C++.
+// Σ a_i b_i over n values in f32: 16 lane sums (i mod 16) of FMAs, zeros past n, then reduce16: lanes i + 8,
+// then i + 4, then i + 2, then the two. AVX-512 or portable C++, the same bits.
 float dot_f32(const float* a, const float* b, int n);
-// w (N, K) row-major -> packed: ⌈N/32⌉ blocks of (K, 32) (column n of block j is row 32j + n of w), zero-padded.
-void pack_f32_panel(const float* w, int N, int K, float* packed);
-// out (T, N), row stride ldo, (+)= x (T, K), row stride ldx, · wᵀ in f32, w packed by pack_f32_panel: register tiles
-// of 6 rows × 32 columns; each output one sequential sum over k (FMA by FMA on AVX-512), the same whatever T, N and
-// its place in the tiles; accumulate adds the result to out. Single-threaded (callers split N). AVX-512 where the
-// CPU has it, portable C++ otherwise.
-void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
-                     bool accumulate = false);
 
 namespace ref {
 // out (T, OC) = x (T, IC) · Wᵀ + bias, accumulated in double; W converted from its dtype (bf16 activations are

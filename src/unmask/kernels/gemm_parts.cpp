@@ -2,29 +2,43 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "unmask/base/error.h"
 #include "unmask/kernels/cpu.h"
 #include "unmask/kernels/gemm.h"
 #include "unmask/kernels/quant.h"
 #include "unmask/kernels/quant_avx512.h"
+#include "unmask/kernels/quant_gemm.h"
+#include "unmask/kernels/quant_gemm_avx512.h"
 
 namespace unmask {
 
 namespace {
 
-// Weight rows per panel: 64 (two 32-column blocks of the packed tiles), a (64, kQuantPanelK) f32 chunk of 256 KiB
-// staying in L2 while the tiles sweep x. Fixed, so the split of the work does not depend on the thread count.
-constexpr int kPanelRows = 64;
+// Weight rows per work item of the f32/f16/bf16 parts: fixed, so the split does not depend on the thread count,
+// and 64 rows of 4,096 f16 values (512 KiB) stay in L2 while the tiles of x pass.
+constexpr int kLaneBlockRows = 64;
+
+// The tree of the AVX-512 kernels' 16-lane reductions: lanes i + 8, then i + 4, then i + 2, then the two.
+float reduce16(const float* l) {
+  float h[8], q[4];
+  for (int i = 0; i < 8; ++i) h[i] = l[i] + l[i + 8];
+  for (int i = 0; i < 4; ++i) q[i] = h[i] + h[i + 4];
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
 
 }  // namespace
 
 struct Linear::PartsImpl {
   std::vector<int> first;                  // the first output channel of each part
   QuantizedActs acts[2];                   // x quantized for groups of 32 (Q8_0, Q4_0) and of 256 (K-quants)
-  std::vector<std::vector<float>> panels;  // per thread: (kPanelRows, kc) dequantized rows, then the same packed
+  std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
+  QuantScratch quant_panels;               // per thread: decoded weight rows of quant_gemm
 
-  // Output channels [0, p.rows) of out (T, ldo) from int8 row dots; rows split across the threads.
+  // Output channels [0, p.rows) of out (T, ldo) from dot_acts, output by output (T <= kQuantRowsMatvec, or a
+  // quantized type that has no quant_gemm format); rows split across the threads.
   static void row_dots(const LinearPart& p, int IC, const QuantizedActs& a, float* out, int T, int ldo) {
     const size_t rb = row_bytes(p.dtype, IC);
     const auto* base = static_cast<const uint8_t*>(p.data);
@@ -33,53 +47,29 @@ struct Linear::PartsImpl {
       for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_acts(p.dtype, base + size_t(o) * rb, a, t);
   }
 
-  // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts and few rows: each row converted to f32
-  // into per-thread scratch (f16 on AVX-512: on the fly) and dotted with the T rows of x (16 lane sums); rows split
-  // across the threads.
-  void row_dots_f32(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
+  // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts: every output dot_f32 of the row converted
+  // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly); blocks of
+  // kLaneBlockRows weight rows split across the threads.
+  void lane_dots(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
     const size_t rb = row_bytes(p.dtype, IC);
     const auto* base = static_cast<const uint8_t*>(p.data);
-    panels.resize(size_t(omp_get_max_threads()));
+    const int blocks = (p.rows + kLaneBlockRows - 1) / kLaneBlockRows;
+    const bool fast = cpu_features().avx512_int8();
+    rows.resize(size_t(omp_get_max_threads()));
 #pragma omp parallel
     {
-      std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
-      buf.resize(std::max(buf.size(), size_t(IC)));
-      const bool f16_direct = p.dtype == DType::F16 && cpu_features().avx512_int8();  // no conversion pass
+      std::vector<float>& buf = rows[size_t(omp_get_thread_num())];
+      if (!fast) buf.resize(size_t(IC));
 #pragma omp for schedule(static)
-      for (int o = 0; o < p.rows; ++o) {
-        if (f16_direct) {
-          const auto* row = reinterpret_cast<const uint16_t*>(base + size_t(o) * rb);
-          for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = avx512::dot_f16_f32(row, x + int64_t(t) * IC, IC);
+      for (int i = 0; i < blocks; ++i) {
+        const int r0 = i * kLaneBlockRows, nr = std::min(kLaneBlockRows, p.rows - r0);
+        if (fast) {
+          avx512::lane_gemm(p.dtype, base + size_t(r0) * rb, rb, nr, x, IC, T, IC, out + r0, ldo);
           continue;
         }
-        row_to_f32(p.dtype, base + size_t(o) * rb, buf.data(), IC);
-        for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
-      }
-    }
-  }
-
-  // Output channels [0, p.rows) of out (T, ldo) = x (T, IC) · (dequantized panels of p)ᵀ; panels split across the
-  // threads, each dequantized and multiplied a chunk of kQuantPanelK columns at a time (summed in chunk order).
-  void panel_gemm(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
-    const size_t rb = row_bytes(p.dtype, IC);
-    const auto* base = static_cast<const uint8_t*>(p.data);
-    const int n_panels = (p.rows + kPanelRows - 1) / kPanelRows, kc = std::min(IC, kQuantPanelK);
-    panels.resize(size_t(omp_get_max_threads()));
-#pragma omp parallel
-    {
-      std::vector<float>& buf = panels[size_t(omp_get_thread_num())];
-      buf.resize(std::max(buf.size(), 2 * size_t(kPanelRows) * size_t(kc)));
-      float* rows = buf.data();
-      float* packed = buf.data() + size_t(kPanelRows) * size_t(kc);
-#pragma omp for schedule(static)
-      for (int i = 0; i < n_panels; ++i) {
-        const int r0 = i * kPanelRows, nr = std::min(kPanelRows, p.rows - r0);
-        for (int k0 = 0; k0 < IC; k0 += kc) {
-          const int k = std::min(kc, IC - k0);
-          const size_t at = row_bytes(p.dtype, k0);
-          for (int r = 0; r < nr; ++r) row_to_f32(p.dtype, base + size_t(r0 + r) * rb + at, rows + int64_t(r) * k, k);
-          pack_f32_panel(rows, nr, k, packed);
-          gemm_packed_f32(x + k0, IC, T, packed, nr, k, out + r0, ldo, k0 > 0);
+        for (int r = r0; r < r0 + nr; ++r) {
+          to_f32(p.dtype, base + size_t(r) * rb, buf.data(), IC);
+          for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + r] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
         }
       }
     }
@@ -107,7 +97,8 @@ void Linear::init_parts(int IC) {
 void Linear::release_parts() {
   PartsImpl& m = *parts_impl_;
   m.acts[0] = QuantizedActs(), m.acts[1] = QuantizedActs();
-  std::vector<std::vector<float>>().swap(m.panels);
+  QuantScratch().swap(m.quant_panels);
+  std::vector<std::vector<float>>().swap(m.rows);
 }
 
 void Linear::forward_parts(float* out, const float* x, int T, const float* bias) const {
@@ -117,14 +108,14 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
   for (size_t i = 0; i < parts_.size(); ++i) {
     const LinearPart& p = parts_[i];
     float* dst = out + m.first[i];
-    if (is_quant_dtype(p.dtype) && T <= kQuantRowsMatvec) {
+    if (is_quant_dtype(p.dtype)) {  // int8 activations at every T
       const int g = act_group(p.dtype) == 32 ? 0 : 1;
       if (!quantized[g]) quantize_acts(p.dtype, x, T, ic_, m.acts[g]), quantized[g] = true;
-      PartsImpl::row_dots(p, ic_, m.acts[g], dst, T, oc_);
-    } else if (T <= kQuantRowsMatvec) {
-      m.row_dots_f32(p, ic_, x, dst, T, oc_);
+      if (quant_format(p.dtype) && T > kQuantRowsMatvec)
+        quant_gemm(p.dtype, p.data, p.rows, m.acts[g], dst, oc_, m.quant_panels);
+      else PartsImpl::row_dots(p, ic_, m.acts[g], dst, T, oc_);
     } else {
-      m.panel_gemm(p, ic_, x, dst, T, oc_);
+      m.lane_dots(p, ic_, x, dst, T, oc_);
     }
   }
   if (bias)
@@ -134,32 +125,11 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
 
 float dot_f32(const float* a, const float* b, int n) {
   if (cpu_features().avx512_int8()) return avx512::dot_f32(a, b, n);
-  float lanes[16] = {};  // the AVX-512 kernel's partial sums, i mod 16
+  float lanes[16] = {};  // the AVX-512 kernel's FMAs, i mod 16 (zeros past n, as its masked loads)
   for (int i0 = 0; i0 < n; i0 += 16)
-    for (int j = 0; j < 16 && i0 + j < n; ++j) lanes[j] += a[i0 + j] * b[i0 + j];
-  float s = 0;
-  for (float l : lanes) s += l;
-  return s;
-}
-
-void pack_f32_panel(const float* w, int N, int K, float* packed) {
-  for (int j = 0; j < N; j += 32)
-    for (int k = 0; k < K; ++k)
-      for (int n = 0; n < 32; ++n)
-        packed[int64_t(j) * K + int64_t(k) * 32 + n] = j + n < N ? w[int64_t(j + n) * K + k] : 0.0f;
-}
-
-void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
-                     bool accumulate) {
-  if (cpu_features().avx512_int8()) return avx512::gemm_packed_f32(x, ldx, T, packed, N, K, out, ldo, accumulate);
-  for (int t = 0; t < T; ++t)
-    for (int n = 0; n < N; ++n) {
-      const float* b = packed + int64_t(n / 32) * 32 * K + n % 32;
-      float s = 0;
-      for (int k = 0; k < K; ++k) s += x[t * ldx + k] * b[int64_t(k) * 32];
-      float& o = out[t * ldo + n];
-      o = accumulate ? o + s : s;
-    }
+    for (int j = 0; j < 16; ++j)
+      lanes[j] = i0 + j < n ? std::fma(a[i0 + j], b[i0 + j], lanes[j]) : std::fma(0.0f, 0.0f, lanes[j]);
+  return reduce16(lanes);
 }
 
 }  // namespace unmask

@@ -1,0 +1,156 @@
+// The quantized GEMM of quant_gemm.h: the block decoders, the portable C++ path (the definition, output by output)
+// and the dispatch to the AVX-512 VNNI kernel (quant_gemm_avx512.cpp).
+#include "unmask/kernels/quant_gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "unmask/base/error.h"
+#include "unmask/kernels/cpu.h"
+#include "unmask/kernels/quant_gemm_avx512.h"
+
+namespace unmask {
+namespace {
+
+void decode_q8_0(const void* blk, QuantBlock& o) {
+  const auto& b = *static_cast<const BlockQ8_0*>(blk);
+  for (int k = 0; k < 32; ++k) o.c[k] = uint8_t(b.qs[k] + 128);
+  o.z[0] = o.z[1] = -128;
+  o.d = f16_to_f32(b.d);
+}
+
+void decode_q4_0(const void* blk, QuantBlock& o) {
+  const auto& b = *static_cast<const BlockQ4_0*>(blk);
+  for (int k = 0; k < 16; ++k) o.c[k] = b.qs[k] & 0xF, o.c[k + 16] = b.qs[k] >> 4;
+  o.z[0] = o.z[1] = -8;
+  o.d = f16_to_f32(b.d);
+}
+
+void decode_q4_k(const void* blk, QuantBlock& o) {
+  const auto& b = *static_cast<const BlockQ4_K*>(blk);
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    scale_min_k4(j, b.scales, sc, m);
+    o.sc[j] = sc, o.m[2 * j] = o.m[2 * j + 1] = int16_t(m);
+    const uint8_t* q = b.qs + 32 * (j / 2);
+    for (int l = 0; l < 32; ++l) o.c[32 * j + l] = j % 2 == 0 ? q[l] & 0xF : q[l] >> 4;
+  }
+  o.d = f16_to_f32(b.d), o.e = -f16_to_f32(b.dmin);
+}
+
+void decode_q6_k(const void* blk, QuantBlock& o) {
+  const auto& b = *static_cast<const BlockQ6_K*>(blk);
+  for (int i = 0; i < 256; ++i) {  // the layout of ref::dequantize_row
+    const int half = i / 128, quarter = (i % 128) / 32, l = i % 32;
+    const uint8_t lo = b.ql[half * 64 + (quarter % 2) * 32 + l];
+    o.c[i] = uint8_t((quarter < 2 ? (lo & 0xF) : (lo >> 4)) | (((b.qh[half * 32 + l] >> (2 * quarter)) & 3) << 4));
+  }
+  for (int j = 0; j < 16; ++j) o.sc[j] = b.scales[j], o.z[j] = int16_t(-32 * b.scales[j]);
+  o.d = f16_to_f32(b.d);
+}
+
+constexpr QuantFormat kFormats[] = {
+    {DType::Q8_0, 32, 1, true, false, decode_q8_0},
+    {DType::Q4_0, 32, 1, true, false, decode_q4_0},
+    {DType::Q4_K, 256, 8, false, true, decode_q4_k},
+    {DType::Q6_K, 256, 16, true, false, decode_q6_k},
+};
+
+// The activations of row t of a.
+struct ActsRow {
+  const int8_t* q;
+  const float* d;
+  const int16_t* s16;
+};
+ActsRow acts_row(const QuantizedActs& a, int t) {
+  return {a.q.data() + size_t(t) * size_t(a.n), a.d.data() + size_t(t) * size_t(a.n / 32),
+          a.sum16.data() + size_t(t) * size_t(a.n / 16)};
+}
+
+// acc after block b of one output: the definition in quant_gemm.h. blk decoded, x the row's activations at the block.
+float block_step(const QuantFormat& f, const QuantBlock& blk, const int8_t* xq, const int16_t* s16, float dx,
+                 float acc) {
+  const int sub = f.block / f.nsub;
+  int32_t I = 0, J = 0;
+  for (int j = 0; j < f.nsub; ++j) {
+    int32_t s = 0;
+    for (int k = j * sub; k < (j + 1) * sub; ++k) s += int32_t(blk.c[k]) * xq[k];
+    I += f.nsub == 1 ? s : blk.sc[j] * s;
+  }
+  for (int g = 0; g < f.block / 16; ++g) {
+    if (f.has_z) I += int32_t(blk.z[g]) * s16[g];
+    if (f.has_m) J += int32_t(blk.m[g]) * s16[g];
+  }
+  acc = std::fma(float(I), dx * blk.d, acc);
+  return f.has_m ? std::fma(float(J), dx * blk.e, acc) : acc;
+}
+
+// Portable: output channels [o0, o1) of out (T, ldo), each block decoded once and applied to every row of x.
+void gemm_portable(const QuantFormat& f, const uint8_t* w, size_t rb, int o0, int o1, const QuantizedActs& a,
+                   float* out, int64_t ldo, std::vector<float>& acc) {
+  const int nb = a.n / f.block;
+  acc.resize(size_t(a.T));
+  QuantBlock blk;
+  for (int o = o0; o < o1; ++o) {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int b = 0; b < nb; ++b) {
+      f.decode(w + size_t(o) * rb + size_t(b) * size_t(dtype_info(f.type).block_bytes), blk);
+      const int k0 = b * f.block;
+      for (int t = 0; t < a.T; ++t) {
+        const ActsRow x = acts_row(a, t);
+        acc[size_t(t)] = block_step(f, blk, x.q + k0, x.s16 + k0 / 16, x.d[k0 / 32], acc[size_t(t)]);
+      }
+    }
+    for (int t = 0; t < a.T; ++t) out[int64_t(t) * ldo + o] = acc[size_t(t)];
+  }
+}
+
+}  // namespace
+
+const QuantFormat* quant_format(DType t) {
+  for (const QuantFormat& f : kFormats)
+    if (f.type == t) return &f;
+  return nullptr;
+}
+
+void quant_gemm(DType t, const void* w, int rows, const QuantizedActs& a, float* out, int64_t ldo,
+                QuantScratch& scratch) {
+  const QuantFormat* f = quant_format(t);
+  check(f != nullptr, "quant_gemm: {} has no integer GEMM", dtype_name(t));
+  check(a.n % f->block == 0, "quant_gemm: rows of {} values are not whole {} blocks", a.n, dtype_name(t));
+  const size_t rb = row_bytes(t, a.n);
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
+  const bool fast = cpu_features().avx512_int8();
+  scratch.resize(size_t(omp_get_max_threads()));
+#pragma omp parallel
+  {
+    std::vector<uint8_t>& buf = scratch[size_t(omp_get_thread_num())];
+    std::vector<float> acc;
+#pragma omp for schedule(static)
+    for (int g = 0; g < groups; ++g) {
+      const int o0 = g * kQuantGemmRows, o1 = std::min(rows, o0 + kQuantGemmRows);
+      if (fast) avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, buf);
+      else gemm_portable(*f, base, rb, o0, o1, a, out, ldo, acc);
+    }
+  }
+}
+
+float quant_dot(DType t, const void* w_row, const QuantizedActs& a, int row) {
+  const QuantFormat* f = quant_format(t);
+  check(f != nullptr, "quant_dot: {} has no integer GEMM", dtype_name(t));
+  const auto* w = static_cast<const uint8_t*>(w_row);
+  const ActsRow x = acts_row(a, row);
+  QuantBlock blk;
+  float acc = 0;
+  for (int b = 0; b < a.n / f->block; ++b) {
+    f->decode(w + size_t(b) * size_t(dtype_info(t).block_bytes), blk);
+    const int k0 = b * f->block;
+    acc = block_step(*f, blk, x.q + k0, x.s16 + k0 / 16, x.d[k0 / 32], acc);
+  }
+  return acc;
+}
+
+}  // namespace unmask

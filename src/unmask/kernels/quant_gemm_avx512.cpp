@@ -1,0 +1,251 @@
+// The AVX-512 VNNI kernel of the quantized GEMM (quant_gemm.h). A group of 16 weight rows is decoded once into a
+// panel where each 64-byte vector holds one item of all 16 rows (lane r = row r): 4 codes, a sub-block scale, a
+// pair of zero points or mins, a float scale. A register tile of MR rows of x then runs over the panel: dpbusd of 4
+// codes × 4 broadcast activation bytes gives the 16 rows' partial integer dots at once, the sub-block scales
+// multiply in int32, the zero points and mins come from the activations' 16-value sums by dpwssd, and the float step
+// of every block is the definition's (cvt, dx·d, fma) lane by lane: each output gets exactly the portable path's
+// operations, whatever MR or its place in the panel. Compiled for AVX-512 whatever the project's -march (as
+// quant_avx512.cpp).
+#include "unmask/kernels/quant_gemm_avx512.h"
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "unmask/base/error.h"
+
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c,fma")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace unmask::avx512 {
+namespace {
+
+constexpr int kMaxRows = 8;  // rows of x per register tile
+
+// The panel of one block: 64-byte vectors, in this order.
+struct Layout {
+  int codes, sc, z, m, d, e, vectors;  // first vector of each item; vectors per block
+};
+constexpr Layout layout(int block, int nsub, bool has_z, bool has_m) {
+  Layout l{};
+  l.codes = 0;
+  l.sc = block / 4;
+  l.z = l.sc + (nsub > 1 ? nsub : 0);
+  l.m = l.z + (has_z ? block / 32 : 0);
+  l.d = l.m + (has_m ? block / 32 : 0);
+  l.e = l.d + 1;
+  l.vectors = l.e + (has_m ? 1 : 0);
+  return l;
+}
+Layout layout(const QuantFormat& f) { return layout(f.block, f.nsub, f.has_z, f.has_m); }
+
+inline int32_t load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Lane r of every item of block blk (decoded) into the panel block at p.
+void scatter_row(const QuantFormat& f, const Layout& l, const QuantBlock& blk, int r, uint8_t* p) {
+  auto at = [&](int vec) { return p + 64 * vec + 4 * r; };
+  for (int i = 0; i < f.block / 4; ++i) std::memcpy(at(l.codes + i), blk.c + 4 * i, 4);
+  if (f.nsub > 1)
+    for (int j = 0; j < f.nsub; ++j) std::memcpy(at(l.sc + j), &blk.sc[j], 4);
+  for (int q = 0; q < f.block / 32; ++q) {
+    if (f.has_z) std::memcpy(at(l.z + q), &blk.z[2 * q], 4);
+    if (f.has_m) std::memcpy(at(l.m + q), &blk.m[2 * q], 4);
+  }
+  std::memcpy(at(l.d), &blk.d, 4);
+  if (f.has_m) std::memcpy(at(l.e), &blk.e, 4);
+}
+
+// Rows w (nr rows, stride rb) -> panel (nb blocks of l.vectors vectors); rows past nr are zero.
+void pack(const QuantFormat& f, const Layout& l, const uint8_t* w, size_t rb, int nr, int nb, uint8_t* panel) {
+  const size_t bb = size_t(dtype_info(f.type).block_bytes), stride = 64 * size_t(l.vectors);
+  std::memset(panel, 0, stride * size_t(nb));
+  QuantBlock blk;
+  for (int r = 0; r < nr; ++r)
+    for (int b = 0; b < nb; ++b) {
+      f.decode(w + size_t(r) * rb + size_t(b) * bb, blk);
+      scatter_row(f, l, blk, r, panel + size_t(b) * stride);
+    }
+}
+
+// out (MR, 16 lanes masked) for rows t0 .. t0+MR of a over the whole panel: the definition, 16 outputs a vector.
+template <int BLOCK, int NSUB, bool Z, bool M, int MR>
+void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  constexpr int SUB = BLOCK / NSUB;
+  constexpr Layout L = layout(BLOCK, NSUB, Z, M);
+  const int8_t* xq[MR];
+  const float* xd[MR];
+  const int16_t* xs[MR];
+  for (int i = 0; i < MR; ++i) {
+    xq[i] = a.q.data() + size_t(t0 + i) * size_t(a.n);
+    xd[i] = a.d.data() + size_t(t0 + i) * size_t(a.n / 32);
+    xs[i] = a.sum16.data() + size_t(t0 + i) * size_t(a.n / 16);
+  }
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const auto* p = reinterpret_cast<const __m512i*>(panel + size_t(b) * 64 * L.vectors);
+    const int k0 = b * BLOCK;
+    __m512i I[MR];
+    for (int i = 0; i < MR; ++i) I[i] = _mm512_setzero_si512();
+    for (int j = 0; j < NSUB; ++j) {
+      __m512i s[MR];
+      for (int i = 0; i < MR; ++i) s[i] = _mm512_setzero_si512();
+      for (int g = 0; g < SUB / 4; ++g) {
+        const __m512i wv = _mm512_load_si512(p + L.codes + j * SUB / 4 + g);
+        for (int i = 0; i < MR; ++i)
+          s[i] = _mm512_dpbusd_epi32(s[i], wv, _mm512_set1_epi32(load32(xq[i] + k0 + j * SUB + 4 * g)));
+      }
+      if constexpr (NSUB == 1) {
+        for (int i = 0; i < MR; ++i) I[i] = s[i];
+      } else {
+        const __m512i sc = _mm512_load_si512(p + L.sc + j);
+        for (int i = 0; i < MR; ++i) I[i] = _mm512_add_epi32(I[i], _mm512_mullo_epi32(s[i], sc));
+      }
+    }
+    if constexpr (Z)
+      for (int q = 0; q < BLOCK / 32; ++q) {
+        const __m512i zv = _mm512_load_si512(p + L.z + q);
+        for (int i = 0; i < MR; ++i)
+          I[i] = _mm512_dpwssd_epi32(I[i], zv, _mm512_set1_epi32(load32(xs[i] + k0 / 16 + 2 * q)));
+      }
+    const __m512 d = _mm512_load_ps(p + L.d);
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][k0 / 32]), d), acc[i]);
+    if constexpr (M) {
+      __m512i J[MR];
+      for (int i = 0; i < MR; ++i) J[i] = _mm512_setzero_si512();
+      for (int q = 0; q < BLOCK / 32; ++q) {
+        const __m512i mv = _mm512_load_si512(p + L.m + q);
+        for (int i = 0; i < MR; ++i)
+          J[i] = _mm512_dpwssd_epi32(J[i], mv, _mm512_set1_epi32(load32(xs[i] + k0 / 16 + 2 * q)));
+      }
+      const __m512 e = _mm512_load_ps(p + L.e);
+      for (int i = 0; i < MR; ++i)
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][k0 / 32]), e), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
+}
+
+using TileFn = void (*)(const uint8_t*, int, const QuantizedActs&, int, float*, int64_t, __mmask16);
+
+template <int BLOCK, int NSUB, bool Z, bool M, size_t... MR>
+constexpr auto tiles(std::index_sequence<MR...>) {
+  return std::array<TileFn, sizeof...(MR)>{tile<BLOCK, NSUB, Z, M, int(MR) + 1>...};
+}
+
+// The tiles of every format shape the table of quant_gemm.cpp uses: (block, sub-blocks, zero points, mins).
+TileFn tile_for(const QuantFormat& f, int mr) {
+  constexpr auto kSym32 = tiles<32, 1, true, false>(std::make_index_sequence<kMaxRows>());
+  constexpr auto kMin32 = tiles<32, 1, false, true>(std::make_index_sequence<kMaxRows>());
+  constexpr auto kMin256x8 = tiles<256, 8, false, true>(std::make_index_sequence<kMaxRows>());
+  constexpr auto kMin256x16 = tiles<256, 16, false, true>(std::make_index_sequence<kMaxRows>());
+  constexpr auto kSym256x16 = tiles<256, 16, true, false>(std::make_index_sequence<kMaxRows>());
+  const int i = mr - 1;
+  if (f.block == 32 && f.nsub == 1) return f.has_z && !f.has_m ? kSym32[i] : !f.has_z && f.has_m ? kMin32[i] : nullptr;
+  if (f.block == 256 && !f.has_z && f.has_m) return f.nsub == 8 ? kMin256x8[i] : f.nsub == 16 ? kMin256x16[i] : nullptr;
+  if (f.block == 256 && f.nsub == 16 && f.has_z && !f.has_m) return kSym256x16[i];
+  return nullptr;
+}
+
+// The tree of reduce16 (gemm.h): lanes i + 8, then i + 4, then i + 2, then the two.
+inline float reduce16(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
+}
+
+// 16 values of a row of type T from k on (masked, zeros past the mask) as f32.
+template <DType T>
+inline __m512 load_row(const uint8_t* row, int k, __mmask16 m) {
+  if constexpr (T == DType::F32) return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(row) + k);
+  if constexpr (T == DType::F16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// out (MR, NR) = x (MR rows) · w (NR rows)ᵀ, each output 16 lanes of FMAs over k, then reduce16.
+template <DType T, int MR, int NR>
+void lane_tile(const uint8_t* w, size_t rb, const float* x, int64_t ldx, int K, float* out, int64_t ldo) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+  for (int k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1u);
+    __m512 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load_row<T>(w + size_t(r) * rb, k, m);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i * ldx + k);
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) out[i * ldo + r] = reduce16(acc[i][r]);
+}
+
+using LaneFn = void (*)(const uint8_t*, size_t, const float*, int64_t, int, float*, int64_t);
+constexpr int kLaneRows = 4;  // rows of x and of w per tile
+
+template <DType T, size_t... I>
+constexpr auto lane_tiles(std::index_sequence<I...>) {
+  return std::array<LaneFn, sizeof...(I)>{lane_tile<T, int(I) / kLaneRows + 1, int(I) % kLaneRows + 1>...};
+}
+
+LaneFn lane_for(DType t, int mr, int nr) {
+  constexpr auto kF32 = lane_tiles<DType::F32>(std::make_index_sequence<kLaneRows * kLaneRows>());
+  constexpr auto kF16 = lane_tiles<DType::F16>(std::make_index_sequence<kLaneRows * kLaneRows>());
+  constexpr auto kBF16 = lane_tiles<DType::BF16>(std::make_index_sequence<kLaneRows * kLaneRows>());
+  const int i = (mr - 1) * kLaneRows + nr - 1;
+  return t == DType::F32 ? kF32[i] : t == DType::F16 ? kF16[i] : kBF16[i];
+}
+
+}  // namespace
+
+void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int64_t ldx, int T, int k, float* out,
+               int64_t ldo) {
+  for (int t0 = 0; t0 < T; t0 += kLaneRows)  // a tile of x stays in L1 while the weight rows pass
+    for (int r0 = 0; r0 < nr; r0 += kLaneRows) {
+      const int mr = T - t0 < kLaneRows ? T - t0 : kLaneRows, n = nr - r0 < kLaneRows ? nr - r0 : kLaneRows;
+      lane_for(t, mr, n)(w + size_t(r0) * rb, rb, x + t0 * ldx, ldx, k, out + t0 * ldo + r0, ldo);
+    }
+}
+
+void quant_gemm_group(const QuantFormat& f, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, float* out,
+                      int64_t ldo, std::vector<uint8_t>& buf) {
+  const Layout l = layout(f);
+  const int nb = a.n / f.block;
+  const size_t bytes = 64 * size_t(l.vectors) * size_t(nb);
+  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+  auto* panel = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+  pack(f, l, w, rb, nr, nb, panel);
+  const __mmask16 keep = __mmask16((1u << nr) - 1u);
+  check(tile_for(f, 1) != nullptr, "quant_gemm: no AVX-512 tile for the shape of {}", dtype_name(f.type));
+  for (int t0 = 0; t0 < a.T; t0 += kMaxRows) {
+    const int mr = a.T - t0 < kMaxRows ? a.T - t0 : kMaxRows;
+    tile_for(f, mr)(panel, nb, a, t0, out, ldo, keep);
+  }
+}
+
+}  // namespace unmask::avx512
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
