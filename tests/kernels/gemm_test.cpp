@@ -13,6 +13,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/base/rng.h"
+#include "unmask/kernels/dnnl_util.h"
 #include "unmask/kernels/gemm.h"
 
 namespace unmask {
@@ -167,6 +168,41 @@ TEST(Linear, RejectsPartialBlocksAndEmptyWeights) {
   Linear empty;
   float x = 0, out = 0;
   EXPECT_THROW(empty.forward(&out, &x, 1), Error);
+}
+
+// The weights' pack (pack_blocked) gives the bytes oneDNN's own reorder gives, padding included, in every layout a
+// matmul picks for the shapes (row counts, ragged sizes) and types of the models.
+TEST(Linear, PacksWeightsAsOneDnnReordersThem) {
+  using dnnl::memory;
+  auto& rt = dnnl_runtime();
+  Rng rng(11);
+  int layouts = 0;
+  for (auto wdt : {memory::data_type::f32, memory::data_type::bf16})
+    for (auto [N, K] : {std::pair{64, 16}, {100, 36}, {768, 768}, {2304, 768}, {33, 1000}, {5, 7}})
+      for (int T : {1, 5, 64, 300}) {
+        const int bytes = wdt == memory::data_type::f32 ? 4 : 2;
+        std::vector<uint8_t> w(size_t(N) * K * bytes);
+        for (auto& b : w) b = uint8_t(rng.below(256));
+        memory::desc user({K, N}, wdt, memory::dims{1, K});
+        memory::desc src({T, K}, wdt, memory::format_tag::ab), dst({T, N}, memory::data_type::f32,
+                                                                   memory::format_tag::ab);
+        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, memory::desc({K, N}, wdt, memory::format_tag::any),
+                                                           dst), rt.eng);
+        const memory::desc& want = pd.weights_desc();
+        memory user_mem(user, rt.eng, w.data()), theirs(want, rt.eng);
+        dnnl::reorder(user_mem, theirs).execute(rt.strm, user_mem, theirs);
+        rt.strm.wait();
+        std::vector<uint8_t> ours(want.get_size(), 0xAB);  // padding must come out zero
+        ASSERT_TRUE(pack_blocked(w.data(), N, K, bytes, want, ours.data())) << N << "x" << K << " T " << T;
+        ASSERT_EQ(std::memcmp(ours.data(), theirs.get_data_handle(), ours.size()), 0)
+            << (bytes == 4 ? "f32 " : "bf16 ") << N << "x" << K << " T " << T;
+        ++layouts;
+      }
+  EXPECT_EQ(layouts, 48);
+  // A layout that is not blocked is left to oneDNN.
+  std::vector<float> w(12), out(12);
+  EXPECT_FALSE(pack_blocked(w.data(), 3, 4, 4, memory::desc({4, 3}, memory::data_type::f32,
+                                                             memory::format_tag::any), out.data()));
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 #include "unmask/kernels/gemm.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <dnnl.hpp>
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <utility>
@@ -67,7 +70,86 @@ void* gemm_scratch(size_t bytes) {
   return t_gemm_scratch.data() + ((64 - at % 64) % 64) / sizeof(float);
 }
 
+// dst[off0[k] + off1[n]] = w[n][k] over the rows [n0, n1) of w, 16 columns at a time (a tile of rows × 16 values in
+// L1 while it is scattered). Where 16 rows land on 16 consecutive elements (f32: BA16a64b) or on every other one with
+// the next column between them (bf16: BA16a64b2a), one AVX-512 gather moves them; the rest go one by one.
+template <typename E>
+void scatter_rows(const E* w, int K, const BlockedOffsets& o, int n0, int n1, E* dst) {
+  const auto& off0 = o.off0;
+  const auto& off1 = o.off1;
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    const int k1 = std::min(K, k0 + 16);
+    for (int n = n0; n < n1;) {
+#if defined(__AVX512F__)
+      constexpr int step = sizeof(E) == 4 ? 1 : 2;  // elements between rows n and n + 1 in the packed run
+      const bool run = n + 16 <= n1 && off1[size_t(n + 15)] - off1[size_t(n)] == 15 * step;
+      if (run && sizeof(E) == 4) {
+        const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                                   15), _mm512_set1_epi32(K));
+        for (int k = k0; k < k1; ++k)
+          _mm512_storeu_ps(dst + off0[size_t(k)] + off1[size_t(n)],
+                           _mm512_i32gather_ps(rows, w + int64_t(n) * K + k, 4));
+        n += 16;
+        continue;
+      }
+      if (run && sizeof(E) == 2 && (k1 - k0) % 2 == 0 && k0 % 2 == 0) {
+        const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                                   15), _mm512_set1_epi32(K));
+        bool pairs = true;  // column k + 1 right after column k in the packed run
+        for (int k = k0; k < k1 && pairs; k += 2) pairs = off0[size_t(k + 1)] == off0[size_t(k)] + 1;
+        if (pairs) {
+          for (int k = k0; k < k1; k += 2)  // (w[n + j][k], w[n + j][k + 1]) as one 32-bit element, j = 0..15
+            _mm512_storeu_si512(dst + off0[size_t(k)] + off1[size_t(n)],
+                                _mm512_i32gather_epi32(rows, w + int64_t(n) * K + k, 2));
+          n += 16;
+          continue;
+        }
+      }
+#endif
+      for (int k = k0; k < k1; ++k) dst[off0[size_t(k)] + off1[size_t(n)]] = w[int64_t(n) * K + k];
+      ++n;
+    }
+  }
+}
+
 }  // namespace
+
+BlockedOffsets blocked_offsets(const memory::desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  BlockedOffsets r;
+  if (d.ndims != 2 || d.format_kind != dnnl_blocked || d.offset0 != 0) return r;
+  const auto& b = d.format_desc.blocking;
+  for (int dim = 0; dim < 2; ++dim) {
+    int64_t outer_block = 1;  // the product of the dimension's inner blocks
+    for (int j = 0; j < b.inner_nblks; ++j)
+      if (b.inner_idxs[j] == dim) outer_block *= b.inner_blks[j];
+    std::vector<int64_t>& off = dim == 0 ? r.off0 : r.off1;
+    off.resize(size_t(d.padded_dims[dim]));
+    for (int64_t i = 0; i < d.padded_dims[dim]; ++i) {
+      int64_t o = i / outer_block * b.strides[dim], stride = 1, div = 1;
+      for (int j = b.inner_nblks - 1; j >= 0; --j) {  // innermost block first: stride 1
+        if (b.inner_idxs[j] == dim) o += i / div % b.inner_blks[j] * stride, div *= b.inner_blks[j];
+        stride *= b.inner_blks[j];
+      }
+      off[size_t(i)] = o;
+    }
+  }
+  return r;
+}
+
+bool pack_blocked(const void* w, int N, int K, int bytes, const memory::desc& md, void* dst) {
+  const BlockedOffsets o = blocked_offsets(md);
+  if (o.empty() || (bytes != 4 && bytes != 2) || md.data.dims[0] != K || md.data.dims[1] != N) return false;
+  if (md.data.padded_dims[0] != K || md.data.padded_dims[1] != N) std::memset(dst, 0, md.get_size());
+  constexpr int kRows = 64;
+#pragma omp parallel for schedule(static)
+  for (int n0 = 0; n0 < N; n0 += kRows) {
+    const int n1 = std::min(N, n0 + kRows);
+    if (bytes == 4) scatter_rows(static_cast<const float*>(w), K, o, n0, n1, static_cast<float*>(dst));
+    else scatter_rows(static_cast<const uint16_t*>(w), K, o, n0, n1, static_cast<uint16_t*>(dst));
+  }
+  return true;
+}
 
 struct Linear::Impl {
   struct Plan {
@@ -79,20 +161,45 @@ struct Linear::Impl {
   };
   dt wdt = dt::f32;
   memory user_w;                                           // (IC, OC) view of W (OC, IC): strides {1, IC}
-  std::vector<std::pair<memory::desc, std::unique_ptr<memory>>> packed;  // one per distinct layout
+  // A packed copy of W in one layout, in memory of its own: from 4 MiB on, 2 MiB-aligned with transparent huge pages
+  // asked for (on this VM a 4 KiB page fault costs more than packing the page).
+  struct Packed {
+    memory::desc md;
+    std::unique_ptr<void, void (*)(void*)> buf{nullptr, std::free};
+    std::unique_ptr<memory> mem;
+  };
+  std::vector<Packed> packed;  // one per distinct layout
   std::map<std::pair<int, bool>, Plan> plans;              // keyed by (T, has bias)
   std::vector<uint16_t> x_bf16;                            // scratch (T, IC) for bf16 activations
   std::vector<float> x_pad, out_pad;                       // scratch when T is padded to a planned row count
 
-  memory* packed_for(const memory::desc& want) {
-    for (auto& [md, mem] : packed)
-      if (md == want) return mem.get();
+  // Fills mem (the packed layout) from W: our own blocked pack where the layout is blocked (oneDNN's reorder of a
+  // transposed source ran at ~0.2 GB/s here: most of a first pass), oneDNN's reorder otherwise.
+  void pack(memory& mem) {
+    const memory::desc& md = user_w.get_desc();
+    const int K = int(md.data.dims[0]), N = int(md.data.dims[1]);
+    if (pack_blocked(user_w.get_data_handle(), N, K, wdt == dt::bf16 ? 2 : 4, mem.get_desc(), mem.get_data_handle()))
+      return;
     auto& rt = runtime();
-    auto mem = std::make_unique<memory>(want, rt.eng);
-    dnnl::reorder(user_w, *mem).execute(rt.strm, user_w, *mem);
+    dnnl::reorder(user_w, mem).execute(rt.strm, user_w, mem);
     rt.strm.wait();
-    packed.emplace_back(want, std::move(mem));
-    return packed.back().second.get();
+  }
+
+  memory* packed_for(const memory::desc& want) {
+    for (auto& p : packed)
+      if (p.md == want) return p.mem.get();
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t bytes = want.get_size();
+    const bool huge = bytes >= 2 * kHuge;  // a small weight would waste most of its last huge page
+    void* buf = nullptr;
+    check(posix_memalign(&buf, huge ? kHuge : 64, bytes) == 0, "Linear: out of memory packing a weight of {} bytes",
+          bytes);
+    if (huge) madvise(buf, bytes / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+    Packed p{want, {buf, std::free}, nullptr};
+    p.mem = std::make_unique<memory>(want, runtime().eng, p.buf.get());
+    pack(*p.mem);
+    packed.push_back(std::move(p));
+    return packed.back().mem.get();
   }
 
   Plan& plan(int T, int OC, int IC, bool has_bias) {
@@ -178,9 +285,7 @@ void Linear::forward(float* out, const float* x, int T, const float* bias) const
 
 void Linear::repack() {
   if (!impl_) return;
-  auto& rt = runtime();
-  for (auto& [md, mem] : impl_->packed) dnnl::reorder(impl_->user_w, *mem).execute(rt.strm, impl_->user_w, *mem);
-  rt.strm.wait();
+  for (auto& p : impl_->packed) impl_->pack(*p.mem);
 }
 
 void Linear::release(int keep) {
@@ -191,9 +296,9 @@ void Linear::release(int keep) {
   for (const auto& [key, p] : m.plans) by_use.emplace_back(p.uses, key);
   std::sort(by_use.begin(), by_use.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (size_t i = size_t(std::max(keep, 0)); i < by_use.size(); ++i) m.plans.erase(by_use[i].second);
-  std::erase_if(m.packed, [&](const auto& entry) {
-    const memory* mem = entry.second.get();
-    return std::none_of(m.plans.begin(), m.plans.end(), [&](const auto& kp) { return kp.second.weights == mem; });
+  std::erase_if(m.packed, [&](const Impl::Packed& p) {
+    return std::none_of(m.plans.begin(), m.plans.end(),
+                        [&](const auto& kp) { return kp.second.weights == p.mem.get(); });
   });
   for (auto& [key, p] : m.plans) p.uses = 0;
   std::vector<uint16_t>().swap(m.x_bf16);  // (`= {}` would keep the capacity)

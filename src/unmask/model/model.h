@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "unmask/base/zeroed.h"
 #include "unmask/kernels/attention.h"
 #include "unmask/kernels/gemm.h"
 #include "unmask/kernels/rope.h"
@@ -36,7 +37,7 @@ class KVCache {
   void advance(int n);
 
  private:
-  std::vector<float> k_, v_;
+  ZeroedVector<float> k_, v_;  // the whole capacity, paid for as positions are reached
   int kv_dim_ = 0, cap_ = 0, len_ = 0;
 };
 
