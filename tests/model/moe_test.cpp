@@ -159,9 +159,9 @@ TEST(Moe, SavedAndLoadedModelKeepsItsExpertsAndLogits) {
 // Quantized experts run in place, each expert's Linear over its slice of the quantized 3-D tensor: the same logits
 // as the model with those weights dequantized to f32 (rows and widths whole 256-blocks, so q4_k_m's K-quants
 // apply). Every token uses every expert here, so that each expert's GEMM has all 24 rows, more than
-// kQuantRowsMatvec: the quantized GEMMs then dequantize panels exactly and sum in f32, QuantModel's bound of 1e-4 of
-// the logits' scale (a wrong slice moves them by their own size). With fewer rows an expert would take the int8
-// row-dot path, whose activation rounding (1/127 of a group's max) only a looser bound would cover.
+// kQuantRowsMatvec: the quantized GEMMs (quant_gemm) run on int8 activations, whose rounding (half of 1/127 of a
+// group's max per value) moves the logits by a few percent of their scale here (measured 1.6-3%); the bound is 10%
+// of it, while a wrong slice moves them by their own size.
 TEST(Moe, QuantizedExpertSlicesEqualTheirDequantizedWeights) {
   ModelConfig c = moe_config();
   c.d_model = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.ffn = 512;
@@ -187,7 +187,7 @@ TEST(Moe, QuantizedExpertSlicesEqualTheirDequantizedWeights) {
     double scale = 0, err = 0;
     for (size_t i = 0; i < want.size(); ++i)
       scale = std::max(scale, double(std::abs(want[i]))), err = std::max(err, double(std::abs(got[i] - want[i])));
-    EXPECT_LE(err, 1e-4 * scale);
+    EXPECT_LE(err, 0.1 * scale);
     std::filesystem::remove(path);
   }
 }
