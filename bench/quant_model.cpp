@@ -1,8 +1,9 @@
-// A model file of any tensor types, memory-mapped: AR decode (forward_cached, one token at a time), one
-// bidirectional step over 256 tokens, peak resident memory, and the mean KL divergence of its logits from a
-// reference (f32) file. Run one process per file so that the peak resident memory is the file's own.
+// A model file of any tensor types, memory-mapped: AR decode (forward_cached, one token at a time) with the bytes of
+// weights it reads per token against the machine's read bandwidth measured in the same run, one step over 256 tokens
+// (the model's own attention), peak resident memory, and the mean KL divergence of its logits from a reference (f32)
+// file. Run one process per file so that the peak resident memory is the file's own. --json: one JSON object.
 //
-//   bench_quant_model MODEL.gguf [--ref F32.gguf] [--decode 64] [--reps 5] [--threads 2]
+//   bench_quant_model MODEL.gguf [--ref F32.gguf] [--decode 64] [--reps 5] [--threads 2] [--json 1]
 #include <fmt/format.h>
 #include <sys/resource.h>
 
@@ -25,7 +26,33 @@ namespace {
 struct Args {
   std::string model, ref;
   int decode = 64, reps = 5, threads = 0, step = 256;
+  bool json = false;
 };
+
+// The machine's read bandwidth (GB/s): the median time of summing a 1 GiB buffer with every thread (OpenMP, the
+// kernels' threads), far larger than the caches.
+double read_bandwidth(int reps) {
+  std::vector<float> buf(size_t(1) << 28, 1.0f);
+  volatile float sink = 0;
+  const double s = median_seconds(reps, [&] {
+    float total = 0;
+    const int64_t n = int64_t(buf.size());
+#pragma omp parallel for simd reduction(+ : total) schedule(static)
+    for (int64_t i = 0; i < n; ++i) total += buf[size_t(i)];
+    sink = total;
+  });
+  (void)sink;
+  return double(buf.size() * sizeof(float)) / s / 1e9;
+}
+
+// Bytes of weights an AR decode step reads: every tensor but the embedding table, of which it reads one row (unless
+// the embedding is also the output projection).
+double decode_bytes(const Model& m) {
+  double bytes = 0;
+  for (const auto& [spec, view] : m.weights().tensors())
+    if (spec.name != "token_embd.weight" || m.config().tied_output) bytes += double(view.nbytes());
+  return bytes;
+}
 
 std::vector<int32_t> random_tokens(int n, int vocab) {
   Rng rng(7);
@@ -93,6 +120,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--decode") a.decode = std::stoi(v);
     else if (k == "--reps") a.reps = std::stoi(v);
     else if (k == "--threads") a.threads = std::stoi(v);
+    else if (k == "--json") a.json = v != "0";
     else fail("unknown flag {}", k);
   }
   return a;
@@ -113,18 +141,30 @@ int main(int argc, char** argv) {
     const std::vector<float> logits = step_logits(m, tokens, a.reps, &s_step);
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
+    const double bytes = decode_bytes(m), bandwidth = read_bandwidth(a.reps);
+    double kl = -1;
+    if (!a.ref.empty()) {
+      Model r = Model::load(a.ref);
+      kl = mean_kl(step_logits(r, tokens, 1, nullptr), logits, c.vocab);
+    }
+    if (a.json) {
+      fmt::print("{{\"model\": \"{}\", \"file_mb\": {:.2f}, \"params\": {}, \"threads\": {}, \"decode_tok_s\": {:.2f}, "
+                 "\"decode_gb_s\": {:.2f}, \"read_gb_s\": {:.2f}, \"step_tokens\": {}, \"step_tok_s\": {:.2f}, "
+                 "\"step_gflops\": {:.1f}, \"peak_rss_mb\": {:.1f}, \"mean_kl\": {:.6g}}}\n",
+                 a.model, file_bytes / 1e6, c.n_params(), num_threads(), 1 / s_decode, bytes / s_decode / 1e9,
+                 bandwidth, a.step, a.step / s_step, step_flops(c, a.step) / s_step / 1e9, double(ru.ru_maxrss) / 1e3,
+                 kl);
+      return 0;
+    }
     fmt::print("{}  {:.1f} MB  {:.1f}M params  threads {}\n", a.model, file_bytes / 1e6, double(c.n_params()) / 1e6,
                num_threads());
-    fmt::print("  decode      {:8.1f} tok/s  {:7.3f} ms/token  {:6.1f} GB/s of weights\n", 1 / s_decode, s_decode * 1e3,
-               double(m.weights().nbytes()) / s_decode / 1e9);
+    fmt::print("  decode      {:8.1f} tok/s  {:7.3f} ms/token  {:6.1f} GB/s of weights read ({:.0f}% of the {:.1f} GB/s "
+               "measured)\n", 1 / s_decode, s_decode * 1e3, bytes / s_decode / 1e9,
+               100 * bytes / s_decode / 1e9 / bandwidth, bandwidth);
     fmt::print("  step {:3d}    {:8.1f} tok/s  {:7.1f} ms        {:6.1f} GFLOP/s\n", a.step, a.step / s_step,
                s_step * 1e3, step_flops(c, a.step) / s_step / 1e9);
     fmt::print("  peak RSS    {:8.1f} MB\n", double(ru.ru_maxrss) / 1e3);
-    if (!a.ref.empty()) {
-      Model r = Model::load(a.ref);
-      fmt::print("  mean KL vs {}: {:.3g} (over {} positions)\n", a.ref, mean_kl(step_logits(r, tokens, 1, nullptr), logits, c.vocab),
-                 a.step);
-    }
+    if (kl >= 0) fmt::print("  mean KL vs {}: {:.3g} (over {} positions)\n", a.ref, kl, a.step);
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_quant_model: {}\n", e.what());
     return 1;
