@@ -205,9 +205,9 @@ TEST_F(HfConfigTest, FolderTokenizerIsPaddedToTheEmbeddingRows) {
 
 TEST(HfConvertCli, BadTypeAndMissingFolder) {
   const std::string out = test::temp_path("hf", "never.gguf");
-  test::Result r = test::sh("convert " + test::temp_path("hf", "no_such_dir") + " --out " + out + " --type q5_1");
+  test::Result r = test::sh("convert " + test::temp_path("hf", "no_such_dir") + " --out " + out + " --type q7_k");
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_NE(r.out.find("unknown quantization type 'q5_1'; known types: f32, f16, bf16, q8_0, q4_0, q4_k_m"),
+  EXPECT_NE(r.out.find("unknown quantization type 'q7_k'; known types: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0"),
             std::string::npos)
       << r.out;
   r = test::sh("convert " + test::temp_path("hf", "no_such_dir") + " --out " + out);

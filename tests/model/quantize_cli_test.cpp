@@ -73,7 +73,8 @@ TEST(QuantizeCli, AFallbackIsSaidOnOneLinePerTensor) {
   c.d_model = 96, c.n_heads = 3, c.n_kv_heads = 1, c.head_dim = 32, c.ffn = 256;
   {
     gguf::Writer w;
-    Model::random(c, 3).add_to(w);
+    const Model m = Model::random(c, 3);  // the writer reads its tensors at write()
+    m.add_to(w);
     w.write(in);
   }
   test::Result r = test::sh("quantize " + in + " " + out + " --type q5_k_s");

@@ -1,5 +1,5 @@
 // llama.cpp, through a real client of it (node-llama-cpp 3.21.1 and its prebuilt Linux binary), loads the GGUF files
-// unmask writes and runs them: models from `init` (causal and diffusion), a trained checkpoint exported as a model,
+// unmask writes and runs them: models from `init` (llama, qwen2; llada, dream, llada-moe), a trained checkpoint exported as a model,
 // the shipped trained model in bf16 and f32, and its quantizations. On the trained causal model in bf16 and f32 the
 // greedy completions of llama.cpp and unmask agree token for token; on quantized and random models they agree up to a
 // near-tie (where the log-probabilities of the two tokens under llama.cpp are within kNearTie of each other), which
@@ -116,12 +116,16 @@ for (const type of ["q8_0", "q4_0", "q4_k_m", "q4_1", "q5_0", "q5_1", "q2_k", "q
 // the diffusion keys llama.cpp's diffusion CLI reads.
 run("init", "--config", "tiny", "--arch", "llama", "--tokenizer", shipped, "-o", file("init-llama.gguf"));
 await agree("init llama (random)", file("init-llama.gguf"), {arch: "llama", vocab: V, exact: false, n_prompts: 3});
-run("init", "--config", "tiny", "--arch", "llada", "--tokenizer", "byte", "-o", file("init-llada.gguf"));
-{
-  const m = await load(file("init-llada.gguf"), {arch: "llada", vocab: 260});
-  assert.equal(m.fileInfo.metadata.diffusion.shift_logits, false, "llada: diffusion.shift_logits");
-  assert.ok(m.fileInfo.metadata.tokenizer.ggml.mask_token_id >= 0, "llada: a mask token");
-  console.log("init llada (random): llama.cpp loads it (diffusion.shift_logits = false, mask token " +
+run("init", "--config", "tiny", "--arch", "qwen2", "--tokenizer", shipped, "-o", file("init-qwen2.gguf"));
+await agree("init qwen2 (random)", file("init-qwen2.gguf"), {arch: "qwen2", vocab: V, exact: false, n_prompts: 3});
+const moe = ["--experts", "4", "--experts-used", "2", "--expert-ffn", "64"];
+for (const [arch, extra, shift] of [["llada", [], false], ["dream", [], true], ["llada-moe", moe, false]]) {
+  const f = file(`init-${arch}.gguf`);
+  run("init", "--config", "tiny", "--arch", arch, "--tokenizer", "byte", ...extra, "-o", f);
+  const m = await load(f, {arch, vocab: 260});
+  assert.equal(m.fileInfo.metadata.diffusion?.shift_logits ?? true, shift, `${arch}: diffusion.shift_logits`);
+  assert.ok(m.fileInfo.metadata.tokenizer.ggml.mask_token_id >= 0, `${arch}: a mask token`);
+  console.log(`init ${arch} (random): llama.cpp loads it (diffusion.shift_logits ${shift}, mask token ` +
               `${m.fileInfo.metadata.tokenizer.ggml.mask_token_id})`);
   await m.dispose();
 }
