@@ -1,12 +1,13 @@
 // matvec on quantized weights against a plain read of the same bytes, 2 threads, same run; then Linear over 256
 // rows (a diffusion step's GEMMs) and over 1 row (a decode step) for every weight type, in GOP/s against f32 on
 // oneDNN measured in the same run.
-//   ./build/q/bench/bench_quant
+//   ./build/q/bench/bench_quant [--t256]   (--t256: only the Linear over 256 rows)
 #include <omp.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <string_view>
 #include <vector>
 
 #include <immintrin.h>
@@ -62,7 +63,8 @@ void bench_linear(int T, int OC, int IC, Rng& rng) {
   for (auto& f : x) f = float(rng.normal());
   double f32_gops = 0;
   const int inner = T == 1 ? 20 : 1;
-  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                  DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const auto w = make_weight(t, OC, IC, rng);
     Linear lin(w.data(), t, OC, IC);
     lin.forward(out.data(), x.data(), T);  // primitives built, weights packed
@@ -77,11 +79,8 @@ void bench_linear(int T, int OC, int IC, Rng& rng) {
   }
 }
 
-}  // namespace
-
-int main() {
-  omp_set_num_threads(2);
-  Rng rng(1);
+// matvec on Q8_0 and Q4_K weights against the memory-read ceiling.
+void bench_matvec(Rng& rng) {
   for (DType t : {DType::Q8_0, DType::Q4_K})
     for (auto [OC, IC] : {std::pair{4096, 4096}, std::pair{16384, 4096}}) {
       std::vector<float> row(IC), x(IC), y(OC);
@@ -101,8 +100,17 @@ int main() {
                   std::string(dtype_name(t)).c_str(), OC, IC, gb * 1e3, t_mv * 1e3, gb / t_mv, gb / t_read,
                   t_read / t_mv);
     }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  omp_set_num_threads(2);
+  Rng rng(1);
+  const bool t256_only = argc > 1 && std::string_view(argv[1]) == "--t256";  // the Linear at T = 256 alone
+  if (!t256_only) bench_matvec(rng);
   for (int T : {256, 1})
     for (auto [OC, IC] : {std::pair{2048, 768}, std::pair{768, 2048}, std::pair{768, 768}, std::pair{4096, 4096}})
-      bench_linear(T, OC, IC, rng);
+      if (T == 256 || !t256_only) bench_linear(T, OC, IC, rng);
   return 0;
 }

@@ -9,12 +9,14 @@
 // twin on x̂ only the f32 steps of the nb = IC/block blocks round: quant_gemm (T > kQuantRowsMatvec, quant_gemm.h)
 //   |fast - exact(x̂)| <= (2·nb + 3)·eps·(Σ_i terms_i |x̂_i| + |b|),
 // and dot_acts' row dots (at most IC/32 block terms in 16 lanes, then the reduction) (IC/32 + 8)·eps·(...),
-// where terms_i is |ŵ_i| except for Q4_K, whose two terms d·sc·q and dmin·m are summed separately (|d·sc·q| + |dmin·m|).
+// where terms_i is |ŵ_i| except for the types with mins, whose two terms d·sc·q and dmin·m are summed separately
+// (|d·sc·q| + |dmin·m|).
 // Against the twin on x itself, the activations' rounding adds Σ_i |ŵ_i| · dx_i/2 · (1 + 1e-6) (|x - x̂| <= dx/2).
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -57,25 +59,35 @@ Part make_part(DType t, int rows, int IC, Rng& rng) {
   return p;
 }
 
-// Σ_i terms_i |x_i| of row r (see the header comment).
+// Σ_i terms_i |x_i| of row r (see the header comment): for a quantized row, block by block from unpack_block, the
+// two terms d·sc·(q - off) = ŵ + dmin·m and dmin·m apart (m = 0 for the types without mins).
 double magnitude(const Part& p, int r, int IC, const float* x) {
   const uint8_t* row = p.data.data() + size_t(r) * row_bytes(p.dtype, IC);
   std::vector<float> w(static_cast<size_t>(IC));
   if (is_quant_dtype(p.dtype)) ref::dequantize_row(p.dtype, row, w.data(), IC);
   else to_f32(p.dtype, row, w.data(), IC);
+  const bool quant = is_quant_dtype(p.dtype);
+  const int bs = quant ? dtype_info(p.dtype).block_size : IC;
   double s = 0;
-  for (int i = 0; i < IC; ++i) {
-    double term = std::fabs(w[size_t(i)]);
-    if (p.dtype == DType::Q4_K) {
-      const auto& blk = reinterpret_cast<const BlockQ4_K*>(row)[i / 256];
-      int sc, m;
-      scale_min_k4((i % 256) / 32, blk.scales, sc, m);
-      const double dm = double(f16_to_f32(blk.dmin)) * m;
-      term = std::fabs(w[size_t(i)] + dm) + dm;
+  IntBlock blk;
+  for (int b0 = 0; b0 < IC; b0 += bs) {
+    if (quant) unpack_block(p.dtype, row + size_t(b0 / bs) * size_t(dtype_info(p.dtype).block_bytes), blk);
+    for (int i = b0; i < b0 + bs; ++i) {
+      const double dm = quant ? double(blk.dmin) * blk.m[(i - b0) / blk.sub] : 0.0;
+      s += (std::fabs(w[size_t(i)] + dm) + std::fabs(dm)) * std::fabs(x[i]);
     }
-    s += term * std::fabs(x[i]);
   }
   return s;
+}
+
+// Byte offset of the first block's f16 scale d (the negative controls corrupt it).
+size_t scale_offset(DType t) {
+  switch (t) {
+    case DType::Q2_K: return offsetof(BlockQ2_K, d);
+    case DType::Q3_K: return offsetof(BlockQ3_K, d);
+    case DType::Q6_K: return offsetof(BlockQ6_K, d);
+    default: return 0;
+  }
 }
 
 struct Case {
@@ -126,7 +138,7 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
       if (!on_x) xin = xhat;
     }
     std::vector<uint8_t> w = p.data;
-    const size_t d_at = p.dtype == DType::Q6_K ? 208 : 0;
+    const size_t d_at = scale_offset(p.dtype);
     if (corrupt && !on_x) w[d_at] ^= 0x08;  // a mantissa bit of the first block's f16 scale
     if (corrupt && on_x) {  // against the activations' rounding: every block's scale about 1.25x-1.5x
       const size_t bb = size_t(dtype_info(p.dtype).block_bytes);
@@ -168,7 +180,8 @@ Case mixed_case(int IC, uint64_t seed) {
   Rng rng(seed);
   Case c{{}, IC};
   for (auto [t, rows] : {std::pair{DType::Q4_K, 37}, {DType::Q6_K, 21}, {DType::F16, 5}, {DType::Q8_0, 11},
-                         {DType::Q4_0, 6}, {DType::BF16, 3}, {DType::F32, 2}})
+                         {DType::Q4_0, 6}, {DType::BF16, 3}, {DType::F32, 2}, {DType::Q4_1, 9},
+                         {DType::Q5_0, 17}, {DType::Q5_1, 4}, {DType::Q2_K, 19}, {DType::Q3_K, 13}, {DType::Q5_K, 23}})
     c.parts.push_back(make_part(t, rows, IC, rng));
   return c;
 }
@@ -213,7 +226,7 @@ TEST(LinearParts, WrongScaleBreaksTheBound) {
     std::vector<float> x(size_t(T) * 512);
     Rng rng(3);
     for (auto& f : x) f = 0.5f + rng.uniform_f();  // one sign: the error of a wrong scale cannot cancel
-    for (int i : {0, 1, 3, 4}) {  // Q4_K, Q6_K, Q8_0, Q4_0
+    for (int i : {0, 1, 3, 4, 7, 8, 9, 10, 11, 12}) {  // the quantized parts of mixed_case
       Case one{{c.parts[size_t(i)]}, 512};
       check_against_twin(one, x, T, {}, /*corrupt=*/true);
       check_against_twin(one, x, T, {}, /*corrupt=*/true, /*on_x=*/true);
@@ -298,7 +311,8 @@ TEST(LinearParts, QuantDotIsTheOneRowCase) {
   for (const auto& [path, features] : paths()) {
     ScopedCpuFeatures scoped(features);
     SCOPED_TRACE(path);
-    for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K,
+                    DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const int IC = 768, T = kQuantRowsMatvec + 3;
       const Part p = make_part(t, 19, IC, rng);
       Linear lin(p.data.data(), t, p.rows, IC);

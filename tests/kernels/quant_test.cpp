@@ -13,6 +13,7 @@
 //   |fast - ref| <= Σ_i |w_i| · 0.5·d_x(i) · (1 + 1e-5)  +  8·eps·Σ_i |w_i x_i|  (+ tiny absolute slack).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -534,6 +535,61 @@ TEST(Quant, FastPathAgreesWithPortablePath) {
     double sum_abs = 0;
     for (int i = 0; i < n; ++i) sum_abs += std::fabs(double(fast[size_t(i)]) * x[size_t(i)]);
     EXPECT_LE(std::fabs(dot_fast - dot_portable), 2 * (n / 32 + 8) * kEps * sum_abs * 1.01) << dtype_name(t);
+  }
+}
+
+}  // namespace
+}  // namespace unmask
+
+namespace unmask {
+namespace {
+
+// quantize_acts against its definition on every path and thread count: per group d = amax/127, q = the exact product
+// x · (1/d) (exact in double) rounded to nearest even, the 16-value sums exact; so the AVX-512 row kernel and the
+// portable loop give the same bits. Rows: normal values, zeros, ties (d = 1, x = k + 1/2), tiny and huge values.
+TEST(Quant, QuantizeActsIsItsDefinitionOnEveryPath) {
+  const int T = 37, n = 768;
+  Rng rng(21);
+  std::vector<float> x(size_t(T) * n);
+  for (auto& f : x) f = float(rng.normal());
+  std::fill(x.begin() + n, x.begin() + 2 * n, 0.0f);  // row 1: zeros (d = 0)
+  for (int i = 0; i < n; ++i) x[size_t(2 * n + i)] = i % 32 == 0 ? 127.f : float(i % 254 - 127) + 0.5f;  // ties
+  for (int i = 0; i < n; ++i) x[size_t(3 * n + i)] = x[size_t(4 * n + i)] * 1e-30f;
+  for (int i = 0; i < n; ++i) x[size_t(5 * n + i)] = x[size_t(6 * n + i)] * 1e30f;
+  for (DType t : {DType::Q8_0, DType::Q4_K}) {
+    const int group = act_group(t);
+    std::vector<QuantizedActs> got;
+    for (const auto& [path, features] : paths())
+      for (int threads : {1, 2}) {
+        ScopedCpuFeatures scoped(features);
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        got.emplace_back();
+        quantize_acts(t, x.data(), T, n, got.back());
+        omp_set_num_threads(saved);
+      }
+    const QuantizedActs& a = got[0];
+    for (int r = 0; r < T; ++r)
+      for (int g = 0; g < n; g += group) {
+        float amax = 0;
+        for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[size_t(r * n + g + j)]));
+        const float d = amax / 127.f, id = d != 0 ? 1.f / d : 0.f;
+        ASSERT_EQ(a.d[size_t((r * n + g) / 32)], d) << dtype_name(t) << " row " << r << " group " << g;
+        for (int j = 0; j < group; ++j) {
+          const double want = std::nearbyint(double(x[size_t(r * n + g + j)]) * double(id));
+          ASSERT_EQ(a.q[size_t(r * n + g + j)], int8_t(want)) << dtype_name(t) << " row " << r << " value " << g + j;
+        }
+      }
+    for (size_t i = 0; i < a.sum16.size(); ++i) {
+      int s = 0;
+      for (size_t l = 0; l < 16; ++l) s += a.q[16 * i + l];
+      ASSERT_EQ(a.sum16[i], s) << dtype_name(t) << " sum " << i;
+    }
+    for (size_t k = 1; k < got.size(); ++k) {
+      EXPECT_EQ(0, std::memcmp(a.q.data(), got[k].q.data(), a.q.size())) << dtype_name(t) << " run " << k;
+      EXPECT_EQ(0, std::memcmp(a.d.data(), got[k].d.data(), a.d.size() * 4)) << dtype_name(t) << " run " << k;
+      EXPECT_EQ(0, std::memcmp(a.sum16.data(), got[k].sum16.data(), a.sum16.size() * 2)) << dtype_name(t) << " run " << k;
+    }
   }
 }
 

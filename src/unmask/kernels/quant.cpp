@@ -7,6 +7,7 @@
 #include "unmask/kernels/quant.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -208,6 +209,32 @@ void unpack_block(DType t, const void* block, IntBlock& out) {
   unpack_k_types(t, block, out);
 }
 
+namespace {
+
+// nearest_int(a · b) with the product unrounded: one fma into nearest_int's float trick (what -march=native made of
+// the plain expression; explicit, so the AVX-512 twin computes the same and no compiler flag changes the bits).
+inline int nearest_product(float a, float b) {
+  return int(std::bit_cast<uint32_t>(std::fma(a, b, 12582912.f)) & 0x007fffffu) - 0x00400000;
+}
+
+// One row of quantize_acts, the portable loop: x (n) in groups of `group` -> q (n), d (n/32), s16 (n/16).
+void quantize_acts_row(const float* x, int64_t n, int group, int8_t* q, float* d, int16_t* s16) {
+  for (int64_t g = 0; g < n; g += group) {
+    float amax = 0;
+    for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[g + j]));
+    const float dg = amax / 127.f, id = dg != 0 ? 1.f / dg : 0.f;
+    for (int j = 0; j < group; ++j) q[g + j] = int8_t(nearest_product(x[g + j], id));
+    for (int j = 0; j < group; j += 32) d[(g + j) / 32] = dg;
+    for (int j = 0; j < group; j += 16) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += q[g + j + l];
+      s16[(g + j) / 16] = int16_t(s);
+    }
+  }
+}
+
+}  // namespace
+
 void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a) {
   const int group = act_group(t);
   check(T >= 0 && n >= 0 && n % group == 0, "quantize_acts: (T, n) = ({}, {}), n must be a multiple of {} for {}", T,
@@ -216,17 +243,16 @@ void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a) 
   a.q.resize(size_t(T) * size_t(n));
   a.d.resize(size_t(T) * size_t(n / 32));
   a.sum16.resize(size_t(T) * size_t(n / 16));
-  for (int64_t g = 0; g < int64_t(T) * n; g += group) {  // rows are whole groups
-    float amax = 0;
-    for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[g + j]));
-    const float d = amax / 127.f, id = d != 0 ? 1.f / d : 0.f;
-    for (int j = 0; j < group; ++j) a.q[size_t(g + j)] = int8_t(nearest_int(x[g + j] * id));
-    for (int j = 0; j < group; j += 32) a.d[size_t((g + j) / 32)] = d;
-    for (int j = 0; j < group; j += 16) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += a.q[size_t(g + j + l)];
-      a.sum16[size_t((g + j) / 16)] = int16_t(s);
-    }
+  const bool fast = cpu_features().avx512_int8();
+  // Each row by one thread, whatever the count: the same bits.
+#pragma omp parallel for schedule(static) if (int64_t(T) * n >= 8192)
+  for (int r = 0; r < T; ++r) {
+    const float* xr = x + int64_t(r) * n;
+    int8_t* q = a.q.data() + size_t(r) * size_t(n);
+    float* d = a.d.data() + size_t(r) * size_t(n / 32);
+    int16_t* s16 = a.sum16.data() + size_t(r) * size_t(n / 16);
+    if (fast) avx512::quantize_acts_row(xr, n, group, q, d, s16);
+    else quantize_acts_row(xr, n, group, q, d, s16);
   }
 }
 

@@ -142,7 +142,8 @@ struct QuantizedActs {
 };
 // Values per activation scale for weights of type t: 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) or 256 (the K-quants).
 int act_group(DType t);
-// x (T, n) -> a; n a multiple of act_group(t) (checked). Rounding to nearest, ties to even.
+// x (T, n) -> a; n a multiple of act_group(t) (checked). q = x · (1/d) rounded once (the product unrounded) to
+// nearest, ties to even. Rows in parallel (OpenMP), each by one thread; AVX-512 where the CPU has it, the same bits.
 void quantize_acts(DType t, const float* x, int T, int64_t n, QuantizedActs& a);
 // Dot product of one quantized row (a.n values) with row `row` of a (quantized for t): Σ_blocks of integer dots
 // times the block scales, accumulated in f32. AVX-512 VNNI where the CPU has it (cpu.h), portable C++ otherwise.

@@ -477,6 +477,25 @@ float dot_f16_f32(const uint16_t* a, const float* b, int n) {
   return _mm512_reduce_add_ps(acc);
 }
 
+void quantize_acts_row(const float* x, int64_t n, int group, int8_t* q, float* d, int16_t* s16) {
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t g = 0; g < n; g += group) {
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < group; j += 16)  // a NaN keeps m, as std::max does
+      m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + g + j), abs_mask), m);
+    const float amax = _mm512_reduce_max_ps(m);
+    const float dg = amax / 127.f, id = dg != 0 ? 1.f / dg : 0.f;
+    for (int j = 0; j < group; j += 32) d[(g + j) / 32] = dg;
+    for (int j = 0; j < group; j += 16) {  // nearest_product (quant.cpp): one fma, nearest_int's trick
+      const __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x + g + j), _mm512_set1_ps(id), _mm512_set1_ps(12582912.f));
+      const __m512i c = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x007fffff)),
+                                         _mm512_set1_epi32(0x00400000));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g + j), _mm512_cvtepi32_epi8(c));
+      s16[(g + j) / 16] = int16_t(_mm512_reduce_add_epi32(c));
+    }
+  }
+}
+
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
   const ActRow x = act_row(a, row);
   switch (t) {

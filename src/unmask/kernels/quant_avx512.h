@@ -9,6 +9,9 @@
 namespace unmask::avx512 {
 
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
+// One row of quantize_acts: x (n) in groups of `group` values -> q (n), d (n/32), s16 (n/16), the same bits as the
+// portable loop (amax by max, d = amax/127, q = x · (1/d) rounded once to nearest even, exact 16-value sums).
+void quantize_acts_row(const float* x, int64_t n, int group, int8_t* q, float* d, int16_t* s16);
 // Σ a_i b_i over n values: 16 lane sums, one reduction.
 float dot_f32(const float* a, const float* b, int n);
 // Σ f16(a_i) b_i: dot_f32 of the f16 row converted on the fly (the same products and order, so the same bits).

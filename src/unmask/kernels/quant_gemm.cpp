@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "unmask/base/error.h"
 #include "unmask/kernels/cpu.h"
@@ -51,10 +52,33 @@ void decode_q6_k(const void* blk, QuantBlock& o) {
   o.d = f16_to_f32(b.d);
 }
 
+// Any other type through unpack_block (quant.h): codes as they are, sub-block scales sc_j, zero points
+// z_g = -off·sc_j (-off where the block has one scale), mins m_j per 16 values, e = -dmin (Q4_1/Q5_1: m = 1, e = +m).
+template <DType T>
+void decode_unpacked(const void* blk, QuantBlock& o) {
+  IntBlock b;
+  unpack_block(T, blk, b);
+  const int n = dtype_info(T).block_size;
+  std::memcpy(o.c, b.q, size_t(n));
+  for (int j = 0; j < n / b.sub; ++j) o.sc[j] = b.sc[j];
+  for (int g = 0; g < n / 16; ++g) {
+    const int j = 16 * g / b.sub;
+    o.z[g] = int16_t(-b.off * (n == 32 ? 1 : b.sc[j]));
+    o.m[g] = b.m[j];
+  }
+  o.d = b.d, o.e = -b.dmin;
+}
+
 constexpr QuantFormat kFormats[] = {
     {DType::Q8_0, 32, 1, true, false, decode_q8_0},
     {DType::Q4_0, 32, 1, true, false, decode_q4_0},
+    {DType::Q4_1, 32, 1, false, true, decode_unpacked<DType::Q4_1>},
+    {DType::Q5_0, 32, 1, true, false, decode_unpacked<DType::Q5_0>},
+    {DType::Q5_1, 32, 1, false, true, decode_unpacked<DType::Q5_1>},
+    {DType::Q2_K, 256, 16, false, true, decode_unpacked<DType::Q2_K>},
+    {DType::Q3_K, 256, 16, true, false, decode_unpacked<DType::Q3_K>},
     {DType::Q4_K, 256, 8, false, true, decode_q4_k},
+    {DType::Q5_K, 256, 8, false, true, decode_unpacked<DType::Q5_K>},
     {DType::Q6_K, 256, 16, true, false, decode_q6_k},
 };
 

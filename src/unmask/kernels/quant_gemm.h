@@ -8,8 +8,9 @@
 //   acc = fma(float(I_b), dx_b · d_b, acc);   then, types with mins:  acc = fma(float(J_b), dx_b · e_b, acc)
 // where the block decodes to unsigned codes c_k, integer sub-block scales sc_j, integer zero points z_g and mins m_g
 // per 16 values, and float scales d_b, e_b (QuantBlock below); x̂ = dx · q (quantize_acts) with S_g the sum of the
-// 16 codes q of group g. Q8_0: c = q + 128, z = -128; Q4_0: c = q, z = -8; Q4_K: sc_j, m_j of its sub-blocks,
-// e = -dmin; Q6_K: c = q, z_g = -32·sc_g. The integer sums are exact (|I_b| < 2^31 for these types), so the bits
+// 16 codes q of group g. Q8_0: c = q + 128, z = -128; Q4_0 / Q5_0: c = q, z = -8 / -16; Q4_1 / Q5_1: c = q,
+// m = 1, e = +m (the block's offset); Q2_K / Q4_K / Q5_K: sc_j, m_j of their sub-blocks, e = -dmin; Q3_K / Q6_K:
+// c = q, z_g = -4·sc_g / -32·sc_g (sc signed). The integer sums are exact (|I_b| < 2^31: at most 2^26 for Q5_K), so the bits
 // depend only on this sequence of f32 operations, which the AVX-512 VNNI kernel (16 weight rows per vector, the
 // dot products of 4 codes by dpbusd) and the portable C++ one perform alike: the two give the same bits.
 //
@@ -18,7 +19,7 @@
 //   (one rounding of x_k·(1/dx)), so the activations add at most Σ_k |ŵ_k| · dx(k)/2 · (1 + 1e-6);
 //   the f32 part rounds float(I_b) (|I_b| may pass 2^24), dx·d, and each fma: per block at most 3 roundings of a
 //   term of size <= Σ_{k in b} |terms_k| |x̂_k| plus the running sum's, so against the same product on x̂
-//   |out - exact(x̂)| <= (2·nb + 3)·eps·Σ_k terms_k |x̂_k|   (nb = blocks per row, terms_k = |ŵ_k|, Q4_K: |d·sc·q| + |dmin·m|).
+//   |out - exact(x̂)| <= (2·nb + 3)·eps·Σ_k terms_k |x̂_k|   (nb = blocks per row, terms_k = |ŵ_k|, types with mins: |d·sc·q| + |dmin·m|).
 #pragma once
 
 #include <cstdint>
