@@ -29,20 +29,20 @@ struct Args {
   bool json = false;
 };
 
-// The machine's read bandwidth (GB/s): the median time of summing a 1 GiB buffer with every thread (OpenMP, the
-// kernels' threads), far larger than the caches.
+// The machine's read bandwidth (GB/s): the median time of summing a 1 GiB buffer as 64-bit integers (exact, so the
+// compiler vectorizes the reduction) with every thread (OpenMP, the kernels' threads), far larger than the caches.
 double read_bandwidth(int reps) {
-  std::vector<float> buf(size_t(1) << 28, 1.0f);
-  volatile float sink = 0;
+  std::vector<uint64_t> buf(size_t(1) << 27, 1);
+  volatile uint64_t sink = 0;
   const double s = median_seconds(reps, [&] {
-    float total = 0;
+    uint64_t total = 0;
     const int64_t n = int64_t(buf.size());
-#pragma omp parallel for simd reduction(+ : total) schedule(static)
+#pragma omp parallel for reduction(+ : total) schedule(static)
     for (int64_t i = 0; i < n; ++i) total += buf[size_t(i)];
     sink = total;
   });
   (void)sink;
-  return double(buf.size() * sizeof(float)) / s / 1e9;
+  return double(buf.size() * sizeof(uint64_t)) / s / 1e9;
 }
 
 // Bytes of weights an AR decode step reads: every tensor but the embedding table, of which it reads one row (unless

@@ -2,7 +2,8 @@
 //
 // A Linear holds one weight matrix W (OC, IC), row-major as GGUF stores it (ne = {IC, OC}), in f32 or bf16, and
 // computes out (T, OC) = x (T, IC) · Wᵀ (+ bias). The weight is reordered once into oneDNN's preferred blocked
-// layout (prepacked) the first time a shape needs it; primitives are cached per T. bf16 weights take bf16
+// layout (prepacked: pack_blocked of dnnl_util.h, the bytes oneDNN's reorder gives, several times faster) the first
+// time a shape needs it; primitives are cached per T. bf16 weights take bf16
 // activations (x is rounded to bf16 on the way in) and accumulate in f32.
 //
 // f16 and quantized weights are read in place (memory-mapped), never copied whole, and a Linear may stack parts of
@@ -13,7 +14,7 @@
 //   batch-invariant among all T > kQuantRowsMatvec; the error bound is derived there). A row's result is the same
 //   for every T <= kQuantRowsMatvec and for every T above, but not across the two (dot_acts sums its blocks in 16
 //   lanes): making dot_acts quant_gemm's one-row case (quant_dot) waits on a fast panel pack for one row, without
-//   which decode would be several times slower. A type without a quant_gemm format runs dot_acts at every T.
+//   which decode would be several times slower.
 // - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
 //   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
 //   sums of FMAs, reduce16), in register tiles of 4 rows of x × 4 weight rows converted on the fly. The weights stay
