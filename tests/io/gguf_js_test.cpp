@@ -161,14 +161,21 @@ TEST_F(GgufJsTest, IndependentParserReadsWhatWeWrite) {
     std::vector<int64_t> ne;
     std::vector<uint8_t> bytes;
   };
-  // The types of a Q4_K_M file and its f16/bf16 sources; sizes that are no multiple of the alignment.
+  // Every type unmask writes (the K and legacy mixes of llama.cpp and their f16/bf16 sources); sizes that are no
+  // multiple of the alignment.
   std::vector<T> ts = {{"token_embd.weight", DType::F32, {7, 3}, {}},
                        {"blk.0.attn_norm.weight", DType::F16, {13}, {}},
                        {"blk.0.ffn_up.weight", DType::BF16, {5, 3, 2}, {}},
                        {"blk.0.attn_q.weight", DType::Q8_0, {64, 3}, {}},
                        {"blk.0.attn_k.weight", DType::Q4_0, {96, 2}, {}},
                        {"blk.0.ffn_gate.weight", DType::Q4_K, {256, 3}, {}},
-                       {"blk.0.ffn_down.weight", DType::Q6_K, {512, 1, 2}, {}}};
+                       {"blk.0.ffn_down.weight", DType::Q6_K, {512, 1, 2}, {}},
+                       {"blk.1.attn_q.weight", DType::Q4_1, {64, 3}, {}},
+                       {"blk.1.attn_k.weight", DType::Q5_0, {32, 5}, {}},
+                       {"blk.1.attn_v.weight", DType::Q5_1, {96, 1}, {}},
+                       {"blk.1.ffn_gate.weight", DType::Q2_K, {256, 2}, {}},
+                       {"blk.1.ffn_up.weight", DType::Q3_K, {512, 1}, {}},
+                       {"blk.1.ffn_down.weight", DType::Q5_K, {256, 3}, {}}};
   Rng rng(7);
   Writer w;
   for (const auto& [k, v] : kv) w.set(k, v);

@@ -11,8 +11,14 @@ const BLOCKS = {
   0: [1, 4],      // F32
   1: [1, 2],      // F16
   2: [32, 18],    // Q4_0: f16 scale, 16 bytes of nibbles
+  3: [32, 20],    // Q4_1: f16 scale and min, 16 bytes of nibbles
+  6: [32, 22],    // Q5_0: f16 scale, 4 bytes of fifth bits, 16 bytes of nibbles
+  7: [32, 24],    // Q5_1: f16 scale and min, 4 bytes of fifth bits, 16 bytes of nibbles
   8: [32, 34],    // Q8_0: f16 scale, 32 int8
+  10: [256, 84],  // Q2_K: 16 bytes of 4-bit scales/mins, 64 bytes of 2-bit codes, f16 d, dmin
+  11: [256, 110], // Q3_K: 32 bytes of high bits, 64 bytes of 2-bit codes, 12 bytes of 6-bit scales, f16 d
   12: [256, 144], // Q4_K: f16 d, dmin, 12 bytes of 6-bit scales, 128 bytes of nibbles
+  13: [256, 176], // Q5_K: f16 d, dmin, 12 bytes of 6-bit scales, 32 bytes of fifth bits, 128 bytes of nibbles
   14: [256, 210], // Q6_K: 128 bytes low nibbles, 64 high bits, 16 int8 scales, f16 d
   30: [1, 2],     // BF16
 };
