@@ -77,6 +77,10 @@ template <typename E>
 void scatter_rows(const E* w, int K, const BlockedOffsets& o, int n0, int n1, E* dst) {
   const auto& off0 = o.off0;
   const auto& off1 = o.off1;
+#if defined(__AVX512F__)
+  const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(K));  // row j of a run of 16: element j · K
+#endif
   for (int k0 = 0; k0 < K; k0 += 16) {
     const int k1 = std::min(K, k0 + 16);
     for (int n = n0; n < n1;) {
@@ -84,8 +88,6 @@ void scatter_rows(const E* w, int K, const BlockedOffsets& o, int n0, int n1, E*
       constexpr int step = sizeof(E) == 4 ? 1 : 2;  // elements between rows n and n + 1 in the packed run
       const bool run = n + 16 <= n1 && off1[size_t(n + 15)] - off1[size_t(n)] == 15 * step;
       if (run && sizeof(E) == 4) {
-        const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                                                                   15), _mm512_set1_epi32(K));
         for (int k = k0; k < k1; ++k)
           _mm512_storeu_ps(dst + off0[size_t(k)] + off1[size_t(n)],
                            _mm512_i32gather_ps(rows, w + int64_t(n) * K + k, 4));
@@ -93,8 +95,6 @@ void scatter_rows(const E* w, int K, const BlockedOffsets& o, int n0, int n1, E*
         continue;
       }
       if (run && sizeof(E) == 2 && (k1 - k0) % 2 == 0 && k0 % 2 == 0) {
-        const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                                                                   15), _mm512_set1_epi32(K));
         bool pairs = true;  // column k + 1 right after column k in the packed run
         for (int k = k0; k < k1 && pairs; k += 2) pairs = off0[size_t(k + 1)] == off0[size_t(k)] + 1;
         if (pairs) {

@@ -422,41 +422,6 @@ void plain_to_f32(DType t, const void* src, float* y, int64_t n) {
   }
 }
 
-// One MR-row tile of gemm_packed_f32 over a 32-column block: out (MR, nr) (+)= x (MR, K) · b, b packed (K, 32).
-// Each output is one lane's sequential FMA chain over k, the same whatever the tile.
-template <int MR>
-void tile_packed(const float* x, int64_t ldx, const float* b, int K, float* out, int64_t ldo, int nr, bool accumulate) {
-  __m512 c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) c0[i] = _mm512_setzero_ps(), c1[i] = _mm512_setzero_ps();
-  for (int k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b + 32 * int64_t(k)), b1 = _mm512_loadu_ps(b + 32 * int64_t(k) + 16);
-    for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(x[i * ldx + k]);
-      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
-    }
-  }
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1u) : __mmask16(0);
-  for (int i = 0; i < MR; ++i) {
-    float* o = out + i * ldo;
-    if (accumulate) {
-      c0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), c0[i]);
-      c1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), c1[i]);
-    }
-    _mm512_mask_storeu_ps(o, m0, c0[i]);
-    _mm512_mask_storeu_ps(o + 16, m1, c1[i]);
-  }
-}
-
-using TileFn = void (*)(const float*, int64_t, const float*, int, float*, int64_t, int, bool);
-
-TileFn tile_for(int mr) {
-  constexpr TileFn kTiles[] = {tile_packed<1>, tile_packed<2>, tile_packed<3>, tile_packed<4>, tile_packed<5>,
-                               tile_packed<6>};
-  return kTiles[mr - 1];
-}
-
 }  // namespace
 
 float dot_f32(const float* a, const float* b, int n) {
@@ -464,15 +429,6 @@ float dot_f32(const float* a, const float* b, int n) {
   for (int i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-float dot_f16_f32(const uint16_t* a, const float* b, int n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
-    acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), acc);
   }
   return _mm512_reduce_add_ps(acc);
 }
@@ -528,15 +484,6 @@ void row_to_f32(DType t, const void* src, float* dst, int64_t n) {
     case DType::Q5_K: return k_to_f32<BlockQ5_K, q5_k_codes, q5_k_scales>(static_cast<const BlockQ5_K*>(src), dst, n / 256);
     default: return plain_to_f32(t, src, dst, n);
   }
-}
-
-void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
-                     bool accumulate) {
-  for (int t = 0; t < T; t += 6)
-    for (int n = 0; n < N; n += 32) {
-      const int mr = T - t < 6 ? T - t : 6, nr = N - n < 32 ? N - n : 32;
-      tile_for(mr)(x + t * ldx, ldx, packed + int64_t(n) * K, K, out + t * ldo + n, ldo, nr, accumulate);
-    }
 }
 
 }  // namespace unmask::avx512

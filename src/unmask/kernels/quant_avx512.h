@@ -14,12 +14,7 @@ float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
 void quantize_acts_row(const float* x, int64_t n, int group, int8_t* q, float* d, int16_t* s16);
 // Σ a_i b_i over n values: 16 lane sums, one reduction.
 float dot_f32(const float* a, const float* b, int n);
-// Σ f16(a_i) b_i: dot_f32 of the f16 row converted on the fly (the same products and order, so the same bits).
-float dot_f16_f32(const uint16_t* a, const float* b, int n);
 // Any type of row_to_f32 (quantized, f16, bf16, f32) -> dst (n).
 void row_to_f32(DType t, const void* src, float* dst, int64_t n);
-// gemm_packed_f32 of gemm.h: tiles of 6 rows × 32 columns (12 zmm accumulators, x broadcast, two loads of b).
-void gemm_packed_f32(const float* x, int64_t ldx, int T, const float* packed, int N, int K, float* out, int64_t ldo,
-                     bool accumulate);
 
 }  // namespace unmask::avx512
