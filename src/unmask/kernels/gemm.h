@@ -17,7 +17,8 @@
 //   which decode would be several times slower.
 // - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
 //   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
-//   sums of FMAs, reduce16), in register tiles of 4 rows of x × 4 weight rows converted on the fly. The weights stay
+//   sums of FMAs, reduce16), in register tiles of up to 6 rows of x × 4 weight rows converted on the fly (one row
+//   of x: the weight rows one at a time, a single stream the prefetcher follows). The weights stay
 //   exact and x stays f32, so the error is at most (IC/16 + 5)·eps·Σ|w x|: below llama.cpp's f16 path, which
 //   rounds x to f16 (2^-11 relative per product), and below bf16 arithmetic (dpbf16ps would round the f16 weights
 //   to bf16: 2^-9 relative per weight), so bf16 is not an option here at equal error.

@@ -27,6 +27,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
+
+
 namespace unmask::avx512 {
 namespace {
 
@@ -179,38 +181,55 @@ inline __m512 load_row(const uint8_t* row, int k, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// acc[i][r] += x (MR rows) · w (NR rows) over the 16 columns from k on under mask m (zeros past it).
+template <DType T, int MR, int NR>
+inline void lane_step(const uint8_t* w, size_t rb, const float* x, int64_t ldx, int k, __mmask16 m,
+                      __m512 (&acc)[MR][NR]) {
+  __m512 wv[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    wv[r] = load_row<T>(w + size_t(r) * rb, k, m);
+    __asm__("" : "+v"(wv[r]));  // f32 rows: loaded once, not again for each FMA
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + i * ldx + k);
+    __asm__("" : "+v"(xv));  // one load kept in a register for the NR FMAs: g++ folds it into each of them
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+  }
+}
+
 // out (MR, NR) = x (MR rows) · w (NR rows)ᵀ, each output 16 lanes of FMAs over k, then reduce16.
 template <DType T, int MR, int NR>
 void lane_tile(const uint8_t* w, size_t rb, const float* x, int64_t ldx, int K, float* out, int64_t ldo) {
   __m512 acc[MR][NR];
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
-  for (int k = 0; k < K; k += 16) {
-    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1u);
-    __m512 wv[NR];
-    for (int r = 0; r < NR; ++r) wv[r] = load_row<T>(w + size_t(r) * rb, k, m);
-    for (int i = 0; i < MR; ++i) {
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i * ldx + k);
-      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
-    }
-  }
+  int k = 0;
+  for (; k + 16 <= K; k += 16) lane_step<T, MR, NR>(w, rb, x, ldx, k, __mmask16(0xFFFF), acc);
+  if (k < K) lane_step<T, MR, NR>(w, rb, x, ldx, k, __mmask16((1u << (K - k)) - 1u), acc);
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) out[i * ldo + r] = reduce16(acc[i][r]);
 }
 
 using LaneFn = void (*)(const uint8_t*, size_t, const float*, int64_t, int, float*, int64_t);
-constexpr int kLaneRows = 4;  // rows of x and of w per tile
+constexpr int kLaneX = 6, kLaneW = 4;  // rows of x and of w per tile: 24 accumulators, 4 weights, 1 x (29 zmm)
 
 template <DType T, size_t... I>
 constexpr auto lane_tiles(std::index_sequence<I...>) {
-  return std::array<LaneFn, sizeof...(I)>{lane_tile<T, int(I) / kLaneRows + 1, int(I) % kLaneRows + 1>...};
+  return std::array<LaneFn, sizeof...(I)>{lane_tile<T, int(I) / kLaneW + 1, int(I) % kLaneW + 1>...};
 }
 
 LaneFn lane_for(DType t, int mr, int nr) {
-  constexpr auto kF32 = lane_tiles<DType::F32>(std::make_index_sequence<kLaneRows * kLaneRows>());
-  constexpr auto kF16 = lane_tiles<DType::F16>(std::make_index_sequence<kLaneRows * kLaneRows>());
-  constexpr auto kBF16 = lane_tiles<DType::BF16>(std::make_index_sequence<kLaneRows * kLaneRows>());
-  const int i = (mr - 1) * kLaneRows + nr - 1;
+  constexpr auto kF32 = lane_tiles<DType::F32>(std::make_index_sequence<kLaneX * kLaneW>());
+  constexpr auto kF16 = lane_tiles<DType::F16>(std::make_index_sequence<kLaneX * kLaneW>());
+  constexpr auto kBF16 = lane_tiles<DType::BF16>(std::make_index_sequence<kLaneX * kLaneW>());
+  const int i = (mr - 1) * kLaneW + nr - 1;
   return t == DType::F32 ? kF32[i] : t == DType::F16 ? kF16[i] : kBF16[i];
 }
 
@@ -218,9 +237,12 @@ LaneFn lane_for(DType t, int mr, int nr) {
 
 void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int64_t ldx, int T, int k, float* out,
                int64_t ldo) {
-  for (int t0 = 0; t0 < T; t0 += kLaneRows)  // a tile of x stays in L1 while the weight rows pass
-    for (int r0 = 0; r0 < nr; r0 += kLaneRows) {
-      const int mr = T - t0 < kLaneRows ? T - t0 : kLaneRows, n = nr - r0 < kLaneRows ? nr - r0 : kLaneRows;
+  // One row of x (decode): the weight rows one after another, a single stream the prefetcher follows (four rows
+  // side by side read at a quarter of the bandwidth). More: a tile of x stays in L1 while the weight rows pass.
+  const int step = T == 1 ? 1 : kLaneW;
+  for (int t0 = 0; t0 < T; t0 += kLaneX)
+    for (int r0 = 0; r0 < nr; r0 += step) {
+      const int mr = T - t0 < kLaneX ? T - t0 : kLaneX, n = nr - r0 < step ? nr - r0 : step;
       lane_for(t, mr, n)(w + size_t(r0) * rb, rb, x + t0 * ldx, ldx, k, out + t0 * ldo + r0, ldo);
     }
 }
