@@ -6,10 +6,10 @@
 // sums of IC/16 FMAs each (one rounding per FMA) reduced by 4 additions, then the bias added:
 //   |fast - exact| <= (IC/16 + 6)·eps·(Σ|ŵ_i x_i| + |b|).
 // Quantized parts (every T): x is quantized to int8 (x̂ = dx·q) and the integer block sums are exact, so against the
-// twin on x̂ only the f32 steps of the nb = IC/block blocks round: quant_gemm (T > kQuantRowsMatvec, quant_gemm.h)
+// twin on x̂ only the f32 steps of the nb = IC/block blocks round: quant_gemm's definition (quant_gemm.h)
 //   |fast - exact(x̂)| <= (2·nb + 3)·eps·(Σ_i terms_i |x̂_i| + |b|),
-// and dot_acts' row dots (at most IC/32 block terms in 16 lanes, then the reduction) (IC/32 + 8)·eps·(...),
-// where terms_i is |ŵ_i| except for the types with mins, whose two terms d·sc·q and dmin·m are summed separately
+// and the 32-value types' row dots up to kQuantRowsDirect rows (IC/32 block terms in 16 lanes, then the
+// reduction) (IC/32 + 8)·eps·(...), where terms_i is |ŵ_i| except for the types with mins, whose two terms d·sc·q and dmin·m are summed separately
 // (|d·sc·q| + |dmin·m|).
 // Against the twin on x itself, the activations' rounding adds Σ_i |ŵ_i| · dx_i/2 · (1 + 1e-6) (|x - x̂| <= dx/2).
 #include <gtest/gtest.h>
@@ -158,8 +158,8 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
     std::vector<float> want(size_t(T) * size_t(p.rows));
     ref::linear_forward(want.data(), xin.data(), w.data(), wtype, bias.empty() ? nullptr : bias.data() + first, T,
                         p.rows, IC);
-    const double k = !quant ? IC / 16 + 6
-                     : T <= kQuantRowsMatvec ? IC / 32 + 8 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
+    const bool row_dots = quant && dtype_info(p.dtype).block_size == 32 && T <= kQuantRowsDirect;
+    const double k = !quant ? IC / 16 + 6 : row_dots ? IC / 32 + 8 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < p.rows; ++o) {
         const double b = bias.empty() ? 0.0 : std::fabs(bias[size_t(first + o)]);
@@ -235,7 +235,9 @@ TEST(LinearParts, WrongScaleBreaksTheBound) {
 }
 
 // Row `at` of a pass over T rows equals the same x row run alone, bit for bit, on every path and thread count
-// (quantized parts: alone for T <= kQuantRowsMatvec, quant_dot's one-row result above).
+// (quantized parts: quant_dot's one-row result, the definition: K types at every T, read straight from the blocks
+// up to kQuantRowsDirect rows and through panels above; 32-value types above kQuantRowsDirect, and alone's row
+// dots up to it).
 TEST(LinearParts, RowsDoNotDependOnTheBatch) {
   const Case c = mixed_case(768, 10);
   const int OC = c.OC(), IC = c.IC;
@@ -268,7 +270,9 @@ TEST(LinearParts, RowsDoNotDependOnTheBatch) {
           lin.forward(out.data(), x.data(), T);
           first = 0;
           for (const Part& p : c.parts) {
-            const float* want = (is_quant_dtype(p.dtype) && T > kQuantRowsMatvec ? one_row : alone).data() + first;
+            const bool two_sided = is_quant_dtype(p.dtype) && quant_format(p.dtype)->block == 32;
+            const float* want = (is_quant_dtype(p.dtype) && (!two_sided || T > kQuantRowsDirect) ? one_row : alone)
+                                    .data() + first;
             EXPECT_EQ(0, std::memcmp(want, out.data() + size_t(at) * size_t(OC) + size_t(first), size_t(p.rows) * 4))
                 << dtype_name(p.dtype) << " T " << T << " at " << at << " threads " << threads;
             first += p.rows;
@@ -285,7 +289,7 @@ TEST(LinearParts, FastPathGivesThePortableBits) {
   if (!detect_cpu_features().avx512_int8()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: only the portable path runs";
   const Case c = mixed_case(768, 12);
   Linear lin(c.views(), c.IC);
-  for (int T : {1, 7, 37}) {
+  for (int T : {1, 3, 7, 37}) {
     const auto x = normal(T * c.IC, uint64_t(T));
     std::vector<float> fast(size_t(T) * size_t(c.OC())), portable(fast.size());
     lin.forward(fast.data(), x.data(), T);
@@ -295,7 +299,8 @@ TEST(LinearParts, FastPathGivesThePortableBits) {
     }
     int first = 0;
     for (const Part& p : c.parts) {
-      const bool row_dots = is_quant_dtype(p.dtype) && T <= kQuantRowsMatvec;  // dot_acts: Quant.FastPathAgrees...
+      // 32-value types' row dots (T <= kQuantRowsDirect) agree within a bound: Quant.FastPathAgrees...
+      const bool row_dots = is_quant_dtype(p.dtype) && dtype_info(p.dtype).block_size == 32 && T <= kQuantRowsDirect;
       for (int t = 0; t < T && !row_dots; ++t)
         EXPECT_EQ(0, std::memcmp(fast.data() + size_t(t) * size_t(c.OC()) + size_t(first),
                                  portable.data() + size_t(t) * size_t(c.OC()) + size_t(first), size_t(p.rows) * 4))
@@ -313,7 +318,7 @@ TEST(LinearParts, QuantDotIsTheOneRowCase) {
     SCOPED_TRACE(path);
     for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K,
                     DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
-      const int IC = 768, T = kQuantRowsMatvec + 3;
+      const int IC = 768, T = kQuantRowsDirect + 3;
       const Part p = make_part(t, 19, IC, rng);
       Linear lin(p.data.data(), t, p.rows, IC);
       const auto x = normal(T * IC, 14);

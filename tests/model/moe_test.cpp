@@ -158,8 +158,8 @@ TEST(Moe, SavedAndLoadedModelKeepsItsExpertsAndLogits) {
 
 // Quantized experts run in place, each expert's Linear over its slice of the quantized 3-D tensor: the same logits
 // as the model with those weights dequantized to f32 (rows and widths whole 256-blocks, so q4_k_m's K-quants
-// apply). Every token uses every expert here, so that each expert's GEMM has all 24 rows, more than
-// kQuantRowsMatvec: the quantized GEMMs (quant_gemm) run on int8 activations, whose rounding (half of 1/127 of a
+// apply). Every token uses every expert here, so that each expert's GEMM has all 24 rows: the quantized GEMMs
+// (quant_gemm) run on int8 activations, whose rounding (half of 1/127 of a
 // group's max per value) moves the logits by a few percent of their scale here (measured 1.6-3%); the bound is 10%
 // of it, while a wrong slice moves them by their own size.
 TEST(Moe, QuantizedExpertSlicesEqualTheirDequantizedWeights) {

@@ -9,12 +9,10 @@
 // f16 and quantized weights are read in place (memory-mapped), never copied whole, and a Linear may stack parts of
 // different types (a Q4_K_M layer holds Q4_K q/k and a Q6_K v). Every output is computed by one thread in one fixed
 // order (results do not depend on the thread count):
-// - quantized parts: x quantized to int8 per block (quantize_acts) at every T. Up to kQuantRowsMatvec rows, row dots
-//   (dot_acts); more rows quant_gemm (quant_gemm.h: int8 VNNI register tiles over panels of 16 decoded weight rows,
-//   batch-invariant among all T > kQuantRowsMatvec; the error bound is derived there). A row's result is the same
-//   for every T <= kQuantRowsMatvec and for every T above, but not across the two (dot_acts sums its blocks in 16
-//   lanes): making dot_acts quant_gemm's one-row case (quant_dot) waits on a fast panel pack for one row, without
-//   which decode would be several times slower.
+// - quantized parts: x quantized to int8 per block (quantize_acts) at every T, then quant_gemm (quant_gemm.h, where
+//   the error bound is derived): up to kQuantRowsDirect rows straight from the blocks, more through int8 VNNI
+//   register tiles over panels of 16 decoded weight rows. K types (Q2_K … Q6_K) compute one arithmetic at every T
+//   (batch-invariant); the 32-value types one up to kQuantRowsDirect rows and one above (quant_gemm.h says why).
 // - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
 //   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
 //   sums of FMAs, reduce16), in register tiles of up to 6 rows of x × 4 weight rows converted on the fly (one row
@@ -31,9 +29,6 @@
 #include "unmask/tensor/dtype.h"
 
 namespace unmask {
-
-// Row counts up to which quantized parts take the int8 row-dot path (dot_acts) rather than quant_gemm.
-constexpr int kQuantRowsMatvec = 4;
 
 // Rows [.., .. + rows) of a stacked weight: `rows` rows of IC values of dtype at data (row-major, read in place).
 struct LinearPart {

@@ -37,16 +37,6 @@ struct Linear::PartsImpl {
   std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
   QuantScratch quant_panels;               // per thread: decoded weight rows of quant_gemm
 
-  // Output channels [0, p.rows) of out (T, ldo) from dot_acts, output by output (T <= kQuantRowsMatvec, or a
-  // quantized type that has no quant_gemm format); rows split across the threads.
-  static void row_dots(const LinearPart& p, int IC, const QuantizedActs& a, float* out, int T, int ldo) {
-    const size_t rb = row_bytes(p.dtype, IC);
-    const auto* base = static_cast<const uint8_t*>(p.data);
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < p.rows; ++o)
-      for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + o] = dot_acts(p.dtype, base + size_t(o) * rb, a, t);
-  }
-
   // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts: every output dot_f32 of the row converted
   // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly); blocks of
   // kLaneBlockRows weight rows split across the threads.
@@ -111,9 +101,7 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
     if (is_quant_dtype(p.dtype)) {  // int8 activations at every T
       const int g = act_group(p.dtype) == 32 ? 0 : 1;
       if (!quantized[g]) quantize_acts(p.dtype, x, T, ic_, m.acts[g]), quantized[g] = true;
-      if (quant_format(p.dtype) && T > kQuantRowsMatvec)
-        quant_gemm(p.dtype, p.data, p.rows, m.acts[g], dst, oc_, m.quant_panels);
-      else PartsImpl::row_dots(p, ic_, m.acts[g], dst, T, oc_);
+      quant_gemm(p.dtype, p.data, p.rows, m.acts[g], dst, oc_, m.quant_panels);
     } else {
       m.lane_dots(p, ic_, x, dst, T, oc_);
     }

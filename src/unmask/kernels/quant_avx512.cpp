@@ -6,8 +6,11 @@
 
 #include <immintrin.h>
 
+#include <array>
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "unmask/kernels/quant.h"
 
@@ -255,10 +258,18 @@ inline KScales q2_k_scales(const BlockQ2_K& b) {
   return {_mm256_cvtepu8_epi16(_mm_and_si128(s, _mm_set1_epi8(0xF))),
           _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF))), 0, half(b.d), half(b.dmin)};
 }
+// q3_k_scales (quant.h) on one vector: the low nibbles of bytes 0-7 then their high nibbles, and the two bits of
+// byte 8 + j % 4 at 2 (j / 4) (a 32-bit shift per group of 4 keeps them in their byte), minus 32.
 inline KScales q3_k_scales_vec(const BlockQ3_K& b) {
-  int8_t sc[16];
-  q3_k_scales(b.scales, sc);
-  return {_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)sc)), _mm256_setzero_si256(), 4, half(b.d), 0.f};
+  uint64_t lo8;
+  uint32_t hi4;
+  std::memcpy(&lo8, b.scales, 8), std::memcpy(&hi4, b.scales + 8, 4);
+  const __m128i v = _mm_cvtsi64_si128(int64_t(lo8)), m4 = _mm_set1_epi8(0xF);
+  const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+  const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(int32_t(hi4)), _mm_setr_epi32(0, 2, 4, 6)),
+                                   _mm_set1_epi8(3));
+  const __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+  return {_mm256_cvtepi8_epi16(sc), _mm256_setzero_si256(), 4, half(b.d), 0.f};
 }
 // Q5_K's 8 scales and mins (k4_scales), each repeated for the two 16-value halves of its sub-block.
 inline KScales q5_k_scales(const BlockQ5_K& b) {
@@ -301,6 +312,128 @@ float dot_k(const Block* w, ActRow x, int64_t nb) {
       acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(k.m16, s16)), _mm256_set1_ps(dx * k.dmin), acc_min);
   }
   return _mm512_reduce_add_ps(acc) - reduce8(acc_min);
+}
+
+// ---- quant_gemm's arithmetic (quant_gemm.h) for one row of x and up to 16 weight rows of a K type in place ----
+// First the exact integer dots I_b and J_b of every block, row after row (the weights read as one stream), from
+// the dot kernels' integer partials (summed across lanes: exact in int32); then the definition's float steps of
+// each block for the 16 rows at once, lane r = weight row r. (The 32-value types measured 0.6-0.8x their row dots
+// this way, whose two-block vectors need no sum across lanes: they keep dot_acts up to kQuantRowsDirect rows.)
+
+// Q2_K … Q6_K: a block's integer partials, I (16 lanes) and J (8 lanes, types with mins).
+template <DType T>
+inline void ints_256(const uint8_t* blk, const int8_t* xq, const int16_t* xs, __m512i& I, __m256i& J) {
+  const __m256i s16 = _mm256_loadu_si256((const __m256i*)xs);
+  if constexpr (T == DType::Q4_K || T == DType::Q6_K) {
+    __m512i idx[4], scv;
+    __m256i sc16 = _mm256_setzero_si256();
+    if constexpr (T == DType::Q4_K) {
+      const auto& w = *reinterpret_cast<const BlockQ4_K*>(blk);
+      uint64_t sc8, m8;
+      k4_scales(w.scales, sc8, m8);
+      scv = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(sc8))));
+      for (int c = 0; c < 4; ++c)
+        idx[c] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(short(2 * c)), _mm512_set1_epi16(short(2 * c + 1)));
+      const __m128i mv = _mm_cvtsi64_si128(int64_t(m8));
+      J = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv)), s16);
+    } else {
+      sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)reinterpret_cast<const BlockQ6_K*>(blk)->scales));
+      scv = _mm512_zextsi256_si512(sc16);
+      for (int c = 0; c < 4; ++c) idx[c] = group16_index(c);
+    }
+    I = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      __m512i q;
+      if constexpr (T == DType::Q4_K) {
+        const __m256i v = _mm256_loadu_si256((const __m256i*)(reinterpret_cast<const BlockQ4_K*>(blk)->qs + 32 * c));
+        q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
+                             _mm512_set1_epi8(0xF));
+      } else {
+        q = q6_codes(*reinterpret_cast<const BlockQ6_K*>(blk), c / 2, c % 2);
+      }
+      I = _mm512_dpwssd_epi32(I, _mm512_maddubs_epi16(q, _mm512_loadu_si512(xq + 64 * c)),
+                              _mm512_permutexvar_epi16(idx[c], scv));
+    }
+    if constexpr (T == DType::Q6_K)  // zero points -32 · sc_g
+      I = _mm512_sub_epi32(I, _mm512_zextsi256_si512(_mm256_slli_epi32(_mm256_madd_epi16(sc16, s16), 5)));
+  } else {
+    KScales k;
+    if constexpr (T == DType::Q2_K) k = q2_k_scales(*reinterpret_cast<const BlockQ2_K*>(blk));
+    else if constexpr (T == DType::Q3_K) k = q3_k_scales_vec(*reinterpret_cast<const BlockQ3_K*>(blk));
+    else k = q5_k_scales(*reinterpret_cast<const BlockQ5_K*>(blk));
+    const __m512i scv = _mm512_zextsi256_si512(k.sc16);
+    I = _mm512_zextsi256_si512(_mm256_mullo_epi32(_mm256_set1_epi32(-k.off), _mm256_madd_epi16(k.sc16, s16)));
+    for (int c = 0; c < 4; ++c) {
+      __m512i q;
+      if constexpr (T == DType::Q2_K) q = q2_k_codes(*reinterpret_cast<const BlockQ2_K*>(blk), c);
+      else if constexpr (T == DType::Q3_K) q = q3_k_codes(*reinterpret_cast<const BlockQ3_K*>(blk), c);
+      else q = q5_k_codes(*reinterpret_cast<const BlockQ5_K*>(blk), c);
+      I = _mm512_dpwssd_epi32(I, _mm512_maddubs_epi16(q, _mm512_loadu_si512(xq + 64 * c)),
+                              _mm512_permutexvar_epi16(group16_index(c), scv));
+    }
+    J = _mm256_madd_epi16(k.m16, s16);
+  }
+}
+
+// Where a K type keeps its f16 scales: d, and dmin (types with mins; e = -dmin).
+struct Scales16 {
+  int d, e;
+  bool has_e;
+};
+constexpr Scales16 scales_of(DType t) {
+  switch (t) {
+    case DType::Q2_K: return {int(offsetof(BlockQ2_K, d)), int(offsetof(BlockQ2_K, dmin)), true};
+    case DType::Q3_K: return {int(offsetof(BlockQ3_K, d)), 0, false};
+    case DType::Q6_K: return {int(offsetof(BlockQ6_K, d)), 0, false};
+    default: return {int(offsetof(BlockQ4_K, d)), int(offsetof(BlockQ4_K, dmin)), true};  // Q4_K, Q5_K
+  }
+}
+
+template <DType T>
+void rows16(const uint8_t* w, size_t rb, int nr, ActRow x, int n, float* out, std::vector<uint8_t>& buf) {
+  constexpr Scales16 S = scales_of(T);
+  const int bb = dtype_info(T).block_bytes, nb = n / 256;
+  // Per row r and block b at r·nb + b: I_b, J_b (int32), d_b, e_b (f32).
+  const size_t cells = 16 * size_t(nb), need = cells * 4 * 4;
+  if (buf.size() < need) buf.resize(need);
+  int32_t* Ib = reinterpret_cast<int32_t*>(buf.data());
+  int32_t* Jb = Ib + cells;
+  float* Db = reinterpret_cast<float*>(Jb + cells);
+  float* Eb = Db + cells;
+  for (int r = 0; r < nr; ++r) {  // the exact integer parts, row after row: the weights read as one stream
+    const uint8_t* row = w + size_t(r) * rb;
+    for (int b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + size_t(b) * size_t(bb);
+      const size_t at = size_t(r) * size_t(nb) + size_t(b);
+      __m512i vi;
+      __m256i vj;
+      ints_256<T>(blk, x.q + 256 * b, x.s16 + 16 * b, vi, vj);
+      Ib[at] = _mm512_reduce_add_epi32(vi);
+      uint16_t h;
+      std::memcpy(&h, blk + S.d, 2), Db[at] = _cvtsh_ss(h);
+      if constexpr (S.has_e) {
+        Jb[at] = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(vj));
+        std::memcpy(&h, blk + S.e, 2), Eb[at] = -_cvtsh_ss(h);  // e = -dmin
+      }
+    }
+  }
+  // The definition's float steps, block by block, 16 rows at once (lane r = row r, gathered; rows past nr 0).
+  const __mmask16 live = __mmask16((1u << nr) - 1u);
+  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32(nb));
+  __m512 acc = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const __m512 dx = _mm512_set1_ps(x.d[8 * b]);
+    const __m512i I = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, at, Ib + b, 4);
+    const __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, at, Db + b, 4);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(dx, d), acc);
+    if constexpr (S.has_e) {
+      const __m512i J = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, at, Jb + b, 4);
+      const __m512 e = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, at, Eb + b, 4);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J), _mm512_mul_ps(dx, e), acc);
+    }
+  }
+  _mm512_mask_storeu_ps(out, live, acc);
 }
 
 // ---- rows to f32 (the same products as ref::dequantize_row, so the same bits) ----
@@ -466,6 +599,18 @@ float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
     case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, a.n / 256);
     case DType::Q5_K: return dot_k<BlockQ5_K, q5_k_codes, q5_k_scales>(static_cast<const BlockQ5_K*>(w_row), x, a.n / 256);
     default: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, a.n / 256);
+  }
+}
+
+void quant_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, int row, float* out,
+                std::vector<uint8_t>& buf) {
+  const ActRow x = act_row(a, row);
+  switch (t) {
+    case DType::Q2_K: return rows16<DType::Q2_K>(w, rb, nr, x, a.n, out, buf);
+    case DType::Q3_K: return rows16<DType::Q3_K>(w, rb, nr, x, a.n, out, buf);
+    case DType::Q4_K: return rows16<DType::Q4_K>(w, rb, nr, x, a.n, out, buf);
+    case DType::Q5_K: return rows16<DType::Q5_K>(w, rb, nr, x, a.n, out, buf);
+    default: return rows16<DType::Q6_K>(w, rb, nr, x, a.n, out, buf);
   }
 }
 

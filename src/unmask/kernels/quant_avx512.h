@@ -3,12 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "unmask/kernels/quant.h"
 
 namespace unmask::avx512 {
 
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
+// quant_gemm's outputs (quant_gemm.h: the same bits) for row `row` of a and weight rows w (nr <= 16 rows of a.n
+// values of a K type: Q2_K … Q6_K, stride rb bytes) -> out (nr); buf: scratch, grown as needed.
+void quant_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, int row, float* out,
+                std::vector<uint8_t>& buf);
 // One row of quantize_acts: x (n) in groups of `group` values -> q (n), d (n/32), s16 (n/16), the same bits as the
 // portable loop (amax by max, d = amax/127, q = x · (1/d) rounded once to nearest even, exact 16-value sums).
 void quantize_acts_row(const float* x, int64_t n, int group, int8_t* q, float* d, int16_t* s16);

@@ -10,6 +10,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/kernels/cpu.h"
+#include "unmask/kernels/quant_avx512.h"
 #include "unmask/kernels/quant_gemm_avx512.h"
 
 namespace unmask {
@@ -156,8 +157,17 @@ void quant_gemm(DType t, const void* w, int rows, const QuantizedActs& a, float*
 #pragma omp for schedule(static)
     for (int g = 0; g < groups; ++g) {
       const int o0 = g * kQuantGemmRows, o1 = std::min(rows, o0 + kQuantGemmRows);
-      if (fast) avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, buf);
-      else gemm_portable(*f, base, rb, o0, o1, a, out, ldo, acc);
+      if (a.T <= kQuantRowsDirect && f->block == 32) {  // dot_acts' arithmetic (quant_gemm.h)
+        for (int o = o0; o < o1; ++o)
+          for (int r = 0; r < a.T; ++r) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
+      } else if (!fast) {
+        gemm_portable(*f, base, rb, o0, o1, a, out, ldo, acc);
+      } else if (a.T > kQuantRowsDirect) {
+        avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, buf);
+      } else {
+        for (int r = 0; r < a.T; ++r)
+          avx512::quant_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0, buf);
+      }
     }
   }
 }

@@ -53,6 +53,12 @@ const QuantFormat* quant_format(DType t);
 
 // Weight rows per group: one 512-bit vector of int32 holds an output of each (the AVX-512 kernel's tile width).
 constexpr int kQuantGemmRows = 16;
+// Rows of x up to which each group of weight rows is read straight from the blocks, row of x by row (decode: no
+// panel to build). K types (Q2_K … Q6_K) compute the definition above there too, so their outputs are the same
+// at every T. The 32-value types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) take dot_acts (quant.h) there, whose blocks are
+// summed in 16 lanes: a row's bits are the same for every T up to kQuantRowsDirect and for every T above, not
+// across the two (the definition's float steps cost these types 0.6-0.8x of dot_acts' decode speed).
+constexpr int kQuantRowsDirect = 4;
 
 // Per-thread panels of decoded weight rows: grow to the largest call, reused.
 using QuantScratch = std::vector<std::vector<uint8_t>>;
