@@ -158,8 +158,13 @@ void quant_gemm(DType t, const void* w, int rows, const QuantizedActs& a, float*
     for (int g = 0; g < groups; ++g) {
       const int o0 = g * kQuantGemmRows, o1 = std::min(rows, o0 + kQuantGemmRows);
       if (a.T <= kQuantRowsDirect && f->block == 32) {  // dot_acts' arithmetic (quant_gemm.h)
-        for (int o = o0; o < o1; ++o)
-          for (int r = 0; r < a.T; ++r) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
+        for (int r = 0; r < a.T; ++r) {
+          if (fast) {
+            avx512::dot_acts_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0);
+            continue;
+          }
+          for (int o = o0; o < o1; ++o) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
+        }
       } else if (!fast) {
         gemm_portable(*f, base, rb, o0, o1, a, out, ldo, acc);
       } else if (a.T > kQuantRowsDirect) {
