@@ -32,36 +32,30 @@ float reduce16(const float* l) {
 }  // namespace
 
 struct Linear::PartsImpl {
+  // A unit of work: output channels [r0, r1) of a part (16-row groups of quantized parts, kLaneBlockRows of the
+  // others), each computed by one thread.
+  struct Item {
+    int r0, r1;
+  };
   std::vector<int> first;                  // the first output channel of each part
+  std::vector<Item> items;                 // every part's, in order
+  std::vector<int> part_items;             // part j's items: [part_items[j], part_items[j + 1])
   QuantizedActs acts[2];                   // x quantized for groups of 32 (Q8_0, Q4_0) and of 256 (K-quants)
   std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
-  QuantScratch quant_panels;               // per thread: decoded weight rows of quant_gemm
+  std::vector<QuantScratch> quant;         // per thread: quant_gemm_rows' scratch
 
-  // Output channels [0, p.rows) of out (T, ldo) for f32/f16/bf16 parts: every output dot_f32 of the row converted
-  // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly); blocks of
-  // kLaneBlockRows weight rows split across the threads.
-  void lane_dots(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo) {
+  // Output channels [r0, r1) of out (T, ldo) for an f32/f16/bf16 part: every output dot_f32 of the row converted
+  // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly).
+  static void lane_rows(const LinearPart& p, int IC, const float* x, float* out, int T, int ldo, int r0, int r1,
+                        std::vector<float>& buf) {
     const size_t rb = row_bytes(p.dtype, IC);
     const auto* base = static_cast<const uint8_t*>(p.data);
-    const int blocks = (p.rows + kLaneBlockRows - 1) / kLaneBlockRows;
-    const bool fast = cpu_features().avx512_int8();
-    rows.resize(size_t(omp_get_max_threads()));
-#pragma omp parallel
-    {
-      std::vector<float>& buf = rows[size_t(omp_get_thread_num())];
-      if (!fast) buf.resize(size_t(IC));
-#pragma omp for schedule(static)
-      for (int i = 0; i < blocks; ++i) {
-        const int r0 = i * kLaneBlockRows, nr = std::min(kLaneBlockRows, p.rows - r0);
-        if (fast) {
-          avx512::lane_gemm(p.dtype, base + size_t(r0) * rb, rb, nr, x, IC, T, IC, out + r0, ldo);
-          continue;
-        }
-        for (int r = r0; r < r0 + nr; ++r) {
-          to_f32(p.dtype, base + size_t(r) * rb, buf.data(), IC);
-          for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + r] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
-        }
-      }
+    if (cpu_features().avx512_int8())
+      return avx512::lane_gemm(p.dtype, base + size_t(r0) * rb, rb, r1 - r0, x, IC, T, IC, out + r0, ldo);
+    buf.resize(size_t(IC));
+    for (int r = r0; r < r1; ++r) {
+      to_f32(p.dtype, base + size_t(r) * rb, buf.data(), IC);
+      for (int t = 0; t < T; ++t) out[int64_t(t) * ldo + r] = dot_f32(buf.data(), x + int64_t(t) * IC, IC);
     }
   }
 };
@@ -80,30 +74,48 @@ void Linear::init_parts(int IC) {
           dtype_name(p.dtype), IC, bs);
     parts_impl_->first.push_back(oc);
     oc += p.rows;
+    const int step = is_quant_dtype(p.dtype) ? kQuantGemmRows : kLaneBlockRows;
+    parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
+    for (int r0 = 0; r0 < p.rows; r0 += step) parts_impl_->items.push_back({r0, std::min(p.rows, r0 + step)});
   }
+  parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
   w_ = parts_[0].data, dtype_ = parts_[0].dtype, oc_ = oc, ic_ = IC;
 }
 
 void Linear::release_parts() {
   PartsImpl& m = *parts_impl_;
   m.acts[0] = QuantizedActs(), m.acts[1] = QuantizedActs();
-  QuantScratch().swap(m.quant_panels);
+  std::vector<QuantScratch>().swap(m.quant);
   std::vector<std::vector<float>>().swap(m.rows);
 }
 
 void Linear::forward_parts(float* out, const float* x, int T, const float* bias) const {
   check(T >= 0, "Linear::forward: T = {}, expected >= 0", T);
   PartsImpl& m = *parts_impl_;
-  bool quantized[2] = {false, false};  // x quantized this call, per activation group
-  for (size_t i = 0; i < parts_.size(); ++i) {
-    const LinearPart& p = parts_[i];
-    float* dst = out + m.first[i];
-    if (is_quant_dtype(p.dtype)) {  // int8 activations at every T
-      const int g = act_group(p.dtype) == 32 ? 0 : 1;
-      if (!quantized[g]) quantize_acts(p.dtype, x, T, ic_, m.acts[g]), quantized[g] = true;
-      quant_gemm(p.dtype, p.data, p.rows, m.acts[g], dst, oc_, m.quant_panels);
-    } else {
-      m.lane_dots(p, ic_, x, dst, T, oc_);
+  bool quantized[2] = {false, false};  // x quantized once per call per activation group, before the GEMMs
+  for (const LinearPart& p : parts_) {
+    if (!is_quant_dtype(p.dtype)) continue;
+    const int g = act_group(p.dtype) == 32 ? 0 : 1;
+    if (!quantized[g]) quantize_acts(p.dtype, x, T, ic_, m.acts[g]), quantized[g] = true;
+  }
+  // Every part in one OpenMP region (a region per part cost a fork and a join each: 3 for q/k/v per layer), each
+  // part's items split in contiguous halves (a thread reading every other group of rows was 2x slower at decode:
+  // one stream per thread is what the prefetchers follow), no barrier between the parts.
+  m.rows.resize(size_t(omp_get_max_threads())), m.quant.resize(size_t(omp_get_max_threads()));
+#pragma omp parallel
+  {
+    const size_t th = size_t(omp_get_thread_num());
+    for (size_t j = 0; j < parts_.size(); ++j) {
+      const LinearPart& p = parts_[j];
+      float* dst = out + m.first[j];
+      const int i0 = m.part_items[j], i1 = m.part_items[j + 1];
+#pragma omp for schedule(static) nowait
+      for (int i = i0; i < i1; ++i) {
+        const PartsImpl::Item& it = m.items[size_t(i)];
+        if (is_quant_dtype(p.dtype))
+          quant_gemm_rows(p.dtype, p.data, it.r0, it.r1, m.acts[act_group(p.dtype) == 32 ? 0 : 1], dst, oc_, m.quant[th]);
+        else PartsImpl::lane_rows(p, ic_, x, dst, T, oc_, it.r0, it.r1, m.rows[th]);
+      }
     }
   }
   if (bias)

@@ -140,40 +140,31 @@ const QuantFormat* quant_format(DType t) {
   return nullptr;
 }
 
-void quant_gemm(DType t, const void* w, int rows, const QuantizedActs& a, float* out, int64_t ldo,
-                QuantScratch& scratch) {
+void quant_gemm_rows(DType t, const void* w, int o0, int o1, const QuantizedActs& a, float* out, int64_t ldo,
+                     QuantScratch& scratch) {
   const QuantFormat* f = quant_format(t);
   check(f != nullptr, "quant_gemm: {} has no integer GEMM", dtype_name(t));
   check(a.n % f->block == 0, "quant_gemm: rows of {} values are not whole {} blocks", a.n, dtype_name(t));
+  check(o0 % kQuantGemmRows == 0 && o1 > o0 && o1 - o0 <= kQuantGemmRows, "quant_gemm: rows [{}, {}) are not a group",
+        o0, o1);
   const size_t rb = row_bytes(t, a.n);
   const auto* base = static_cast<const uint8_t*>(w);
-  const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
   const bool fast = cpu_features().avx512_int8();
-  scratch.resize(size_t(omp_get_max_threads()));
-#pragma omp parallel
-  {
-    std::vector<uint8_t>& buf = scratch[size_t(omp_get_thread_num())];
-    std::vector<float> acc;
-#pragma omp for schedule(static)
-    for (int g = 0; g < groups; ++g) {
-      const int o0 = g * kQuantGemmRows, o1 = std::min(rows, o0 + kQuantGemmRows);
-      if (a.T <= kQuantRowsDirect && f->block == 32) {  // dot_acts' arithmetic (quant_gemm.h)
-        for (int r = 0; r < a.T; ++r) {
-          if (fast) {
-            avx512::dot_acts_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0);
-            continue;
-          }
-          for (int o = o0; o < o1; ++o) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
-        }
-      } else if (!fast) {
-        gemm_portable(*f, base, rb, o0, o1, a, out, ldo, acc);
-      } else if (a.T > kQuantRowsDirect) {
-        avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, buf);
-      } else {
-        for (int r = 0; r < a.T; ++r)
-          avx512::quant_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0, buf);
+  if (a.T <= kQuantRowsDirect && f->block == 32) {  // dot_acts' arithmetic (above)
+    for (int r = 0; r < a.T; ++r) {
+      if (fast) {
+        avx512::dot_acts_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0);
+        continue;
       }
+      for (int o = o0; o < o1; ++o) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
     }
+  } else if (!fast) {
+    gemm_portable(*f, base, rb, o0, o1, a, out, ldo, scratch.acc);
+  } else if (a.T > kQuantRowsDirect) {
+    avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, scratch.panel);
+  } else {
+    for (int r = 0; r < a.T; ++r)
+      avx512::quant_rows(t, base + size_t(o0) * rb, rb, o1 - o0, a, r, out + r * ldo + o0, scratch.panel);
   }
 }
 

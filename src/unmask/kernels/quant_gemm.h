@@ -60,14 +60,18 @@ constexpr int kQuantGemmRows = 16;
 // across the two (the definition's float steps cost these types 0.6-0.8x of dot_acts' decode speed).
 constexpr int kQuantRowsDirect = 4;
 
-// Per-thread panels of decoded weight rows: grow to the largest call, reused.
-using QuantScratch = std::vector<std::vector<uint8_t>>;
+// One thread's scratch for quant_gemm_rows: grows to the largest call, reused.
+struct QuantScratch {
+  std::vector<uint8_t> panel;  // decoded weight rows (AVX-512) or the K types' block sums (decode)
+  std::vector<float> acc;      // the portable path's running sums
+};
 
-// w (rows, a.n) of type t (quant_format(t) not null), a (T rows) -> out (T, ldo), columns [0, rows). Weight rows are
-// split across the threads in groups of 16, each output computed by one thread (OpenMP).
-void quant_gemm(DType t, const void* w, int rows, const QuantizedActs& a, float* out, int64_t ldo,
-                QuantScratch& scratch);
-// The one-row case: row `row` of a times one weight row (the same bits as quant_gemm's output for it).
+// Output columns [o0, o1) of out (a.T, ldo) from rows [o0, o1) of w (rows of a.n values of type t, quant_format(t)
+// not null): o0 a multiple of kQuantGemmRows, o1 - o0 <= kQuantGemmRows. One thread computes them; a caller splits
+// the groups of a weight across its threads (Linear: all the parts of a call in one OpenMP region).
+void quant_gemm_rows(DType t, const void* w, int o0, int o1, const QuantizedActs& a, float* out, int64_t ldo,
+                     QuantScratch& scratch);
+// The one-row case: row `row` of a times one weight row (the same bits as quant_gemm_rows' output for it).
 float quant_dot(DType t, const void* w_row, const QuantizedActs& a, int row);
 
 }  // namespace unmask
