@@ -32,6 +32,10 @@
 namespace unmask {
 namespace {
 
+// The types whose outputs up to kQuantRowsDirect rows are dot_acts' row dots, not quant_gemm's definition (quant_gemm.h).
+bool row_dots_type(DType t) { return is_quant_dtype(t) && dtype_info(t).block_size == 32 && t != DType::Q4_0; }
+
+
 constexpr double kEps = std::numeric_limits<float>::epsilon();
 
 std::vector<std::pair<const char*, CpuFeatures>> paths() {
@@ -158,7 +162,7 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
     std::vector<float> want(size_t(T) * size_t(p.rows));
     ref::linear_forward(want.data(), xin.data(), w.data(), wtype, bias.empty() ? nullptr : bias.data() + first, T,
                         p.rows, IC);
-    const bool row_dots = quant && dtype_info(p.dtype).block_size == 32 && T <= kQuantRowsDirect;
+    const bool row_dots = row_dots_type(p.dtype) && T <= kQuantRowsDirect;
     const double k = !quant ? IC / 16 + 6 : row_dots ? IC / 32 + 8 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < p.rows; ++o) {
@@ -270,7 +274,7 @@ TEST(LinearParts, RowsDoNotDependOnTheBatch) {
           lin.forward(out.data(), x.data(), T);
           first = 0;
           for (const Part& p : c.parts) {
-            const bool two_sided = is_quant_dtype(p.dtype) && quant_format(p.dtype)->block == 32;
+            const bool two_sided = row_dots_type(p.dtype);
             const float* want = (is_quant_dtype(p.dtype) && (!two_sided || T > kQuantRowsDirect) ? one_row : alone)
                                     .data() + first;
             EXPECT_EQ(0, std::memcmp(want, out.data() + size_t(at) * size_t(OC) + size_t(first), size_t(p.rows) * 4))
@@ -300,7 +304,7 @@ TEST(LinearParts, FastPathGivesThePortableBits) {
     int first = 0;
     for (const Part& p : c.parts) {
       // 32-value types' row dots (T <= kQuantRowsDirect) agree within a bound: Quant.FastPathAgrees...
-      const bool row_dots = is_quant_dtype(p.dtype) && dtype_info(p.dtype).block_size == 32 && T <= kQuantRowsDirect;
+      const bool row_dots = row_dots_type(p.dtype) && T <= kQuantRowsDirect;
       for (int t = 0; t < T && !row_dots; ++t)
         EXPECT_EQ(0, std::memcmp(fast.data() + size_t(t) * size_t(c.OC()) + size_t(first),
                                  portable.data() + size_t(t) * size_t(c.OC()) + size_t(first), size_t(p.rows) * 4))

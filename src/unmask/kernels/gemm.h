@@ -11,8 +11,9 @@
 // order (results do not depend on the thread count):
 // - quantized parts: x quantized to int8 per block (quantize_acts) at every T, then quant_gemm (quant_gemm.h, where
 //   the error bound is derived): up to kQuantRowsDirect rows straight from the blocks, more through int8 VNNI
-//   register tiles over panels of 16 decoded weight rows. K types (Q2_K … Q6_K) compute one arithmetic at every T
-//   (batch-invariant); the 32-value types one up to kQuantRowsDirect rows and one above (quant_gemm.h says why).
+//   register tiles over panels of 16 decoded weight rows (Q4_0: over its copy repacked at construction, at every T;
+//   the copy takes the weight's size). K types (Q2_K … Q6_K) and Q4_0 compute one arithmetic at every T
+//   (batch-invariant); Q8_0, Q4_1, Q5_0, Q5_1 one up to kQuantRowsDirect rows and one above (quant_gemm.h).
 // - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
 //   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
 //   sums of FMAs, reduce16), in register tiles of up to 6 rows of x × 4 weight rows converted on the fly (one row

@@ -76,29 +76,22 @@ inline __m256i q4_0_codes(const BlockQ4_0& blk) {
   return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
 }
 
-// Q4_0 rows w[0 .. R) (stride rb) · x: per row, Σ (q - 8) x = Σ q x - 8 Σ x per block in int32 (the offset taken
-// from lane 0), scaled into one of two accumulators in turn (one chain of dependent FMAs would wait on each
-// block's latency); x's loads, offsets and scales shared by the R rows, each row's operations those of R = 1.
-template <int R>
-void dot_q4_0(const uint8_t* w, size_t rb, ActRow x, int64_t nb, float* out) {
-  __m256 acc[2][R];
-  for (int h = 0; h < 2; ++h)
-    for (int r = 0; r < R; ++r) acc[h][r] = _mm256_setzero_ps();
-  const auto step = [&](int64_t b, __m256 (&a)[R]) {
-    const __m256i xv = _mm256_loadu_si256((const __m256i*)(x.q + 32 * b));
-    const __m256i off = _mm256_setr_epi32(8 * (int32_t(x.s16[2 * b]) + x.s16[2 * b + 1]), 0, 0, 0, 0, 0, 0, 0);
-    const float dx = x.d[b];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const auto& blk = reinterpret_cast<const BlockQ4_0*>(w + size_t(r) * rb)[b];
-      const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_codes(blk), xv);
-      a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dp, off)), _mm256_set1_ps(half(blk.d) * dx), a[r]);
-    }
-  };
+// Σ (q - 8) x = Σ q x - 8 Σ x per block, in int32 (the offset taken from lane 0), scaled into the accumulator.
+inline __m256 q4_0_step(const BlockQ4_0& w, ActRow x, int64_t b, __m256 acc) {
+  const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_codes(w),
+                                         _mm256_loadu_si256((const __m256i*)(x.q + 32 * b)));
+  const int32_t off = 8 * (int32_t(x.s16[2 * b]) + x.s16[2 * b + 1]);
+  const __m256i v = _mm256_sub_epi32(dp, _mm256_setr_epi32(off, 0, 0, 0, 0, 0, 0, 0));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(half(w.d) * x.d[b]), acc);
+}
+
+// Blocks alternate between two accumulators: one chain of dependent FMAs would hold each block for its latency.
+float dot_q4_0(const BlockQ4_0* w, ActRow x, int64_t nb) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) step(b, acc[0]), step(b + 1, acc[1]);
-  if (b < nb) step(b, acc[0]);
-  for (int r = 0; r < R; ++r) out[r] = reduce8(_mm256_add_ps(acc[0][r], acc[1][r]));
+  for (; b + 2 <= nb; b += 2) acc0 = q4_0_step(w[b], x, b, acc0), acc1 = q4_0_step(w[b + 1], x, b + 1, acc1);
+  if (b < nb) acc0 = q4_0_step(w[b], x, b, acc0);
+  return reduce8(_mm256_add_ps(acc0, acc1));
 }
 
 // Q4_K's 8 six-bit scales and 8 mins (scale_min_k4) as 8 bytes each, unpacked a 32-bit word at a time.
@@ -600,11 +593,7 @@ float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row) {
   const ActRow x = act_row(a, row);
   switch (t) {
     case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, a.n / 32);
-    case DType::Q4_0: {
-      float out;
-      dot_q4_0<1>(static_cast<const uint8_t*>(w_row), 0, x, a.n / 32, &out);
-      return out;
-    }
+    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, a.n / 32);
     case DType::Q4_1: return dot_32(static_cast<const BlockQ4_1*>(w_row), x, a.n / 32);
     case DType::Q5_0: return dot_32(static_cast<const BlockQ5_0*>(w_row), x, a.n / 32);
     case DType::Q5_1: return dot_32(static_cast<const BlockQ5_1*>(w_row), x, a.n / 32);
@@ -627,13 +616,6 @@ void quant_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedAct
     case DType::Q5_K: return rows16<DType::Q5_K>(w, rb, nr, x, a.n, out, buf);
     default: return rows16<DType::Q6_K>(w, rb, nr, x, a.n, out, buf);
   }
-}
-
-void dot_acts_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, int row, float* out) {
-  int r = 0;
-  if (t == DType::Q4_0)  // the 32-value type furthest behind llama.cpp at decode: eight rows share x
-    for (const ActRow x = act_row(a, row); r + 8 <= nr; r += 8) dot_q4_0<8>(w + size_t(r) * rb, rb, x, a.n / 32, out + r);
-  for (; r < nr; ++r) out[r] = avx512::dot_acts(t, w + size_t(r) * rb, a, row);
 }
 
 void row_to_f32(DType t, const void* src, float* dst, int64_t n) {

@@ -10,8 +10,6 @@
 namespace unmask::avx512 {
 
 float dot_acts(DType t, const void* w_row, const QuantizedActs& a, int row);
-// dot_acts of weight rows w (nr rows, stride rb bytes) with row `row` of a -> out (nr): the same bits.
-void dot_acts_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, int row, float* out);
 // quant_gemm's outputs (quant_gemm.h: the same bits) for row `row` of a and weight rows w (nr <= 16 rows of a.n
 // values of a K type: Q2_K … Q6_K, stride rb bytes) -> out (nr); buf: scratch, grown as needed.
 void quant_rows(DType t, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, int row, float* out,

@@ -150,6 +150,54 @@ constexpr auto tiles(std::index_sequence<MR...>) {
   return std::array<TileFn, sizeof...(MR)>{tile<BLOCK, NSUB, Z, M, int(MR) + 1>...};
 }
 
+// ---- Q4_0 repacked at load (q4_0_repack): the definition from nibbles, no per-call panel ----
+// A group of 16 rows, block b: 4 vectors whose lane r is bytes 4p .. 4p+3 of row r's qs (low nibbles: values
+// 4p .. 4p+3, high nibbles: 16 + 4p .. 16 + 4p + 3), then the 16 rows' f16 scales d: kQ4_0PackedBlock bytes, the
+// raw blocks' size, so the copy takes as much memory as the weight.
+template <int MR>
+void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  const int8_t* xq[MR];
+  const float* xd[MR];
+  const int16_t* xs[MR];
+  for (int i = 0; i < MR; ++i) {
+    xq[i] = a.q.data() + size_t(t0 + i) * size_t(a.n);
+    xd[i] = a.d.data() + size_t(t0 + i) * size_t(a.n / 32);
+    xs[i] = a.sum16.data() + size_t(t0 + i) * size_t(a.n / 16);
+  }
+  const __m512i m4 = _mm512_set1_epi8(0xF);
+  __m512 acc[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* p = panel + size_t(b) * kQ4_0PackedBlock;
+    __m512i I[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)  // the zero points: -8 · (S_0 + S_1)
+      I[i] = _mm512_set1_epi32(-8 * (int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_loadu_si512(p + 64 * g);  // (blocks of 288 bytes: 64-byte aligned every other)
+      const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        I[i] = _mm512_dpbusd_epi32(I[i], lo, _mm512_set1_epi32(load32(xq[i] + 32 * b + 4 * g)));
+        I[i] = _mm512_dpbusd_epi32(I[i], hi, _mm512_set1_epi32(load32(xq[i] + 32 * b + 16 + 4 * g)));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), d), acc[i]);
+  }
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
+}
+
+using Q4_0Tile = void (*)(const uint8_t*, int, const QuantizedActs&, int, float*, int64_t, __mmask16);
+template <size_t... MR>
+constexpr auto q4_0_tiles(std::index_sequence<MR...>) {
+  return std::array<Q4_0Tile, sizeof...(MR)>{tile_q4_0<int(MR) + 1>...};
+}
+
 // The tiles of every format shape the table of quant_gemm.cpp uses: (block, sub-blocks, zero points, mins).
 TileFn tile_for(const QuantFormat& f, int mr) {
   constexpr auto kSym32 = tiles<32, 1, true, false>(std::make_index_sequence<kMaxRows>());
@@ -245,6 +293,28 @@ void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int
       const int mr = T - t0 < kLaneX ? T - t0 : kLaneX, n = nr - r0 < step ? nr - r0 : step;
       lane_for(t, mr, n)(w + size_t(r0) * rb, rb, x + t0 * ldx, ldx, k, out + t0 * ldo + r0, ldo);
     }
+}
+
+void q4_0_repack(const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst) {
+  for (int g0 = 0; g0 < rows; g0 += kQuantGemmRows)
+    for (int b = 0; b < nb; ++b) {
+      uint8_t* p = dst + (size_t(g0 / kQuantGemmRows) * size_t(nb) + size_t(b)) * kQ4_0PackedBlock;
+      std::memset(p, 0, kQ4_0PackedBlock);  // rows past `rows`: zero codes and scales
+      for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r) {
+        const auto& blk = reinterpret_cast<const BlockQ4_0*>(w + size_t(g0 + r) * rb)[b];
+        for (int g = 0; g < 4; ++g) std::memcpy(p + 64 * g + 4 * r, blk.qs + 4 * g, 4);
+        std::memcpy(p + 256 + 2 * r, &blk.d, 2);
+      }
+    }
+}
+
+void q4_0_packed_group(const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
+  constexpr auto kTiles = q4_0_tiles(std::make_index_sequence<kMaxRows>());
+  const __mmask16 keep = __mmask16((1u << nr) - 1u);
+  for (int t0 = 0; t0 < a.T; t0 += kMaxRows) {
+    const int mr = a.T - t0 < kMaxRows ? a.T - t0 : kMaxRows;
+    kTiles[size_t(mr - 1)](panel, a.n / 32, a, t0, out, ldo, keep);
+  }
 }
 
 void quant_gemm_group(const QuantFormat& f, const uint8_t* w, size_t rb, int nr, const QuantizedActs& a, float* out,
