@@ -1,7 +1,6 @@
 #include "unmask/kernels/gemm.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <dnnl.hpp>
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "unmask/base/error.h"
+#include "unmask/base/weight_copy.h"
 #include "unmask/kernels/dnnl_util.h"
 
 #if defined(__AVX512F__)
@@ -161,11 +161,10 @@ struct Linear::Impl {
   };
   dt wdt = dt::f32;
   memory user_w;                                           // (IC, OC) view of W (OC, IC): strides {1, IC}
-  // A packed copy of W in one layout, in memory of its own: from 4 MiB on, 2 MiB-aligned with transparent huge pages
-  // asked for (on this VM a 4 KiB page fault costs more than packing the page).
+  // A packed copy of W in one layout, in memory of its own (weight_copy: huge pages from 4 MiB on).
   struct Packed {
     memory::desc md;
-    std::unique_ptr<void, void (*)(void*)> buf{nullptr, std::free};
+    WeightCopy buf{nullptr, std::free};
     std::unique_ptr<memory> mem;
   };
   std::vector<Packed> packed;  // one per distinct layout
@@ -188,14 +187,7 @@ struct Linear::Impl {
   memory* packed_for(const memory::desc& want) {
     for (auto& p : packed)
       if (p.md == want) return p.mem.get();
-    constexpr size_t kHuge = size_t(2) << 20;
-    const size_t bytes = want.get_size();
-    const bool huge = bytes >= 2 * kHuge;  // a small weight would waste most of its last huge page
-    void* buf = nullptr;
-    check(posix_memalign(&buf, huge ? kHuge : 64, bytes) == 0, "Linear: out of memory packing a weight of {} bytes",
-          bytes);
-    if (huge) madvise(buf, bytes / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
-    Packed p{want, {buf, std::free}, nullptr};
+    Packed p{want, weight_copy(want.get_size(), "Linear: packing"), nullptr};
     p.mem = std::make_unique<memory>(want, runtime().eng, p.buf.get());
     pack(*p.mem);
     packed.push_back(std::move(p));

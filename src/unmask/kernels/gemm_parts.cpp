@@ -3,11 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
 #include "unmask/base/error.h"
+#include "unmask/base/weight_copy.h"
 #include "unmask/kernels/cpu.h"
 #include "unmask/kernels/gemm.h"
 #include "unmask/kernels/quant.h"
@@ -46,7 +45,7 @@ struct Linear::PartsImpl {
   std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
   std::vector<QuantScratch> quant;         // per thread: quant_gemm_rows' scratch
   // Per part: Q4_0 weights repacked at construction (avx512::q4_0_repack, AVX-512 only), else null.
-  std::vector<std::unique_ptr<uint8_t, void (*)(void*)>> q4_0;
+  std::vector<WeightCopy> q4_0;
 
   // Output channels [r0, r1) of out (T, ldo) for an f32/f16/bf16 part: every output dot_f32 of the row converted
   // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly).
@@ -81,12 +80,9 @@ void Linear::init_parts(int IC) {
     parts_impl_->q4_0.emplace_back(nullptr, std::free);
     if (p.dtype == DType::Q4_0 && cpu_features().avx512_int8()) {  // decode: 16 rows per vector, no per-call panel
       const int groups = (p.rows + kQuantGemmRows - 1) / kQuantGemmRows, nb = IC / 32;
-      void* buf = nullptr;
-      check(posix_memalign(&buf, 64, size_t(groups) * size_t(nb) * avx512::kQ4_0PackedBlock) == 0,
-            "Linear: out of memory repacking a Q4_0 part of {} rows", p.rows);
-      parts_impl_->q4_0.back().reset(static_cast<uint8_t*>(buf));
+      parts_impl_->q4_0.back() = weight_copy(size_t(groups) * size_t(nb) * avx512::kQ4_0PackedBlock, "Linear: Q4_0");
       avx512::q4_0_repack(static_cast<const uint8_t*>(p.data), row_bytes(p.dtype, IC), p.rows, nb,
-                          static_cast<uint8_t*>(buf));
+                          static_cast<uint8_t*>(parts_impl_->q4_0.back().get()));
     }
     const int step = is_quant_dtype(p.dtype) ? kQuantGemmRows : kLaneBlockRows;
     parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
@@ -128,11 +124,11 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
       for (int i = i0; i < i1; ++i) {
         const PartsImpl::Item& it = m.items[size_t(i)];
         const QuantizedActs& a = m.acts[is_quant_dtype(p.dtype) && act_group(p.dtype) == 32 ? 0 : 1];
-        if (m.q4_0[j] && fast)
-          avx512::q4_0_packed_group(m.q4_0[j].get() + size_t(it.r0 / kQuantGemmRows) * size_t(ic_ / 32) *
-                                                         avx512::kQ4_0PackedBlock,
-                                    it.r1 - it.r0, a, dst + it.r0, oc_);
-        else if (is_quant_dtype(p.dtype)) quant_gemm_rows(p.dtype, p.data, it.r0, it.r1, a, dst, oc_, m.quant[th]);
+        if (m.q4_0[j] && fast) {
+          const size_t group_bytes = size_t(ic_ / 32) * avx512::kQ4_0PackedBlock;
+          const auto* panel = static_cast<const uint8_t*>(m.q4_0[j].get()) + size_t(it.r0 / kQuantGemmRows) * group_bytes;
+          avx512::q4_0_packed_group(panel, it.r1 - it.r0, a, dst + it.r0, oc_);
+        } else if (is_quant_dtype(p.dtype)) quant_gemm_rows(p.dtype, p.data, it.r0, it.r1, a, dst, oc_, m.quant[th]);
         else PartsImpl::lane_rows(p, ic_, x, dst, T, oc_, it.r0, it.r1, m.rows[th]);
       }
     }

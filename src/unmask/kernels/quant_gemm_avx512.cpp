@@ -296,9 +296,12 @@ void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int
 }
 
 void q4_0_repack(const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst) {
-  for (int g0 = 0; g0 < rows; g0 += kQuantGemmRows)
+  const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
+#pragma omp parallel for schedule(static)  // (at load: the first token waits on it)
+  for (int gi = 0; gi < groups; ++gi)
     for (int b = 0; b < nb; ++b) {
-      uint8_t* p = dst + (size_t(g0 / kQuantGemmRows) * size_t(nb) + size_t(b)) * kQ4_0PackedBlock;
+      const int g0 = gi * kQuantGemmRows;
+      uint8_t* p = dst + (size_t(gi) * size_t(nb) + size_t(b)) * kQ4_0PackedBlock;
       std::memset(p, 0, kQ4_0PackedBlock);  // rows past `rows`: zero codes and scales
       for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r) {
         const auto& blk = reinterpret_cast<const BlockQ4_0*>(w + size_t(g0 + r) * rb)[b];
