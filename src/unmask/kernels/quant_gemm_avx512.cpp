@@ -83,19 +83,29 @@ void pack(const QuantFormat& f, const Layout& l, const uint8_t* w, size_t rb, in
     }
 }
 
+// Rows t0 .. t0+MR of a: their codes, scales and 16-value sums.
+template <int MR>
+struct TileRows {
+  const int8_t* q[MR];
+  const float* d[MR];
+  const int16_t* s[MR];
+  TileRows(const QuantizedActs& a, int t0) {
+    for (int i = 0; i < MR; ++i) {
+      q[i] = a.q.data() + size_t(t0 + i) * size_t(a.n);
+      d[i] = a.d.data() + size_t(t0 + i) * size_t(a.n / 32);
+      s[i] = a.sum16.data() + size_t(t0 + i) * size_t(a.n / 16);
+    }
+  }
+};
+
 // out (MR, 16 lanes masked) for rows t0 .. t0+MR of a over the whole panel: the definition, 16 outputs a vector.
 template <int BLOCK, int NSUB, bool Z, bool M, int MR>
 void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   constexpr int SUB = BLOCK / NSUB;
   constexpr Layout L = layout(BLOCK, NSUB, Z, M);
-  const int8_t* xq[MR];
-  const float* xd[MR];
-  const int16_t* xs[MR];
-  for (int i = 0; i < MR; ++i) {
-    xq[i] = a.q.data() + size_t(t0 + i) * size_t(a.n);
-    xd[i] = a.d.data() + size_t(t0 + i) * size_t(a.n / 32);
-    xs[i] = a.sum16.data() + size_t(t0 + i) * size_t(a.n / 16);
-  }
+  const TileRows<MR> x(a, t0);
+  const auto &xq = x.q, &xd = x.d;
+  const auto& xs = x.s;
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
@@ -156,14 +166,9 @@ constexpr auto tiles(std::index_sequence<MR...>) {
 // raw blocks' size, so the copy takes as much memory as the weight.
 template <int MR>
 void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
-  const int8_t* xq[MR];
-  const float* xd[MR];
-  const int16_t* xs[MR];
-  for (int i = 0; i < MR; ++i) {
-    xq[i] = a.q.data() + size_t(t0 + i) * size_t(a.n);
-    xd[i] = a.d.data() + size_t(t0 + i) * size_t(a.n / 32);
-    xs[i] = a.sum16.data() + size_t(t0 + i) * size_t(a.n / 16);
-  }
+  const TileRows<MR> x(a, t0);
+  const auto &xq = x.q, &xd = x.d;
+  const auto& xs = x.s;
   const __m512i m4 = _mm512_set1_epi8(0xF);
   __m512 acc[MR];
 #pragma GCC unroll 8
