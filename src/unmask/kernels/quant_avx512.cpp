@@ -6,7 +6,6 @@
 
 #include <immintrin.h>
 
-#include <array>
 #include <cstddef>
 #include <cstring>
 #include <type_traits>

@@ -2,8 +2,6 @@
 // and the dispatch to the AVX-512 VNNI kernel (quant_gemm_avx512.cpp).
 #include "unmask/kernels/quant_gemm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
