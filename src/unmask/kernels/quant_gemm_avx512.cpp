@@ -104,7 +104,8 @@ void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* o
   constexpr int SUB = BLOCK / NSUB;
   constexpr Layout L = layout(BLOCK, NSUB, Z, M);
   const TileRows<MR> x(a, t0);
-  const auto &xq = x.q, &xd = x.d;
+  const auto& xq = x.q;
+  const auto& xd = x.d;
   const auto& xs = x.s;
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
@@ -167,7 +168,8 @@ constexpr auto tiles(std::index_sequence<MR...>) {
 template <int MR>
 void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   const TileRows<MR> x(a, t0);
-  const auto &xq = x.q, &xd = x.d;
+  const auto& xq = x.q;
+  const auto& xd = x.d;
   const auto& xs = x.s;
   const __m512i m4 = _mm512_set1_epi8(0xF);
   __m512 acc[MR];
