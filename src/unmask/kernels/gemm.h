@@ -74,6 +74,7 @@ class Linear {
   void init_parts(int IC);
   void forward_parts(float* out, const float* x, int T, const float* bias) const;
   void release_parts();
+  void repack_parts() const;  // the parts avx512::repack takes, on the first call (AVX-512)
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<PartsImpl> parts_impl_;
   std::vector<LinearPart> parts_;

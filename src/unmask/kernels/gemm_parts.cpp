@@ -44,8 +44,10 @@ struct Linear::PartsImpl {
   QuantizedActs acts[2];                   // x quantized for groups of 32 (Q8_0, Q4_0) and of 256 (K-quants)
   std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
   std::vector<QuantScratch> quant;         // per thread: quant_gemm_rows' scratch
-  // Per part: Q4_0 weights repacked at construction (avx512::q4_0_repack, AVX-512 only), else null.
-  std::vector<WeightCopy> q4_0;
+  // Per part: the weights repacked (avx512::repack: Q4_0, Q4_K, AVX-512 only) on the first call, else null:
+  // a mixture's experts are copied only once routed to.
+  std::vector<WeightCopy> packed;
+  bool repacked = false;
 
   // Output channels [r0, r1) of out (T, ldo) for an f32/f16/bf16 part: every output dot_f32 of the row converted
   // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly).
@@ -77,19 +79,27 @@ void Linear::init_parts(int IC) {
           dtype_name(p.dtype), IC, bs);
     parts_impl_->first.push_back(oc);
     oc += p.rows;
-    parts_impl_->q4_0.emplace_back(nullptr, std::free);
-    if (p.dtype == DType::Q4_0 && cpu_features().avx512_int8()) {  // decode: 16 rows per vector, no per-call panel
-      const int groups = (p.rows + kQuantGemmRows - 1) / kQuantGemmRows, nb = IC / 32;
-      parts_impl_->q4_0.back() = weight_copy(size_t(groups) * size_t(nb) * avx512::kQ4_0PackedBlock, "Linear: Q4_0");
-      avx512::q4_0_repack(static_cast<const uint8_t*>(p.data), row_bytes(p.dtype, IC), p.rows, nb,
-                          static_cast<uint8_t*>(parts_impl_->q4_0.back().get()));
-    }
+    parts_impl_->packed.emplace_back(nullptr, std::free);
     const int step = is_quant_dtype(p.dtype) ? kQuantGemmRows : kLaneBlockRows;
     parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
     for (int r0 = 0; r0 < p.rows; r0 += step) parts_impl_->items.push_back({r0, std::min(p.rows, r0 + step)});
   }
   parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
   w_ = parts_[0].data, dtype_ = parts_[0].dtype, oc_ = oc, ic_ = IC;
+}
+
+void Linear::repack_parts() const {
+  PartsImpl& m = *parts_impl_;
+  m.repacked = true;
+  for (size_t j = 0; j < parts_.size(); ++j) {
+    const LinearPart& p = parts_[j];
+    const size_t block = avx512::packed_block_bytes(p.dtype);
+    if (block == 0) continue;
+    const int groups = (p.rows + kQuantGemmRows - 1) / kQuantGemmRows, nb = ic_ / dtype_info(p.dtype).block_size;
+    m.packed[j] = weight_copy(size_t(groups) * size_t(nb) * block, "Linear: repacked weights");
+    avx512::repack(p.dtype, static_cast<const uint8_t*>(p.data), row_bytes(p.dtype, ic_), p.rows, nb,
+                   static_cast<uint8_t*>(m.packed[j].get()));
+  }
 }
 
 void Linear::release_parts() {
@@ -102,6 +112,8 @@ void Linear::release_parts() {
 void Linear::forward_parts(float* out, const float* x, int T, const float* bias) const {
   check(T >= 0, "Linear::forward: T = {}, expected >= 0", T);
   PartsImpl& m = *parts_impl_;
+  const bool fast = cpu_features().avx512_int8();
+  if (fast && !m.repacked) repack_parts();
   bool quantized[2] = {false, false};  // x quantized once per call per activation group, before the GEMMs
   for (const LinearPart& p : parts_) {
     if (!is_quant_dtype(p.dtype)) continue;
@@ -112,7 +124,6 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
   // part's items split in contiguous halves (a thread reading every other group of rows was 2x slower at decode:
   // one stream per thread is what the prefetchers follow), no barrier between the parts.
   m.rows.resize(size_t(omp_get_max_threads())), m.quant.resize(size_t(omp_get_max_threads()));
-  const bool fast = cpu_features().avx512_int8();
 #pragma omp parallel
   {
     const size_t th = size_t(omp_get_thread_num());
@@ -124,10 +135,10 @@ void Linear::forward_parts(float* out, const float* x, int T, const float* bias)
       for (int i = i0; i < i1; ++i) {
         const PartsImpl::Item& it = m.items[size_t(i)];
         const QuantizedActs& a = m.acts[is_quant_dtype(p.dtype) && act_group(p.dtype) == 32 ? 0 : 1];
-        if (m.q4_0[j] && fast) {
-          const size_t group_bytes = size_t(ic_ / 32) * avx512::kQ4_0PackedBlock;
-          const auto* panel = static_cast<const uint8_t*>(m.q4_0[j].get()) + size_t(it.r0 / kQuantGemmRows) * group_bytes;
-          avx512::q4_0_packed_group(panel, it.r1 - it.r0, a, dst + it.r0, oc_);
+        if (m.packed[j] && fast) {
+          const size_t group = size_t(ic_ / dtype_info(p.dtype).block_size) * avx512::packed_block_bytes(p.dtype);
+          const auto* panel = static_cast<const uint8_t*>(m.packed[j].get()) + size_t(it.r0 / kQuantGemmRows) * group;
+          avx512::packed_group(p.dtype, panel, it.r1 - it.r0, a, dst + it.r0, oc_);
         } else if (is_quant_dtype(p.dtype)) quant_gemm_rows(p.dtype, p.data, it.r0, it.r1, a, dst, oc_, m.quant[th]);
         else PartsImpl::lane_rows(p, ic_, x, dst, T, oc_, it.r0, it.r1, m.rows[th]);
       }

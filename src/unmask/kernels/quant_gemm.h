@@ -55,8 +55,8 @@ const QuantFormat* quant_format(DType t);
 constexpr int kQuantGemmRows = 16;
 // Rows of x up to which each group of weight rows is read straight from the blocks, row of x by row (decode: no
 // panel to build). K types (Q2_K … Q6_K) compute the definition above there too, so their outputs are the same
-// at every T. So does Q4_0: a Linear repacks its Q4_0 weights at construction into 16-row groups of nibbles
-// (avx512::q4_0_repack; the portable path computes the definition from the blocks). Q8_0, Q4_1, Q5_0 and Q5_1 take
+// at every T. A Linear repacks its Q4_0 and Q4_K weights on its first call into 16-row groups of nibbles
+// (avx512::repack) and computes the definition from those at every T (the portable path from the blocks). Q8_0, Q4_1, Q5_0 and Q5_1 take
 // dot_acts (quant.h) there, whose blocks are summed in 16 lanes: a row's bits are the same for every T up to
 // kQuantRowsDirect and for every T above, not across the two (the definition's float steps from the raw blocks
 // cost these types 0.6-0.8x of dot_acts' decode speed; a repack as Q4_0's would carry them).

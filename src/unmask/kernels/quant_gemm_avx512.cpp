@@ -161,10 +161,22 @@ constexpr auto tiles(std::index_sequence<MR...>) {
   return std::array<TileFn, sizeof...(MR)>{tile<BLOCK, NSUB, Z, M, int(MR) + 1>...};
 }
 
-// ---- Q4_0 repacked at load (q4_0_repack): the definition from nibbles, no per-call panel ----
-// A group of 16 rows, block b: 4 vectors whose lane r is bytes 4p .. 4p+3 of row r's qs (low nibbles: values
-// 4p .. 4p+3, high nibbles: 16 + 4p .. 16 + 4p + 3), then the 16 rows' f16 scales d: kQ4_0PackedBlock bytes, the
-// raw blocks' size, so the copy takes as much memory as the weight.
+// ---- Weights repacked once (repack): the definition from the nibbles, no per-call panel ----
+
+// Q4_0: a group of 16 rows, block b: 4 vectors whose lane r is bytes 4p .. 4p+3 of row r's qs (low nibbles: values
+// 4p .. 4p+3, high nibbles: 16 + 4p .. 16 + 4p + 3), then the 16 rows' f16 scales d: the raw blocks' 288 bytes.
+constexpr size_t kQ4_0Packed = 16 * 18;
+// Q4_K: a group of 16 rows, block b: 32 vectors of codes, vector 8c + p holding bytes 32c + 4p .. +3 of each row's
+// qs (low nibbles: sub-block 2c, values 4p .. 4p+3; high: sub-block 2c + 1); the 8 sub-block scales as 16 bytes
+// each (byte r: row r); the mins as 4 runs of 32 bytes (bytes 2r, 2r + 1: row r's mins of sub-blocks 2q, 2q + 1);
+// the 16 rows' f16 d, then their f16 dmin: 2,368 bytes against the raw blocks' 2,304.
+constexpr size_t kQ4_KScales = 2048, kQ4_KMins = kQ4_KScales + 128, kQ4_KD = kQ4_KMins + 128, kQ4_KDmin = kQ4_KD + 32,
+                 kQ4_KPacked = kQ4_KDmin + 32;
+
+inline __m512 load_f16x16(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
 template <int MR>
 void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   const TileRows<MR> x(a, t0);
@@ -176,7 +188,7 @@ void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
-    const uint8_t* p = panel + size_t(b) * kQ4_0PackedBlock;
+    const uint8_t* p = panel + size_t(b) * kQ4_0Packed;
     __m512i I[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)  // the zero points: -8 · (S_0 + S_1)
@@ -191,7 +203,7 @@ void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
         I[i] = _mm512_dpbusd_epi32(I[i], hi, _mm512_set1_epi32(load32(xq[i] + 32 * b + 16 + 4 * g)));
       }
     }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+    const __m512 d = load_f16x16(p + 256);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), d), acc[i]);
@@ -199,10 +211,105 @@ void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
 
-using Q4_0Tile = void (*)(const uint8_t*, int, const QuantizedActs&, int, float*, int64_t, __mmask16);
-template <size_t... MR>
-constexpr auto q4_0_tiles(std::index_sequence<MR...>) {
-  return std::array<Q4_0Tile, sizeof...(MR)>{tile_q4_0<int(MR) + 1>...};
+template <int MR>
+void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  const TileRows<MR> x(a, t0);
+  const auto& xq = x.q;
+  const auto& xd = x.d;
+  const auto& xs = x.s;
+  const __m512i m4 = _mm512_set1_epi8(0xF);
+  __m512 acc[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* p = panel + size_t(b) * kQ4_KPacked;
+    __m512i I[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) I[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {  // sub-block j: the low (j even) or high nibbles of vectors 8 (j / 2) ..
+      __m512i s[MR];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) s[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        const __m512i v = _mm512_load_si512(p + 64 * (8 * (j / 2) + g));
+        const __m512i c = _mm512_and_si512(j % 2 == 0 ? v : _mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i)
+          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(xq[i] + 256 * b + 32 * j + 4 * g)));
+      }
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQ4_KScales + 16 * j)));
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) I[i] = _mm512_add_epi32(I[i], _mm512_mullo_epi32(s[i], sc));
+    }
+    const __m512 d = load_f16x16(p + kQ4_KD);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), d), acc[i]);
+    __m512i J[MR];  // the mins: Σ_j m_j · (S_2j + S_2j+1), two sub-blocks per dpwssd
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) J[i] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m512i m =
+          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kQ4_KMins + 32 * q)));
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const int16_t* s = xs[i] + 16 * b + 4 * q;
+        const uint32_t pair = uint16_t(s[0] + s[1]) | uint32_t(uint16_t(s[2] + s[3])) << 16;
+        J[i] = _mm512_dpwssd_epi32(J[i], m, _mm512_set1_epi32(int32_t(pair)));
+      }
+    }
+    const __m512 e = _mm512_sub_ps(_mm512_setzero_ps(), load_f16x16(p + kQ4_KDmin));  // e = -dmin
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), e), acc[i]);
+  }
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
+}
+
+template <DType T, int MR>
+void packed_tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo,
+                 __mmask16 keep) {
+  if constexpr (T == DType::Q4_0) tile_q4_0<MR>(panel, nb, a, t0, out, ldo, keep);
+  else tile_q4_k<MR>(panel, nb, a, t0, out, ldo, keep);
+}
+
+template <DType T, size_t... MR>
+constexpr auto packed_tiles(std::index_sequence<MR...>) {
+  return std::array<TileFn, sizeof...(MR)>{packed_tile<T, int(MR) + 1>...};
+}
+
+// Row r's block blk into the repacked block p.
+void repack_row(const BlockQ4_0& blk, int r, uint8_t* p) {
+  for (int g = 0; g < 4; ++g) std::memcpy(p + 64 * g + 4 * r, blk.qs + 4 * g, 4);
+  std::memcpy(p + 256 + 2 * r, &blk.d, 2);
+}
+void repack_row(const BlockQ4_K& blk, int r, uint8_t* p) {
+  for (int v = 0; v < 32; ++v) std::memcpy(p + 64 * v + 4 * r, blk.qs + 32 * (v / 8) + 4 * (v % 8), 4);
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    scale_min_k4(j, blk.scales, sc, m);
+    p[kQ4_KScales + 16 * j + r] = uint8_t(sc);
+    p[kQ4_KMins + 32 * (j / 2) + 2 * r + j % 2] = uint8_t(m);
+  }
+  std::memcpy(p + kQ4_KD + 2 * r, &blk.d, 2);
+  std::memcpy(p + kQ4_KDmin + 2 * r, &blk.dmin, 2);
+}
+
+template <typename Block>
+void repack_blocks(const uint8_t* w, size_t rb, int rows, int nb, size_t bytes, uint8_t* dst) {
+  const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
+#pragma omp parallel for schedule(static)
+  for (int gi = 0; gi < groups; ++gi)
+    for (int b = 0; b < nb; ++b) {
+      const int g0 = gi * kQuantGemmRows;
+      uint8_t* p = dst + (size_t(gi) * size_t(nb) + size_t(b)) * bytes;
+      std::memset(p, 0, bytes);  // rows past `rows`: zero codes and scales
+      for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r)
+        repack_row(reinterpret_cast<const Block*>(w + size_t(g0 + r) * rb)[b], r, p);
+    }
 }
 
 // The tiles of every format shape the table of quant_gemm.cpp uses: (block, sub-blocks, zero points, mins).
@@ -302,28 +409,23 @@ void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int
     }
 }
 
-void q4_0_repack(const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst) {
-  const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
-#pragma omp parallel for schedule(static)  // (at load: the first token waits on it)
-  for (int gi = 0; gi < groups; ++gi)
-    for (int b = 0; b < nb; ++b) {
-      const int g0 = gi * kQuantGemmRows;
-      uint8_t* p = dst + (size_t(gi) * size_t(nb) + size_t(b)) * kQ4_0PackedBlock;
-      std::memset(p, 0, kQ4_0PackedBlock);  // rows past `rows`: zero codes and scales
-      for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r) {
-        const auto& blk = reinterpret_cast<const BlockQ4_0*>(w + size_t(g0 + r) * rb)[b];
-        for (int g = 0; g < 4; ++g) std::memcpy(p + 64 * g + 4 * r, blk.qs + 4 * g, 4);
-        std::memcpy(p + 256 + 2 * r, &blk.d, 2);
-      }
-    }
+size_t packed_block_bytes(DType t) { return t == DType::Q4_0 ? kQ4_0Packed : t == DType::Q4_K ? kQ4_KPacked : 0; }
+
+void repack(DType t, const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst) {
+  check(packed_block_bytes(t) > 0, "repack: {} is not repacked", dtype_name(t));
+  if (t == DType::Q4_0) repack_blocks<BlockQ4_0>(w, rb, rows, nb, kQ4_0Packed, dst);
+  else repack_blocks<BlockQ4_K>(w, rb, rows, nb, kQ4_KPacked, dst);
 }
 
-void q4_0_packed_group(const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
-  constexpr auto kTiles = q4_0_tiles(std::make_index_sequence<kMaxRows>());
+void packed_group(DType t, const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
+  constexpr auto kQ4_0 = packed_tiles<DType::Q4_0>(std::make_index_sequence<kMaxRows>());
+  constexpr auto kQ4_K = packed_tiles<DType::Q4_K>(std::make_index_sequence<kMaxRows>());
+  const auto& tiles = t == DType::Q4_0 ? kQ4_0 : kQ4_K;
+  const int nb = a.n / dtype_info(t).block_size;
   const __mmask16 keep = __mmask16((1u << nr) - 1u);
   for (int t0 = 0; t0 < a.T; t0 += kMaxRows) {
     const int mr = a.T - t0 < kMaxRows ? a.T - t0 : kMaxRows;
-    kTiles[size_t(mr - 1)](panel, a.n / 32, a, t0, out, ldo, keep);
+    tiles[size_t(mr - 1)](panel, nb, a, t0, out, ldo, keep);
   }
 }
 
