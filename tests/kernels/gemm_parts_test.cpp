@@ -8,8 +8,7 @@
 // Quantized parts (every T): x is quantized to int8 (x̂ = dx·q) and the integer block sums are exact, so against the
 // twin on x̂ only the f32 steps of the nb = IC/block blocks round: quant_gemm's definition (quant_gemm.h)
 //   |fast - exact(x̂)| <= (2·nb + 3)·eps·(Σ_i terms_i |x̂_i| + |b|),
-// and the 32-value types' row dots up to kQuantRowsDirect rows (IC/32 block terms in 16 lanes, then the
-// reduction) (IC/32 + 8)·eps·(...), where terms_i is |ŵ_i| except for the types with mins, whose two terms d·sc·q and dmin·m are summed separately
+// where terms_i is |ŵ_i| except for the types with mins, whose two terms d·sc·q and dmin·m are summed separately
 // (|d·sc·q| + |dmin·m|).
 // Against the twin on x itself, the activations' rounding adds Σ_i |ŵ_i| · dx_i/2 · (1 + 1e-6) (|x - x̂| <= dx/2).
 #include <gtest/gtest.h>
@@ -31,9 +30,6 @@
 
 namespace unmask {
 namespace {
-
-// The types whose outputs up to kQuantRowsDirect rows are dot_acts' row dots, not quant_gemm's definition (quant_gemm.h).
-bool row_dots_type(DType t) { return is_quant_dtype(t) && dtype_info(t).block_size == 32 && t != DType::Q4_0; }
 
 
 constexpr double kEps = std::numeric_limits<float>::epsilon();
@@ -162,8 +158,7 @@ void check_against_twin(const Case& c, const std::vector<float>& x, int T, const
     std::vector<float> want(size_t(T) * size_t(p.rows));
     ref::linear_forward(want.data(), xin.data(), w.data(), wtype, bias.empty() ? nullptr : bias.data() + first, T,
                         p.rows, IC);
-    const bool row_dots = row_dots_type(p.dtype) && T <= kQuantRowsDirect;
-    const double k = !quant ? IC / 16 + 6 : row_dots ? IC / 32 + 8 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
+    const double k = !quant ? IC / 16 + 6 : 2.0 * IC / dtype_info(p.dtype).block_size + 3;
     for (int t = 0; t < T; ++t)
       for (int o = 0; o < p.rows; ++o) {
         const double b = bias.empty() ? 0.0 : std::fabs(bias[size_t(first + o)]);
@@ -239,9 +234,8 @@ TEST(LinearParts, WrongScaleBreaksTheBound) {
 }
 
 // Row `at` of a pass over T rows equals the same x row run alone, bit for bit, on every path and thread count
-// (quantized parts: quant_dot's one-row result, the definition: K types at every T, read straight from the blocks
-// up to kQuantRowsDirect rows and through panels above; 32-value types above kQuantRowsDirect, and alone's row
-// dots up to it).
+// (quantized parts: quant_dot's one-row result, the definition, at every T: the repacked types' tiles, the other K
+// types read straight from the blocks up to kQuantRowsDirect rows and through panels above).
 TEST(LinearParts, RowsDoNotDependOnTheBatch) {
   const Case c = mixed_case(768, 10);
   const int OC = c.OC(), IC = c.IC;
@@ -266,7 +260,7 @@ TEST(LinearParts, RowsDoNotDependOnTheBatch) {
       omp_set_num_threads(threads);
       std::vector<float> alone(static_cast<size_t>(OC));
       lin.forward(alone.data(), row.data(), 1);
-      for (int T : {2, 3, 5, 8, 17, 64, 300})
+      for (int T : {1, 2, 3, 5, 8, 17, 64, 300})
         for (int at : {0, T / 2, T - 1}) {
           auto x = normal(T * IC, uint64_t(T * 7 + at));
           std::copy(row.begin(), row.end(), x.begin() + int64_t(at) * IC);
@@ -274,9 +268,7 @@ TEST(LinearParts, RowsDoNotDependOnTheBatch) {
           lin.forward(out.data(), x.data(), T);
           first = 0;
           for (const Part& p : c.parts) {
-            const bool two_sided = row_dots_type(p.dtype);
-            const float* want = (is_quant_dtype(p.dtype) && (!two_sided || T > kQuantRowsDirect) ? one_row : alone)
-                                    .data() + first;
+            const float* want = (is_quant_dtype(p.dtype) ? one_row : alone).data() + first;
             EXPECT_EQ(0, std::memcmp(want, out.data() + size_t(at) * size_t(OC) + size_t(first), size_t(p.rows) * 4))
                 << dtype_name(p.dtype) << " T " << T << " at " << at << " threads " << threads;
             first += p.rows;
@@ -303,9 +295,7 @@ TEST(LinearParts, FastPathGivesThePortableBits) {
     }
     int first = 0;
     for (const Part& p : c.parts) {
-      // 32-value types' row dots (T <= kQuantRowsDirect) agree within a bound: Quant.FastPathAgrees...
-      const bool row_dots = row_dots_type(p.dtype) && T <= kQuantRowsDirect;
-      for (int t = 0; t < T && !row_dots; ++t)
+      for (int t = 0; t < T; ++t)
         EXPECT_EQ(0, std::memcmp(fast.data() + size_t(t) * size_t(c.OC()) + size_t(first),
                                  portable.data() + size_t(t) * size_t(c.OC()) + size_t(first), size_t(p.rows) * 4))
             << dtype_name(p.dtype) << " T " << T << " t " << t;

@@ -9,11 +9,11 @@
 // f16 and quantized weights are read in place (memory-mapped), never copied whole, and a Linear may stack parts of
 // different types (a Q4_K_M layer holds Q4_K q/k and a Q6_K v). Every output is computed by one thread in one fixed
 // order (results do not depend on the thread count):
-// - quantized parts: x quantized to int8 per block (quantize_acts) at every T, then quant_gemm (quant_gemm.h, where
-//   the error bound is derived): up to kQuantRowsDirect rows straight from the blocks, more through int8 VNNI
-//   register tiles over panels of 16 decoded weight rows (Q4_0: over its copy repacked at construction, at every T;
-//   the copy takes the weight's size). K types (Q2_K … Q6_K) and Q4_0 compute one arithmetic at every T
-//   (batch-invariant); Q8_0, Q4_1, Q5_0, Q5_1 one up to kQuantRowsDirect rows and one above (quant_gemm.h).
+// - quantized parts: x quantized to int8 per block (quantize_acts) at every T, then quant_gemm's one arithmetic
+//   (quant_gemm.h, where the error bound is derived), the same at every T (batch-invariant): Q8_0, Q4_0, Q4_1,
+//   Q5_0, Q5_1 and Q4_K through int8 VNNI register tiles over a copy repacked into 16-row groups on the first call
+//   (the copy takes the weight's size); the other K types up to kQuantRowsDirect rows straight from the blocks,
+//   more through register tiles over panels of 16 weight rows decoded per call.
 // - f16, bf16 and f32 parts (batch-invariant: one arithmetic for every T):
 //   every output dot_f32 of the row converted exactly to f32 with the row of x (16 lane
 //   sums of FMAs, reduce16), in register tiles of up to 6 rows of x × 4 weight rows converted on the fly (one row

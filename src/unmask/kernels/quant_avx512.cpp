@@ -321,7 +321,7 @@ float dot_k(const Block* w, ActRow x, int64_t nb) {
 // First the exact integer dots I_b and J_b of every block, row after row (the weights read as one stream), from
 // the dot kernels' integer partials (summed across lanes: exact in int32); then the definition's float steps of
 // each block for the 16 rows at once, lane r = weight row r. (The 32-value types measured 0.6-0.8x their row dots
-// this way, whose two-block vectors need no sum across lanes: they keep dot_acts up to kQuantRowsDirect rows.)
+// this way, whose two-block vectors need no sum across lanes: a Linear repacks them, avx512::repack.)
 
 // Q2_K … Q6_K: a block's integer partials, I (16 lanes) and J (8 lanes, types with mins).
 template <DType T>

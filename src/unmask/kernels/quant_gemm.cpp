@@ -148,12 +148,9 @@ void quant_gemm_rows(DType t, const void* w, int o0, int o1, const QuantizedActs
   const size_t rb = row_bytes(t, a.n);
   const auto* base = static_cast<const uint8_t*>(w);
   const bool fast = cpu_features().avx512_int8();
-  if (a.T <= kQuantRowsDirect && f->block == 32 && t != DType::Q4_0) {  // dot_acts' arithmetic (above)
-    for (int o = o0; o < o1; ++o)
-      for (int r = 0; r < a.T; ++r) out[r * ldo + o] = dot_acts(t, base + size_t(o) * rb, a, r);
-  } else if (!fast) {
+  if (!fast) {
     gemm_portable(*f, base, rb, o0, o1, a, out, ldo, scratch.acc);
-  } else if (a.T > kQuantRowsDirect || f->block == 32) {  // (Q4_0 here only when not repacked: see the header)
+  } else if (a.T > kQuantRowsDirect || f->block == 32) {  // (32-value types here only when not repacked)
     avx512::quant_gemm_group(*f, base + size_t(o0) * rb, rb, o1 - o0, a, out + o0, ldo, scratch.panel);
   } else {
     for (int r = 0; r < a.T; ++r)

@@ -53,13 +53,11 @@ const QuantFormat* quant_format(DType t);
 
 // Weight rows per group: one 512-bit vector of int32 holds an output of each (the AVX-512 kernel's tile width).
 constexpr int kQuantGemmRows = 16;
-// Rows of x up to which each group of weight rows is read straight from the blocks, row of x by row (decode: no
-// panel to build). K types (Q2_K … Q6_K) compute the definition above there too, so their outputs are the same
-// at every T. A Linear repacks its Q4_0 and Q4_K weights on its first call into 16-row groups of nibbles
-// (avx512::repack) and computes the definition from those at every T (the portable path from the blocks). Q8_0, Q4_1, Q5_0 and Q5_1 take
-// dot_acts (quant.h) there, whose blocks are summed in 16 lanes: a row's bits are the same for every T up to
-// kQuantRowsDirect and for every T above, not across the two (the definition's float steps from the raw blocks
-// cost these types 0.6-0.8x of dot_acts' decode speed; a repack as Q4_0's would carry them).
+// Rows of x up to which the K types (Q2_K, Q3_K, Q5_K, Q6_K) are read straight from the blocks, row of x by row
+// (decode: no panel to build), computing the definition above as the panel kernel does above it. A Linear repacks
+// its Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K weights on its first call into 16-row groups (avx512::repack) and
+// computes the definition from those at every T; the portable path computes it from the blocks. So every type's
+// outputs are the same at every T.
 constexpr int kQuantRowsDirect = 4;
 
 // One thread's scratch for quant_gemm_rows: grows to the largest call, reused.

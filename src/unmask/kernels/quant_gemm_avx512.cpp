@@ -10,8 +10,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "unmask/base/error.h"
@@ -163,9 +165,27 @@ constexpr auto tiles(std::index_sequence<MR...>) {
 
 // ---- Weights repacked once (repack): the definition from the nibbles, no per-call panel ----
 
-// Q4_0: a group of 16 rows, block b: 4 vectors whose lane r is bytes 4p .. 4p+3 of row r's qs (low nibbles: values
-// 4p .. 4p+3, high nibbles: 16 + 4p .. 16 + 4p + 3), then the 16 rows' f16 scales d: the raw blocks' 288 bytes.
-constexpr size_t kQ4_0Packed = 16 * 18;
+// The 32-value types: a group of 16 rows, block b: the codes (Q8_0: 8 vectors, lane r bytes 4g .. 4g+3 of row r's
+// codes + 128; the others: 4 vectors of row r's qs bytes 4g .. 4g+3, low nibbles values 4g .., high 16 + 4g ..),
+// Q5_0 / Q5_1: a vector of 5th bits (lane r: row r's qh), the 16 rows' f16 d, then Q4_1 / Q5_1 their f16 m: the raw
+// blocks' size.
+struct Packed32 {
+  int code_vectors;  // 8: bytes; 4: nibbles
+  bool qh, m;        // 5th bits; offsets m (e = +m, J = S_0 + S_1)
+  int z;             // zero point of every value
+  size_t d() const { return size_t(64 * code_vectors + (qh ? 64 : 0)); }
+  size_t bytes() const { return d() + 32 + (m ? 32 : 0); }
+};
+constexpr Packed32 packed32(DType t) {
+  switch (t) {
+    case DType::Q8_0: return {8, false, false, -128};
+    case DType::Q4_0: return {4, false, false, -8};
+    case DType::Q4_1: return {4, false, true, 0};
+    case DType::Q5_0: return {4, true, false, -16};
+    default: return {4, true, true, 0};  // Q5_1
+  }
+}
+
 // Q4_K: a group of 16 rows, block b: 32 vectors of codes, vector 8c + p holding bytes 32c + 4p .. +3 of each row's
 // qs (low nibbles: sub-block 2c, values 4p .. 4p+3; high: sub-block 2c + 1); the 8 sub-block scales as 16 bytes
 // each (byte r: row r); the mins as 4 runs of 32 bytes (bytes 2r, 2r + 1: row r's mins of sub-blocks 2q, 2q + 1);
@@ -177,8 +197,17 @@ inline __m512 load_f16x16(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-template <int MR>
-void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+// Lane r, byte i of the result: bit 4 set where bit k + i of lane r of h is (the 5th bits of values k .. k+3).
+inline __m512i fifth_bits(__m512i h, int k) {
+  // (4 bits) · (1 + 2^7 + 2^14 + 2^21) puts bit i at 8i without carries
+  const __m512i spread = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(h, k), _mm512_set1_epi32(0xF)),
+                                            _mm512_set1_epi32(0x204081));
+  return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
+}
+
+template <DType T, int MR>
+void tile_32(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  constexpr Packed32 P = packed32(T);
   const TileRows<MR> x(a, t0);
   const auto& xq = x.q;
   const auto& xd = x.d;
@@ -188,25 +217,41 @@ void tile_q4_0(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
-    const uint8_t* p = panel + size_t(b) * kQ4_0Packed;
+    const uint8_t* p = panel + size_t(b) * P.bytes();
     __m512i I[MR];
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)  // the zero points: -8 · (S_0 + S_1)
-      I[i] = _mm512_set1_epi32(-8 * (int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
+    for (int i = 0; i < MR; ++i)  // the zero points: z · (S_0 + S_1)
+      I[i] = _mm512_set1_epi32(P.z * (int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
+    __m512i h = _mm512_setzero_si512();
+    if constexpr (P.qh) h = _mm512_loadu_si512(p + 256);
 #pragma GCC unroll 4
-    for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_loadu_si512(p + 64 * g);  // (blocks of 288 bytes: 64-byte aligned every other)
-      const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    for (int g = 0; g < 4; ++g) {  // values 4g .. 4g+3 (lo) and 16 + 4g .. (hi)
+      __m512i lo, hi;
+      if constexpr (P.code_vectors == 8) {
+        lo = _mm512_loadu_si512(p + 64 * g), hi = _mm512_loadu_si512(p + 64 * (g + 4));
+      } else {
+        const __m512i v = _mm512_loadu_si512(p + 64 * g);
+        lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if constexpr (P.qh) lo = _mm512_or_si512(lo, fifth_bits(h, 4 * g)), hi = _mm512_or_si512(hi, fifth_bits(h, 16 + 4 * g));
+      }
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         I[i] = _mm512_dpbusd_epi32(I[i], lo, _mm512_set1_epi32(load32(xq[i] + 32 * b + 4 * g)));
         I[i] = _mm512_dpbusd_epi32(I[i], hi, _mm512_set1_epi32(load32(xq[i] + 32 * b + 16 + 4 * g)));
       }
     }
-    const __m512 d = load_f16x16(p + 256);
+    const __m512 d = load_f16x16(p + P.d());
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), d), acc[i]);
+    if constexpr (P.m) {
+      const __m512 e = load_f16x16(p + P.d() + 32);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 J = _mm512_set1_ps(float(int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
+        acc[i] = _mm512_fmadd_ps(J, _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), e), acc[i]);
+      }
+    }
   }
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
@@ -272,8 +317,8 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 template <DType T, int MR>
 void packed_tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo,
                  __mmask16 keep) {
-  if constexpr (T == DType::Q4_0) tile_q4_0<MR>(panel, nb, a, t0, out, ldo, keep);
-  else tile_q4_k<MR>(panel, nb, a, t0, out, ldo, keep);
+  if constexpr (T == DType::Q4_K) tile_q4_k<MR>(panel, nb, a, t0, out, ldo, keep);
+  else tile_32<T, MR>(panel, nb, a, t0, out, ldo, keep);
 }
 
 template <DType T, size_t... MR>
@@ -282,9 +327,21 @@ constexpr auto packed_tiles(std::index_sequence<MR...>) {
 }
 
 // Row r's block blk into the repacked block p.
-void repack_row(const BlockQ4_0& blk, int r, uint8_t* p) {
+void repack_row(const BlockQ8_0& blk, int r, uint8_t* p) {
+  for (int k = 0; k < 32; ++k) p[64 * (k / 4) + 4 * r + k % 4] = uint8_t(blk.qs[k] + 128);
+  std::memcpy(p + packed32(DType::Q8_0).d() + 2 * r, &blk.d, 2);
+}
+template <typename Block>  // Q4_0, Q4_1, Q5_0, Q5_1
+void repack_row(const Block& blk, int r, uint8_t* p) {
+  constexpr DType T = std::is_same_v<Block, BlockQ4_0>   ? DType::Q4_0
+                      : std::is_same_v<Block, BlockQ4_1> ? DType::Q4_1
+                      : std::is_same_v<Block, BlockQ5_0> ? DType::Q5_0
+                                                         : DType::Q5_1;
+  constexpr Packed32 P = packed32(T);
   for (int g = 0; g < 4; ++g) std::memcpy(p + 64 * g + 4 * r, blk.qs + 4 * g, 4);
-  std::memcpy(p + 256 + 2 * r, &blk.d, 2);
+  if constexpr (P.qh) std::memcpy(p + 256 + 4 * r, blk.qh, 4);
+  std::memcpy(p + P.d() + 2 * r, &blk.d, 2);
+  if constexpr (P.m) std::memcpy(p + P.d() + 32 + 2 * r, &blk.m, 2);
 }
 void repack_row(const BlockQ4_K& blk, int r, uint8_t* p) {
   for (int v = 0; v < 32; ++v) std::memcpy(p + 64 * v + 4 * r, blk.qs + 32 * (v / 8) + 4 * (v % 8), 4);
@@ -409,18 +466,36 @@ void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int
     }
 }
 
-size_t packed_block_bytes(DType t) { return t == DType::Q4_0 ? kQ4_0Packed : t == DType::Q4_K ? kQ4_KPacked : 0; }
+size_t packed_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return packed32(t).bytes();
+    case DType::Q4_K: return kQ4_KPacked;
+    default: return 0;
+  }
+}
 
 void repack(DType t, const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst) {
-  check(packed_block_bytes(t) > 0, "repack: {} is not repacked", dtype_name(t));
-  if (t == DType::Q4_0) repack_blocks<BlockQ4_0>(w, rb, rows, nb, kQ4_0Packed, dst);
-  else repack_blocks<BlockQ4_K>(w, rb, rows, nb, kQ4_KPacked, dst);
+  const size_t bytes = packed_block_bytes(t);
+  switch (t) {
+    case DType::Q8_0: return repack_blocks<BlockQ8_0>(w, rb, rows, nb, bytes, dst);
+    case DType::Q4_0: return repack_blocks<BlockQ4_0>(w, rb, rows, nb, bytes, dst);
+    case DType::Q4_1: return repack_blocks<BlockQ4_1>(w, rb, rows, nb, bytes, dst);
+    case DType::Q5_0: return repack_blocks<BlockQ5_0>(w, rb, rows, nb, bytes, dst);
+    case DType::Q5_1: return repack_blocks<BlockQ5_1>(w, rb, rows, nb, bytes, dst);
+    case DType::Q4_K: return repack_blocks<BlockQ4_K>(w, rb, rows, nb, bytes, dst);
+    default: fail("repack: {} is not repacked", dtype_name(t));
+  }
 }
 
 void packed_group(DType t, const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
-  constexpr auto kQ4_0 = packed_tiles<DType::Q4_0>(std::make_index_sequence<kMaxRows>());
-  constexpr auto kQ4_K = packed_tiles<DType::Q4_K>(std::make_index_sequence<kMaxRows>());
-  const auto& tiles = t == DType::Q4_0 ? kQ4_0 : kQ4_K;
+  constexpr auto seq = std::make_index_sequence<kMaxRows>();
+  constexpr std::array<std::array<TileFn, kMaxRows>, 6> kTiles = {
+      packed_tiles<DType::Q8_0>(seq), packed_tiles<DType::Q4_0>(seq), packed_tiles<DType::Q4_1>(seq),
+      packed_tiles<DType::Q5_0>(seq), packed_tiles<DType::Q5_1>(seq), packed_tiles<DType::Q4_K>(seq)};
+  constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K};
+  const auto* it = std::find(std::begin(kTypes), std::end(kTypes), t);
+  check(it != std::end(kTypes), "packed_group: {} is not repacked", dtype_name(t));
+  const auto& tiles = kTiles[size_t(it - std::begin(kTypes))];
   const int nb = a.n / dtype_info(t).block_size;
   const __mmask16 keep = __mmask16((1u << nr) - 1u);
   for (int t0 = 0; t0 < a.T; t0 += kMaxRows) {
