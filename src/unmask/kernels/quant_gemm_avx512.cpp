@@ -186,12 +186,20 @@ constexpr Packed32 packed32(DType t) {
   }
 }
 
-// Q4_K: a group of 16 rows, block b: 32 vectors of codes, vector 8c + p holding bytes 32c + 4p .. +3 of each row's
-// qs (low nibbles: sub-block 2c, values 4p .. 4p+3; high: sub-block 2c + 1); the 8 sub-block scales as 16 bytes
+// Q4_K and Q5_K: a group of 16 rows, block b: 32 vectors of codes, vector 8c + p holding bytes 32c + 4p .. +3 of
+// each row's qs (low nibbles: sub-block 2c, values 4p .. 4p+3; high: sub-block 2c + 1); Q5_K: 8 vectors of 5th
+// bits, vector p holding bytes 4p .. 4p+3 of each row's qh (bit j: sub-block j); the 8 sub-block scales as 16 bytes
 // each (byte r: row r); the mins as 4 runs of 32 bytes (bytes 2r, 2r + 1: row r's mins of sub-blocks 2q, 2q + 1);
-// the 16 rows' f16 d, then their f16 dmin: 2,368 bytes against the raw blocks' 2,304.
-constexpr size_t kQ4_KScales = 2048, kQ4_KMins = kQ4_KScales + 128, kQ4_KD = kQ4_KMins + 128, kQ4_KDmin = kQ4_KD + 32,
-                 kQ4_KPacked = kQ4_KDmin + 32;
+// the 16 rows' f16 d, then their f16 dmin: 2,368 bytes against the raw blocks' 2,304 (Q5_K: 2,880, 2,816).
+struct PackedK {
+  bool qh;
+  size_t scales() const { return qh ? 2048 + 512 : 2048; }
+  size_t mins() const { return scales() + 128; }
+  size_t d() const { return mins() + 128; }
+  size_t dmin() const { return d() + 32; }
+  size_t bytes() const { return dmin() + 32; }
+};
+constexpr PackedK packed_k(DType t) { return {t == DType::Q5_K}; }
 
 inline __m512 load_f16x16(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -256,8 +264,9 @@ void tile_32(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
 
-template <int MR>
-void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+template <DType T, int MR>
+void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  constexpr PackedK P = packed_k(T);
   const TileRows<MR> x(a, t0);
   const auto& xq = x.q;
   const auto& xd = x.d;
@@ -267,7 +276,7 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
-    const uint8_t* p = panel + size_t(b) * kQ4_KPacked;
+    const uint8_t* p = panel + size_t(b) * P.bytes();
     __m512i I[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) I[i] = _mm512_setzero_si512();
@@ -279,16 +288,21 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
         const __m512i v = _mm512_load_si512(p + 64 * (8 * (j / 2) + g));
-        const __m512i c = _mm512_and_si512(j % 2 == 0 ? v : _mm512_srli_epi16(v, 4), m4);
+        __m512i c = _mm512_and_si512(j % 2 == 0 ? v : _mm512_srli_epi16(v, 4), m4);
+        if constexpr (P.qh) {  // bit j of each qh byte to bit 4
+          const __m512i h = _mm512_load_si512(p + 2048 + 64 * g);
+          const __m512i at4 = j <= 4 ? _mm512_slli_epi32(h, 4 - j) : _mm512_srli_epi32(h, j - 4);
+          c = _mm512_or_si512(c, _mm512_and_si512(at4, _mm512_set1_epi8(0x10)));
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i)
           s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(xq[i] + 256 * b + 32 * j + 4 * g)));
       }
-      const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQ4_KScales + 16 * j)));
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + P.scales() + 16 * j)));
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) I[i] = _mm512_add_epi32(I[i], _mm512_mullo_epi32(s[i], sc));
     }
-    const __m512 d = load_f16x16(p + kQ4_KD);
+    const __m512 d = load_f16x16(p + P.d());
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), d), acc[i]);
@@ -298,7 +312,7 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
       const __m512i m =
-          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kQ4_KMins + 32 * q)));
+          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + P.mins() + 32 * q)));
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         const int16_t* s = xs[i] + 16 * b + 4 * q;
@@ -306,7 +320,7 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
         J[i] = _mm512_dpwssd_epi32(J[i], m, _mm512_set1_epi32(int32_t(pair)));
       }
     }
-    const __m512 e = _mm512_sub_ps(_mm512_setzero_ps(), load_f16x16(p + kQ4_KDmin));  // e = -dmin
+    const __m512 e = _mm512_sub_ps(_mm512_setzero_ps(), load_f16x16(p + P.dmin()));  // e = -dmin
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), e), acc[i]);
@@ -317,7 +331,7 @@ void tile_q4_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
 template <DType T, int MR>
 void packed_tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo,
                  __mmask16 keep) {
-  if constexpr (T == DType::Q4_K) tile_q4_k<MR>(panel, nb, a, t0, out, ldo, keep);
+  if constexpr (T == DType::Q4_K || T == DType::Q5_K) tile_k<T, MR>(panel, nb, a, t0, out, ldo, keep);
   else tile_32<T, MR>(panel, nb, a, t0, out, ldo, keep);
 }
 
@@ -343,17 +357,23 @@ void repack_row(const Block& blk, int r, uint8_t* p) {
   std::memcpy(p + P.d() + 2 * r, &blk.d, 2);
   if constexpr (P.m) std::memcpy(p + P.d() + 32 + 2 * r, &blk.m, 2);
 }
-void repack_row(const BlockQ4_K& blk, int r, uint8_t* p) {
+template <typename Block>  // Q4_K, Q5_K
+void repack_row_k(const Block& blk, int r, uint8_t* p) {
+  constexpr PackedK P = packed_k(std::is_same_v<Block, BlockQ5_K> ? DType::Q5_K : DType::Q4_K);
   for (int v = 0; v < 32; ++v) std::memcpy(p + 64 * v + 4 * r, blk.qs + 32 * (v / 8) + 4 * (v % 8), 4);
+  if constexpr (P.qh)
+    for (int v = 0; v < 8; ++v) std::memcpy(p + 2048 + 64 * v + 4 * r, blk.qh + 4 * v, 4);
   for (int j = 0; j < 8; ++j) {
     int sc, m;
     scale_min_k4(j, blk.scales, sc, m);
-    p[kQ4_KScales + 16 * j + r] = uint8_t(sc);
-    p[kQ4_KMins + 32 * (j / 2) + 2 * r + j % 2] = uint8_t(m);
+    p[P.scales() + 16 * j + r] = uint8_t(sc);
+    p[P.mins() + 32 * (j / 2) + 2 * r + j % 2] = uint8_t(m);
   }
-  std::memcpy(p + kQ4_KD + 2 * r, &blk.d, 2);
-  std::memcpy(p + kQ4_KDmin + 2 * r, &blk.dmin, 2);
+  std::memcpy(p + P.d() + 2 * r, &blk.d, 2);
+  std::memcpy(p + P.dmin() + 2 * r, &blk.dmin, 2);
 }
+void repack_row(const BlockQ4_K& blk, int r, uint8_t* p) { repack_row_k(blk, r, p); }
+void repack_row(const BlockQ5_K& blk, int r, uint8_t* p) { repack_row_k(blk, r, p); }
 
 template <typename Block>
 void repack_blocks(const uint8_t* w, size_t rb, int rows, int nb, size_t bytes, uint8_t* dst) {
@@ -469,7 +489,7 @@ void lane_gemm(DType t, const uint8_t* w, size_t rb, int nr, const float* x, int
 size_t packed_block_bytes(DType t) {
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return packed32(t).bytes();
-    case DType::Q4_K: return kQ4_KPacked;
+    case DType::Q4_K: case DType::Q5_K: return packed_k(t).bytes();
     default: return 0;
   }
 }
@@ -483,16 +503,18 @@ void repack(DType t, const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst
     case DType::Q5_0: return repack_blocks<BlockQ5_0>(w, rb, rows, nb, bytes, dst);
     case DType::Q5_1: return repack_blocks<BlockQ5_1>(w, rb, rows, nb, bytes, dst);
     case DType::Q4_K: return repack_blocks<BlockQ4_K>(w, rb, rows, nb, bytes, dst);
+    case DType::Q5_K: return repack_blocks<BlockQ5_K>(w, rb, rows, nb, bytes, dst);
     default: fail("repack: {} is not repacked", dtype_name(t));
   }
 }
 
 void packed_group(DType t, const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
   constexpr auto seq = std::make_index_sequence<kMaxRows>();
-  constexpr std::array<std::array<TileFn, kMaxRows>, 6> kTiles = {
+  constexpr std::array<std::array<TileFn, kMaxRows>, 7> kTiles = {
       packed_tiles<DType::Q8_0>(seq), packed_tiles<DType::Q4_0>(seq), packed_tiles<DType::Q4_1>(seq),
-      packed_tiles<DType::Q5_0>(seq), packed_tiles<DType::Q5_1>(seq), packed_tiles<DType::Q4_K>(seq)};
-  constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K};
+      packed_tiles<DType::Q5_0>(seq), packed_tiles<DType::Q5_1>(seq), packed_tiles<DType::Q4_K>(seq),
+      packed_tiles<DType::Q5_K>(seq)};
+  constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K};
   const auto* it = std::find(std::begin(kTypes), std::end(kTypes), t);
   check(it != std::end(kTypes), "packed_group: {} is not repacked", dtype_name(t));
   const auto& tiles = kTiles[size_t(it - std::begin(kTypes))];
