@@ -201,6 +201,11 @@ struct PackedK {
 };
 constexpr PackedK packed_k(DType t) { return {t == DType::Q5_K}; }
 
+// Q6_K: a group of 16 rows, block b: 32 vectors of ql, vector 8c + p holding bytes 32c + 4p .. +3 of each row's ql;
+// 16 vectors of qh, vector 8h + p holding bytes 32h + 4p .. +3 of each row's qh; the 16 sub-block scales as 16 bytes
+// each (byte r: row r); the 16 rows' f16 d: the raw blocks' 3,360 bytes.
+constexpr size_t kQ6_KQh = 2048, kQ6_KScales = kQ6_KQh + 1024, kQ6_KD = kQ6_KScales + 256, kQ6_KPacked = kQ6_KD + 32;
+
 inline __m512 load_f16x16(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
@@ -328,10 +333,60 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
 
+// Sub-block j of 16 values: half h = j / 8 (128 values), quarter q = (j % 8) / 2 (its 32), j % 2 the 16 of those:
+// low 4 bits from ql chunk 2h + q % 2 (low nibbles for q < 2), bits 4-5 from bits 2q, 2q + 1 of qh chunk h.
+template <int MR>
+void tile_q6_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
+  const TileRows<MR> x(a, t0);
+  const auto& xq = x.q;
+  const auto& xd = x.d;
+  const auto& xs = x.s;
+  const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+  __m512 acc[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* p = panel + size_t(b) * kQ6_KPacked;
+    __m512i I[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) I[i] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) {
+      const int h = j / 8, q = (j % 8) / 2;
+      __m512i s[MR];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) s[i] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g) {
+        const int v = 4 * (j % 2) + g;
+        const __m512i l = _mm512_loadu_si512(p + 64 * (8 * (2 * h + q % 2) + v));  // (64-byte aligned every other)
+        const __m512i hb = _mm512_loadu_si512(p + kQ6_KQh + 64 * (8 * h + v));
+        const __m512i at4 = q <= 2 ? _mm512_slli_epi32(hb, 4 - 2 * q) : _mm512_srli_epi32(hb, 2 * q - 4);
+        const __m512i c = _mm512_or_si512(_mm512_and_si512(q < 2 ? l : _mm512_srli_epi16(l, 4), m4),
+                                          _mm512_and_si512(at4, m30));
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i)
+          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(xq[i] + 256 * b + 16 * j + 4 * g)));
+      }
+      const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQ6_KScales + 16 * j)));
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i)  // sc_j · (Σ c·q - 32 S_j): the zero point -32·sc_j
+        I[i] = _mm512_add_epi32(
+            I[i], _mm512_mullo_epi32(_mm512_sub_epi32(s[i], _mm512_set1_epi32(32 * int32_t(xs[i][16 * b + j]))), sc));
+    }
+    const __m512 d = load_f16x16(p + kQ6_KD);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), d), acc[i]);
+  }
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
+}
+
 template <DType T, int MR>
 void packed_tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo,
                  __mmask16 keep) {
   if constexpr (T == DType::Q4_K || T == DType::Q5_K) tile_k<T, MR>(panel, nb, a, t0, out, ldo, keep);
+  else if constexpr (T == DType::Q6_K) tile_q6_k<MR>(panel, nb, a, t0, out, ldo, keep);
   else tile_32<T, MR>(panel, nb, a, t0, out, ldo, keep);
 }
 
@@ -374,6 +429,12 @@ void repack_row_k(const Block& blk, int r, uint8_t* p) {
 }
 void repack_row(const BlockQ4_K& blk, int r, uint8_t* p) { repack_row_k(blk, r, p); }
 void repack_row(const BlockQ5_K& blk, int r, uint8_t* p) { repack_row_k(blk, r, p); }
+void repack_row(const BlockQ6_K& blk, int r, uint8_t* p) {
+  for (int v = 0; v < 32; ++v) std::memcpy(p + 64 * v + 4 * r, blk.ql + 4 * v, 4);
+  for (int v = 0; v < 16; ++v) std::memcpy(p + kQ6_KQh + 64 * v + 4 * r, blk.qh + 4 * v, 4);
+  for (int j = 0; j < 16; ++j) p[kQ6_KScales + 16 * j + r] = uint8_t(blk.scales[j]);
+  std::memcpy(p + kQ6_KD + 2 * r, &blk.d, 2);
+}
 
 template <typename Block>
 void repack_blocks(const uint8_t* w, size_t rb, int rows, int nb, size_t bytes, uint8_t* dst) {
@@ -490,6 +551,7 @@ size_t packed_block_bytes(DType t) {
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return packed32(t).bytes();
     case DType::Q4_K: case DType::Q5_K: return packed_k(t).bytes();
+    case DType::Q6_K: return kQ6_KPacked;
     default: return 0;
   }
 }
@@ -504,17 +566,19 @@ void repack(DType t, const uint8_t* w, size_t rb, int rows, int nb, uint8_t* dst
     case DType::Q5_1: return repack_blocks<BlockQ5_1>(w, rb, rows, nb, bytes, dst);
     case DType::Q4_K: return repack_blocks<BlockQ4_K>(w, rb, rows, nb, bytes, dst);
     case DType::Q5_K: return repack_blocks<BlockQ5_K>(w, rb, rows, nb, bytes, dst);
+    case DType::Q6_K: return repack_blocks<BlockQ6_K>(w, rb, rows, nb, bytes, dst);
     default: fail("repack: {} is not repacked", dtype_name(t));
   }
 }
 
 void packed_group(DType t, const uint8_t* panel, int nr, const QuantizedActs& a, float* out, int64_t ldo) {
   constexpr auto seq = std::make_index_sequence<kMaxRows>();
-  constexpr std::array<std::array<TileFn, kMaxRows>, 7> kTiles = {
+  constexpr std::array<std::array<TileFn, kMaxRows>, 8> kTiles = {
       packed_tiles<DType::Q8_0>(seq), packed_tiles<DType::Q4_0>(seq), packed_tiles<DType::Q4_1>(seq),
       packed_tiles<DType::Q5_0>(seq), packed_tiles<DType::Q5_1>(seq), packed_tiles<DType::Q4_K>(seq),
-      packed_tiles<DType::Q5_K>(seq)};
-  constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K};
+      packed_tiles<DType::Q5_K>(seq), packed_tiles<DType::Q6_K>(seq)};
+  constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                              DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
   const auto* it = std::find(std::begin(kTypes), std::end(kTypes), t);
   check(it != std::end(kTypes), "packed_group: {} is not repacked", dtype_name(t));
   const auto& tiles = kTiles[size_t(it - std::begin(kTypes))];
