@@ -330,6 +330,20 @@ TEST(LinearParts, QuantDotIsTheOneRowCase) {
   }
 }
 
+// Weights read from their blocks (repack off: a model too large to copy) give the repacked tiles' bits.
+TEST(LinearParts, RepackedAndInPlaceGiveTheSameBits) {
+  const Case c = mixed_case(768, 15);
+  Linear packed(c.views(), c.IC), in_place(c.views(), c.IC, false);
+  for (int T : {1, 3, 9}) {
+    const auto x = normal(T * c.IC, uint64_t(T + 40));
+    std::vector<float> y1(size_t(T) * size_t(c.OC())), y2(y1.size());
+    packed.forward(y1.data(), x.data(), T);
+    in_place.forward(y2.data(), x.data(), T);
+    EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * 4)) << "T " << T;
+  }
+  EXPECT_TRUE(quant_repacks(DType::Q4_K) && quant_repacks(DType::Q8_0) && !quant_repacks(DType::Q2_K));
+}
+
 TEST(LinearParts, ResultsDoNotDependOnTheThreadCount) {
   const Case c = mixed_case(768, 4);
   Linear lin(c.views(), c.IC);

@@ -225,13 +225,15 @@ Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
-Linear::Linear(std::vector<LinearPart> parts, int IC) : parts_(std::move(parts)) { init_parts(IC); }
+Linear::Linear(std::vector<LinearPart> parts, int IC, bool repack) : parts_(std::move(parts)) {
+  init_parts(IC, repack);
+}
 
 Linear::Linear(const void* w, DType dtype, int OC, int IC) : w_(w), dtype_(dtype), oc_(OC), ic_(IC) {
   check(OC > 0 && IC > 0 && w != nullptr, "Linear: weight ({}, {}) at {} is empty or null", OC, IC, w);
   if (dtype != DType::F32 && dtype != DType::BF16) {  // read in place (gemm_parts.cpp)
     parts_ = {{w, dtype, OC}};
-    init_parts(IC);
+    init_parts(IC, true);
     return;
   }
   impl_ = std::make_unique<Impl>();
@@ -276,7 +278,7 @@ void Linear::forward(float* out, const float* x, int T, const float* bias) const
 }
 
 void Linear::repack() {
-  if (!impl_) return;
+  if (parts_impl_) return repack_parts();
   for (auto& p : impl_->packed) impl_->pack(*p.mem);
 }
 

@@ -45,8 +45,10 @@ class Linear {
   // the quantized types as one part of the constructor below.
   Linear(const void* w, DType dtype, int OC, int IC);
   // The parts stacked in order (OC = Σ rows), each of any type (f32, f16, bf16, quantized), read in place. Throws
-  // naming the part when a row is not whole blocks of its type.
-  Linear(std::vector<LinearPart> parts, int IC);
+  // naming the part when a row is not whole blocks of its type. repack: the quantized types avx512::repack takes
+  // are copied into its layout on the first call (their size again in memory; faster), else read from the blocks
+  // (the same bits).
+  Linear(std::vector<LinearPart> parts, int IC, bool repack = true);
   ~Linear();
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
@@ -71,7 +73,7 @@ class Linear {
  private:
   struct Impl;
   struct PartsImpl;  // gemm_parts.cpp
-  void init_parts(int IC);
+  void init_parts(int IC, bool repack);
   void forward_parts(float* out, const float* x, int T, const float* bias) const;
   void release_parts();
   void repack_parts() const;  // the parts avx512::repack takes, on the first call (AVX-512)

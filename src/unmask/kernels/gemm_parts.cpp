@@ -47,7 +47,7 @@ struct Linear::PartsImpl {
   // Per part: the weights repacked (avx512::repack: Q4_0, Q4_K, AVX-512 only) on the first call, else null:
   // a mixture's experts are copied only once routed to.
   std::vector<WeightCopy> packed;
-  bool repacked = false;
+  bool repack = true, repacked = false;
 
   // Output channels [r0, r1) of out (T, ldo) for an f32/f16/bf16 part: every output dot_f32 of the row converted
   // exactly to f32 with the row of x, whatever T (AVX-512: register tiles, rows converted on the fly).
@@ -65,10 +65,11 @@ struct Linear::PartsImpl {
   }
 };
 
-void Linear::init_parts(int IC) {
+void Linear::init_parts(int IC, bool repack) {
   check(!parts_.empty() && IC > 0, "Linear: {} parts of {} columns, expected at least one part and IC > 0",
         parts_.size(), IC);
   parts_impl_ = std::make_shared<PartsImpl>();
+  parts_impl_->repack = repack;
   int oc = 0;
   for (size_t i = 0; i < parts_.size(); ++i) {
     const LinearPart& p = parts_[i];
@@ -91,6 +92,7 @@ void Linear::init_parts(int IC) {
 void Linear::repack_parts() const {
   PartsImpl& m = *parts_impl_;
   m.repacked = true;
+  if (!m.repack || !cpu_features().avx512_int8()) return;
   for (size_t j = 0; j < parts_.size(); ++j) {
     const LinearPart& p = parts_[j];
     const size_t block = avx512::packed_block_bytes(p.dtype);

@@ -158,6 +158,8 @@ void quant_gemm_rows(DType t, const void* w, int o0, int o1, const QuantizedActs
   }
 }
 
+bool quant_repacks(DType t) { return avx512::packed_block_bytes(t) > 0; }
+
 float quant_dot(DType t, const void* w_row, const QuantizedActs& a, int row) {
   const QuantFormat* f = quant_format(t);
   check(f != nullptr, "quant_dot: {} has no integer GEMM", dtype_name(t));

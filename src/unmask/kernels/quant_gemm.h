@@ -60,6 +60,9 @@ constexpr int kQuantGemmRows = 16;
 // outputs are the same at every T.
 constexpr int kQuantRowsDirect = 4;
 
+// Whether a Linear repacks weights of type t (on AVX-512 VNNI; avx512::repack).
+bool quant_repacks(DType t);
+
 // One thread's scratch for quant_gemm_rows: grows to the largest call, reused.
 struct QuantScratch {
   std::vector<uint8_t> panel;  // decoded weight rows (AVX-512) or the K types' block sums (decode)

@@ -7,6 +7,7 @@
 
 #include "unmask/base/error.h"
 #include "unmask/io/gguf.h"
+#include "unmask/kernels/quant_gemm.h"
 #include "unmask/model/hf.h"
 #include "unmask/model/scratch.h"
 
@@ -95,11 +96,11 @@ const void* stack(std::vector<uint8_t>& buf, std::initializer_list<const TensorV
   return buf.data();
 }
 
-Linear stacked_linear(const void* data, std::initializer_list<const TensorView*> parts) {
+Linear stacked_linear(const void* data, std::initializer_list<const TensorView*> parts, bool repack) {
   if (!data) {
     std::vector<LinearPart> in_place;
     for (const TensorView* t : parts) in_place.push_back({t->data, t->dtype, int(t->ne[1])});
-    return Linear(std::move(in_place), int((*parts.begin())->ne[0]));
+    return Linear(std::move(in_place), int((*parts.begin())->ne[0]), repack);
   }
   int oc = 0;
   for (const TensorView* t : parts) oc += int(t->ne[1]);
@@ -120,30 +121,44 @@ bool prepack_weights(const ModelWeights& w) {
   return bytes <= phys / 4;
 }
 
+// Quantized matrices repacked for the int8 tiles (Linear's repack: a copy as large as those matrices), unless the
+// weights are mapped and the copies would take more than half the machine's memory (a file larger than memory
+// still runs from its pages). UNMASK_PREPACK=0/1 overrides this too.
+bool repack_weights(const ModelWeights& w) {
+  if (!w.mapped()) return true;
+  if (const char* e = std::getenv("UNMASK_PREPACK")) return std::string_view(e) != "0";
+  size_t bytes = 0;
+  for (const auto& [spec, view] : w.tensors())
+    if (view.ndim >= 2 && quant_repacks(view.dtype)) bytes += view.nbytes();
+  const size_t phys = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+  return bytes <= phys / 2;
+}
+
 }  // namespace
 
 Linear Model::matrix_linear(const void* data, DType t, int oc, int ic) const {
   if (prepack_ && plain(t)) return Linear(data, t, oc, ic);
-  return Linear(std::vector<LinearPart>{{data, t, oc}}, ic);
+  return Linear(std::vector<LinearPart>{{data, t, oc}}, ic, repack_);
 }
 
 void Model::prepare() {
   const Weights& w = w_.get();
   prepack_ = prepack_weights(w_);
+  repack_ = repack_weights(w_);
   rope_ = RopeTable(cfg_.head_dim, cfg_.rope_theta);
   lin_ = std::vector<LayerLinears>(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& W = w.layers[l];
     LayerLinears& L = lin_[l];
     const void* qkv = stack(L.qkv_copy, {&W.wq, &W.wk, &W.wv}, prepack_);
-    L.qkv = stacked_linear(qkv, {&W.wq, &W.wk, &W.wv});
+    L.qkv = stacked_linear(qkv, {&W.wq, &W.wk, &W.wv}, repack_);
     L.qkv_w = static_cast<const float*>(qkv);
     L.o = matrix_linear(W.wo);
     if (cfg_.n_experts > 0) {
       prepare_experts(l);
     } else {
       const void* gu = stack(L.gate_up_copy, {&W.w_gate, &W.w_up}, prepack_);
-      L.gate_up = stacked_linear(gu, {&W.w_gate, &W.w_up});
+      L.gate_up = stacked_linear(gu, {&W.w_gate, &W.w_up}, repack_);
       L.gate_up_w = static_cast<const float*>(gu);
       L.down = matrix_linear(W.w_down);
     }
