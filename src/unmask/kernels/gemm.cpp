@@ -161,10 +161,10 @@ struct Linear::Impl {
   };
   dt wdt = dt::f32;
   memory user_w;                                           // (IC, OC) view of W (OC, IC): strides {1, IC}
-  // A packed copy of W in one layout, in memory of its own (weight_copy: huge pages from 4 MiB on).
+  // A packed copy of W in one layout, in memory of its own (weight_copy).
   struct Packed {
     memory::desc md;
-    WeightCopy buf{nullptr, std::free};
+    WeightCopy buf;
     std::unique_ptr<memory> mem;
   };
   std::vector<Packed> packed;  // one per distinct layout

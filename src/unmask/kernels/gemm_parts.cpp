@@ -80,7 +80,7 @@ void Linear::init_parts(int IC, bool repack) {
           dtype_name(p.dtype), IC, bs);
     parts_impl_->first.push_back(oc);
     oc += p.rows;
-    parts_impl_->packed.emplace_back(nullptr, std::free);
+    parts_impl_->packed.emplace_back();
     const int step = is_quant_dtype(p.dtype) ? kQuantGemmRows : kLaneBlockRows;
     parts_impl_->part_items.push_back(int(parts_impl_->items.size()));
     for (int r0 = 0; r0 < p.rows; r0 += step) parts_impl_->items.push_back({r0, std::min(p.rows, r0 + step)});

@@ -397,7 +397,10 @@ constexpr auto packed_tiles(std::index_sequence<MR...>) {
 
 // Row r's block blk into the repacked block p.
 void repack_row(const BlockQ8_0& blk, int r, uint8_t* p) {
-  for (int k = 0; k < 32; ++k) p[64 * (k / 4) + 4 * r + k % 4] = uint8_t(blk.qs[k] + 128);
+  for (int g = 0; g < 8; ++g) {  // + 128: the sign bit flipped, 4 codes at a time
+    const uint32_t c = load32(blk.qs + 4 * g) ^ 0x80808080u;
+    std::memcpy(p + 64 * g + 4 * r, &c, 4);
+  }
   std::memcpy(p + packed32(DType::Q8_0).d() + 2 * r, &blk.d, 2);
 }
 template <typename Block>  // Q4_0, Q4_1, Q5_0, Q5_1
@@ -440,14 +443,15 @@ template <typename Block>
 void repack_blocks(const uint8_t* w, size_t rb, int rows, int nb, size_t bytes, uint8_t* dst) {
   const int groups = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
 #pragma omp parallel for schedule(static)
-  for (int gi = 0; gi < groups; ++gi)
-    for (int b = 0; b < nb; ++b) {
-      const int g0 = gi * kQuantGemmRows;
-      uint8_t* p = dst + (size_t(gi) * size_t(nb) + size_t(b)) * bytes;
-      std::memset(p, 0, bytes);  // rows past `rows`: zero codes and scales
-      for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r)
-        repack_row(reinterpret_cast<const Block*>(w + size_t(g0 + r) * rb)[b], r, p);
+  for (int gi = 0; gi < groups; ++gi) {
+    const int g0 = gi * kQuantGemmRows;
+    uint8_t* group = dst + size_t(gi) * size_t(nb) * bytes;  // (IC/32 · 544 bytes for Q8_0: in L1 or L2)
+    if (g0 + kQuantGemmRows > rows) std::memset(group, 0, size_t(nb) * bytes);  // rows past `rows`: zero
+    for (int r = 0; r < kQuantGemmRows && g0 + r < rows; ++r) {  // each row read as one stream
+      const auto* row = reinterpret_cast<const Block*>(w + size_t(g0 + r) * rb);
+      for (int b = 0; b < nb; ++b) repack_row(row[b], r, group + size_t(b) * bytes);
     }
+  }
 }
 
 // The tiles of every format shape the table of quant_gemm.cpp uses: (block, sub-blocks, zero points, mins).
