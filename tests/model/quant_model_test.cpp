@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -156,6 +157,33 @@ TEST(QuantModel, PortableKernelsGiveTheSameLogits) {
   EXPECT_LE(max_err, 1e-4 * max_ref);
   EXPECT_LT(mean_kl(fast_decode, portable_decode, c.vocab), 5e-3);
   std::filesystem::remove(path);
+}
+
+// Self-speculation's verification (forward_draft over many rows) gives each row the bits a decode step gives it, in
+// f32 and in every quantized scheme: the Linears are batch-invariant (quant_gemm.h) and a draft pass attends row by
+// row. A row that differed by one f32 rounding would move the int8 activations of the next matrix (the difference
+// amplified to ~1e-3), and greedy spec would leave AR's tokens on near ties.
+TEST(QuantModel, DraftPassRowsAreTheDecodeStepsBits) {
+  const ModelConfig c = quant_config();
+  Model f32 = Model::from_weights(c, ModelWeights::random(c, 11, 0.1f));
+  const auto tok = tokens(12, c.vocab);
+  const size_t V = size_t(c.vocab);
+  auto check_model = [&](Model& m, const char* name) {
+    const auto steps = decode_logits(m, tok);
+    KVCache cache = m.make_cache();
+    std::vector<float> pass(tok.size() * V);
+    m.forward_draft(cache, tok, int(tok.size()), pass.data());
+    for (size_t r = 0; r < tok.size(); ++r)
+      EXPECT_EQ(0, std::memcmp(pass.data() + r * V, steps.data() + r * V, V * 4)) << name << " row " << r;
+  };
+  check_model(f32, "f32");
+  for (QuantScheme s : {QuantScheme::kQ8_0, QuantScheme::kQ4_K_M, QuantScheme::kQ4_0, QuantScheme::kQ5_1,
+                        QuantScheme::kQ6_K}) {
+    const std::string path = test::temp_path("quant_model", "draft.gguf");
+    Model q = write_and_load(c, f32.weights(), s, path);
+    check_model(q, std::string(quant_scheme_name(s)).c_str());
+    std::filesystem::remove(path);
+  }
 }
 
 // Negative control: the same comparison on a file whose Q4_K scales are wrong (every block's d doubled) must fail

@@ -272,4 +272,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   attention_direct(out, lse, q, k, v, spans, d);
 }
 
+void attention_forward_rows(float* out, float* lse, const float* q, const float* k, const float* v,
+                            const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale) {
+  check(Tq >= 0 && Tk > 0 && Hkv > 0 && Hq > 0 && Hq % Hkv == 0 && D > 0,
+        "attention_forward_rows: Tq {} Tk {} Hq {} Hkv {} D {}; expected positive sizes with Hq a multiple of Hkv",
+        Tq, Tk, Hq, Hkv, D);
+  attn::check_spans(spans, Tq, Tk, "attention_forward_rows");
+  attention_direct(out, lse, q, k, v, spans, Dims{Tq, Tk, Hq, Hkv, D, scale});
+}
+
 }  // namespace unmask

@@ -32,6 +32,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_forward_bf16(float* out, float* lse, const float* q, const float* k, const float* v,
                             const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale);
 
+// attention_forward's direct path at any Tq: each query row computed alone over its visible keys, exactly as a
+// decode step (Tq <= 4) computes it, so a row's result does not depend on how many rows share the call (the tiled
+// path above 4 rows sums in another order). For passes that must reproduce decode steps bit for bit
+// (self-speculation's verification, Model::forward_draft); slower than the tiled path for many rows.
+void attention_forward_rows(float* out, float* lse, const float* q, const float* k, const float* v,
+                            const KeySpan* spans, int Tq, int Tk, int Hq, int Hkv, int D, float scale);
+
 namespace ref {
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const KeySpan* spans,
                        int Tq, int Tk, int Hq, int Hkv, int D, float scale);

@@ -112,6 +112,11 @@ void Model::forward_draft(KVCache& cache, std::span<const int32_t> tokens, int f
   const std::vector<int32_t> pos = continuing(cache, n);
   check_tokens(tokens);
   const Segment seg{0, n, 0, len + n};
+  rows_alone_ = true;  // (reset however run returns)
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{rows_alone_};
   run(tokens, pos, {&seg, 1}, &cache, len, logits, rows, nullptr, from);
 }
 
@@ -228,8 +233,11 @@ void Model::layer_forward(int l, int N, const int32_t* pos, const KeySpan* spans
   rope_.apply(b.q, pos, N, cfg_.n_heads, cfg_.rope);
   for (const Segment& g : segs) rope_.apply(keys(g) + new_rows(g), pos + g.row0, g.n, cfg_.n_kv_heads, cfg_.rope);
   const float scale = 1.0f / std::sqrt(float(D));
-  // bf16 weights: attention in bf16 as well (products and P·V through AVX512-BF16, f32 softmax).
-  const auto attend = cfg_.wtype == DType::BF16 ? attention_forward_bf16 : attention_forward;
+  // bf16 weights: attention in bf16 as well (products and P·V through AVX512-BF16, f32 softmax). A draft pass:
+  // every row as a decode step computes it (attention_forward_rows), so verified rows are AR's bits.
+  const auto attend = rows_alone_                    ? attention_forward_rows
+                      : cfg_.wtype == DType::BF16 ? attention_forward_bf16
+                                                  : attention_forward;
   for (const Segment& g : segs)
     attend(b.att + size_t(g.row0) * Q, b.lse ? b.lse + size_t(g.row0) * cfg_.n_heads : nullptr,
            b.q + size_t(g.row0) * Q, keys(g) + size_t(g.key0) * KV, values(g) + size_t(g.key0) * KV, spans + g.row0,
