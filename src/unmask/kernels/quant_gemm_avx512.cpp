@@ -85,6 +85,12 @@ void pack(const QuantFormat& f, const Layout& l, const uint8_t* w, size_t rb, in
     }
 }
 
+template <int MR>
+inline void zero(__m512 (&acc)[MR]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+}
+
 // Rows t0 .. t0+MR of a: their codes, scales and 16-value sums.
 template <int MR>
 struct TileRows {
@@ -106,11 +112,8 @@ void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* o
   constexpr int SUB = BLOCK / NSUB;
   constexpr Layout L = layout(BLOCK, NSUB, Z, M);
   const TileRows<MR> x(a, t0);
-  const auto& xq = x.q;
-  const auto& xd = x.d;
-  const auto& xs = x.s;
   __m512 acc[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  zero(acc);
   for (int b = 0; b < nb; ++b) {
     const auto* p = reinterpret_cast<const __m512i*>(panel + size_t(b) * 64 * L.vectors);
     const int k0 = b * BLOCK;
@@ -122,7 +125,7 @@ void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* o
       for (int g = 0; g < SUB / 4; ++g) {
         const __m512i wv = _mm512_load_si512(p + L.codes + j * SUB / 4 + g);
         for (int i = 0; i < MR; ++i)
-          s[i] = _mm512_dpbusd_epi32(s[i], wv, _mm512_set1_epi32(load32(xq[i] + k0 + j * SUB + 4 * g)));
+          s[i] = _mm512_dpbusd_epi32(s[i], wv, _mm512_set1_epi32(load32(x.q[i] + k0 + j * SUB + 4 * g)));
       }
       if constexpr (NSUB == 1) {
         for (int i = 0; i < MR; ++i) I[i] = s[i];
@@ -135,22 +138,22 @@ void tile(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* o
       for (int q = 0; q < BLOCK / 32; ++q) {
         const __m512i zv = _mm512_load_si512(p + L.z + q);
         for (int i = 0; i < MR; ++i)
-          I[i] = _mm512_dpwssd_epi32(I[i], zv, _mm512_set1_epi32(load32(xs[i] + k0 / 16 + 2 * q)));
+          I[i] = _mm512_dpwssd_epi32(I[i], zv, _mm512_set1_epi32(load32(x.s[i] + k0 / 16 + 2 * q)));
       }
     const __m512 d = _mm512_load_ps(p + L.d);
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][k0 / 32]), d), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][k0 / 32]), d), acc[i]);
     if constexpr (M) {
       __m512i J[MR];
       for (int i = 0; i < MR; ++i) J[i] = _mm512_setzero_si512();
       for (int q = 0; q < BLOCK / 32; ++q) {
         const __m512i mv = _mm512_load_si512(p + L.m + q);
         for (int i = 0; i < MR; ++i)
-          J[i] = _mm512_dpwssd_epi32(J[i], mv, _mm512_set1_epi32(load32(xs[i] + k0 / 16 + 2 * q)));
+          J[i] = _mm512_dpwssd_epi32(J[i], mv, _mm512_set1_epi32(load32(x.s[i] + k0 / 16 + 2 * q)));
       }
       const __m512 e = _mm512_load_ps(p + L.e);
       for (int i = 0; i < MR; ++i)
-        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][k0 / 32]), e), acc[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][k0 / 32]), e), acc[i]);
     }
   }
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
@@ -223,19 +226,15 @@ template <DType T, int MR>
 void tile_32(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   constexpr Packed32 P = packed32(T);
   const TileRows<MR> x(a, t0);
-  const auto& xq = x.q;
-  const auto& xd = x.d;
-  const auto& xs = x.s;
   const __m512i m4 = _mm512_set1_epi8(0xF);
   __m512 acc[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  zero(acc);
   for (int b = 0; b < nb; ++b) {
     const uint8_t* p = panel + size_t(b) * P.bytes();
     __m512i I[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)  // the zero points: z · (S_0 + S_1)
-      I[i] = _mm512_set1_epi32(P.z * (int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
+      I[i] = _mm512_set1_epi32(P.z * (int32_t(x.s[i][2 * b]) + x.s[i][2 * b + 1]));
     __m512i h = _mm512_setzero_si512();
     if constexpr (P.qh) h = _mm512_loadu_si512(p + 256);
 #pragma GCC unroll 4
@@ -250,20 +249,20 @@ void tile_32(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float
       }
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        I[i] = _mm512_dpbusd_epi32(I[i], lo, _mm512_set1_epi32(load32(xq[i] + 32 * b + 4 * g)));
-        I[i] = _mm512_dpbusd_epi32(I[i], hi, _mm512_set1_epi32(load32(xq[i] + 32 * b + 16 + 4 * g)));
+        I[i] = _mm512_dpbusd_epi32(I[i], lo, _mm512_set1_epi32(load32(x.q[i] + 32 * b + 4 * g)));
+        I[i] = _mm512_dpbusd_epi32(I[i], hi, _mm512_set1_epi32(load32(x.q[i] + 32 * b + 16 + 4 * g)));
       }
     }
     const __m512 d = load_f16x16(p + P.d());
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), d), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][b]), d), acc[i]);
     if constexpr (P.m) {
       const __m512 e = load_f16x16(p + P.d() + 32);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        const __m512 J = _mm512_set1_ps(float(int32_t(xs[i][2 * b]) + xs[i][2 * b + 1]));
-        acc[i] = _mm512_fmadd_ps(J, _mm512_mul_ps(_mm512_set1_ps(xd[i][b]), e), acc[i]);
+        const __m512 J = _mm512_set1_ps(float(int32_t(x.s[i][2 * b]) + x.s[i][2 * b + 1]));
+        acc[i] = _mm512_fmadd_ps(J, _mm512_mul_ps(_mm512_set1_ps(x.d[i][b]), e), acc[i]);
       }
     }
   }
@@ -274,13 +273,9 @@ template <DType T, int MR>
 void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   constexpr PackedK P = packed_k(T);
   const TileRows<MR> x(a, t0);
-  const auto& xq = x.q;
-  const auto& xd = x.d;
-  const auto& xs = x.s;
   const __m512i m4 = _mm512_set1_epi8(0xF);
   __m512 acc[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  zero(acc);
   for (int b = 0; b < nb; ++b) {
     const uint8_t* p = panel + size_t(b) * P.bytes();
     __m512i I[MR];
@@ -302,7 +297,7 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
         }
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i)
-          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(xq[i] + 256 * b + 32 * j + 4 * g)));
+          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(x.q[i] + 256 * b + 32 * j + 4 * g)));
       }
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + P.scales() + 16 * j)));
 #pragma GCC unroll 8
@@ -311,7 +306,7 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
     const __m512 d = load_f16x16(p + P.d());
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), d), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][8 * b]), d), acc[i]);
     __m512i J[MR];  // the mins: Σ_j m_j · (S_2j + S_2j+1), two sub-blocks per dpwssd
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) J[i] = _mm512_setzero_si512();
@@ -321,7 +316,7 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
           _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + P.mins() + 32 * q)));
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        const int16_t* s = xs[i] + 16 * b + 4 * q;
+        const int16_t* s = x.s[i] + 16 * b + 4 * q;
         const uint32_t pair = uint16_t(s[0] + s[1]) | uint32_t(uint16_t(s[2] + s[3])) << 16;
         J[i] = _mm512_dpwssd_epi32(J[i], m, _mm512_set1_epi32(int32_t(pair)));
       }
@@ -329,7 +324,7 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
     const __m512 e = _mm512_sub_ps(_mm512_setzero_ps(), load_f16x16(p + P.dmin()));  // e = -dmin
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), e), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(J[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][8 * b]), e), acc[i]);
   }
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
@@ -339,13 +334,9 @@ void tile_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float*
 template <int MR>
 void tile_q6_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, float* out, int64_t ldo, __mmask16 keep) {
   const TileRows<MR> x(a, t0);
-  const auto& xq = x.q;
-  const auto& xd = x.d;
-  const auto& xs = x.s;
   const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
   __m512 acc[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  zero(acc);
   for (int b = 0; b < nb; ++b) {
     const uint8_t* p = panel + size_t(b) * kQ6_KPacked;
     __m512i I[MR];
@@ -367,18 +358,18 @@ void tile_q6_k(const uint8_t* panel, int nb, const QuantizedActs& a, int t0, flo
                                           _mm512_and_si512(at4, m30));
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i)
-          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(xq[i] + 256 * b + 16 * j + 4 * g)));
+          s[i] = _mm512_dpbusd_epi32(s[i], c, _mm512_set1_epi32(load32(x.q[i] + 256 * b + 16 * j + 4 * g)));
       }
       const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQ6_KScales + 16 * j)));
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i)  // sc_j · (Σ c·q - 32 S_j): the zero point -32·sc_j
         I[i] = _mm512_add_epi32(
-            I[i], _mm512_mullo_epi32(_mm512_sub_epi32(s[i], _mm512_set1_epi32(32 * int32_t(xs[i][16 * b + j]))), sc));
+            I[i], _mm512_mullo_epi32(_mm512_sub_epi32(s[i], _mm512_set1_epi32(32 * int32_t(x.s[i][16 * b + j]))), sc));
     }
     const __m512 d = load_f16x16(p + kQ6_KD);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(xd[i][8 * b]), d), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[i]), _mm512_mul_ps(_mm512_set1_ps(x.d[i][8 * b]), d), acc[i]);
   }
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + int64_t(t0 + i) * ldo, keep, acc[i]);
 }
