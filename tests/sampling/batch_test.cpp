@@ -324,9 +324,8 @@ TEST(Batch, ArStepsOfSeveralRequestsShareOnePassWithTheirSoloTokens) {
   reqs.back().cfg.temperature = 1, reqs.back().cfg.top_k = 20;
   const BatchResult b = generate_batch(m, reqs);
   const int passes = expect_same_as_alone(m, reqs, b);
-  // A prompt of more than one token runs in two passes (all but its last token, then that token alone: ar.cpp).
-  EXPECT_EQ(passes, (20 + 1) + 12 + (30 + 1));
-  EXPECT_EQ(b.model_calls, 30 + 1) << "one pass per step of the longest request, and its prompt's two";
+  EXPECT_EQ(passes, 20 + 12 + 30);
+  EXPECT_EQ(b.model_calls, 30) << "one pass per step of the longest request";
   EXPECT_GT(b.shared_passes, 0);
 }
 

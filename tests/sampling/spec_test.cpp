@@ -66,7 +66,8 @@ TEST(Spec, SpeculationSavesPassesWhenTheDraftsAreRight) {
     const GenerateResult r = generate(bb, s, std::vector<int32_t>{2});
     EXPECT_EQ(r.canvas, want);
     EXPECT_EQ(r.stats.accepted, r.stats.drafted) << "every draft right";
-    EXPECT_LE(r.stats.forward_passes, 6) << "about four tokens a pass, not one";
+    // The prompt's pass gives AR's first token and drafts nothing (AR's bits: spec.cpp); then ~4 tokens a pass.
+    EXPECT_LE(r.stats.forward_passes, 7) << "about four tokens a pass, not one";
   }
 }
 

@@ -14,14 +14,8 @@ void run_ar(Run& r) {
   const int P = r.size();
   const int last = P - 1;
   r.bb.truncate(0);
-  if (r.cfg.kv_cache) {
-    // The prompt but its last token, then that token alone: every row after the prompt's own pass is then a
-    // one-row step, the bits self-speculation's passes reproduce (a pass over many rows attends in another order).
-    if (P > 1) r.logits_cached(0, P - 1, {}, true);
-    r.logits_cached(last, P, std::span<const int>(&last, 1), true);
-  } else {
-    r.logits_full(std::span<const int>(&last, 1));
-  }
+  if (r.cfg.kv_cache) r.logits_cached(0, P, std::span<const int>(&last, 1), true);
+  else r.logits_full(std::span<const int>(&last, 1));
   std::vector<double> work;
   for (int n = 0; n < r.cfg.gen_length; ++n) {
     const int at = r.size();

@@ -128,7 +128,11 @@ void run_spec(Run& r) {
   const int P = r.size(), end = std::min(P + r.cfg.gen_length, mc.ctx);
   r.bb.truncate(0);
   if (apart) apart->truncate(0);
-  if (P > 1) r.logits_cached(0, P - 1, {}, true);  // the prompt but its last token, which the first pass runs
+  // The prompt in one pass, as AR runs it: its last row (AR's first token) has AR's bits, and every pass after it
+  // computes its causal rows as AR's one-row steps do (Model::forward_draft), so greedy output is AR's exactly.
+  const int last = P - 1;
+  r.logits_cached(0, P, std::span<const int>(&last, 1), true);
+  bool prompt_pass = true;  // the first round verifies no drafts: AR's token from the prompt's last row
   Drafts d;
   std::vector<int32_t> pass;
   std::vector<float> draft_logits;
@@ -138,18 +142,22 @@ void run_spec(Run& r) {
   int len = most;
   for (;;) {
     const int m = r.size() - 1;
-    if (apart) d = draft_apart(r, *apart, draft_logits, std::clamp(end - r.size() - 1, 0, len), rule);
+    if (apart && !prompt_pass) d = draft_apart(r, *apart, draft_logits, std::clamp(end - r.size() - 1, 0, len), rule);
     const int j = int(d.tokens.size());
-    const int masks = !apart && (r.cfg.fused || j == 0) ? std::clamp(end - (m + 1 + j), 0, len + 1) : 0;
-    pass.assign(1, r.canvas()[size_t(m)]);
-    pass.insert(pass.end(), d.tokens.begin(), d.tokens.end());
-    pass.insert(pass.end(), size_t(masks), mc.mask_token);
-    r.logits_draft(pass, 1 + j);
+    const int masks =
+        !apart && !prompt_pass && (r.cfg.fused || j == 0) ? std::clamp(end - (m + 1 + j), 0, len + 1) : 0;
+    if (!prompt_pass) {
+      pass.assign(1, r.canvas()[size_t(m)]);
+      pass.insert(pass.end(), d.tokens.begin(), d.tokens.end());
+      pass.insert(pass.end(), size_t(masks), mc.mask_token);
+      r.logits_draft(pass, 1 + j);
+    }
     Verdict v = verify(r, m, d, rule);
     r.stats().drafted += j, r.stats().accepted += v.kept;
     // Adaptive: one more draft after a round that kept them all, else one more than were kept.
     if (r.cfg.adaptive_draft && j > 0) len = v.kept == j ? std::min(len + 1, most) : v.kept + 1;
-    r.bb.advance(1 + v.kept);  // t and the kept drafts: their K/V are AR's
+    if (!prompt_pass) r.bb.advance(1 + v.kept);  // t and the kept drafts: their K/V are AR's
+    prompt_pass = false;
     const auto eos = std::find(v.tokens.begin(), v.tokens.end(), mc.eos_token);
     const bool stop = r.cfg.stop_at_eos && mc.eos_token >= 0 && eos != v.tokens.end();
     if (stop) v.tokens.erase(eos + 1, v.tokens.end()), v.conf.resize(v.tokens.size());
