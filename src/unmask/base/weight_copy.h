@@ -1,8 +1,8 @@
 // Memory for a copy of a weight made at load (a packed or repacked layout), 64-byte aligned, in transparent huge
 // pages where the kernel gives them: on this VM the first touch of each 4 KiB page costs more than filling it
 // (~1.5 ms per MB against ~0.1 with 2 MiB pages), and a model's copies are written once, at its first pass.
-// Copies of 4 MiB and more get memory of their own; smaller ones share 32 MiB chunks, each released when the
-// last copy in it is.
+// Copies over 8 MiB get memory of their own; smaller ones share 32 MiB chunks, each released when the last copy
+// in it is (the chunk still taking new copies stays).
 #pragma once
 
 #include <cstddef>
