@@ -44,8 +44,8 @@ struct Linear::PartsImpl {
   QuantizedActs acts[2];                   // x quantized for groups of 32 (Q8_0, Q4_0) and of 256 (K-quants)
   std::vector<std::vector<float>> rows;    // per thread: a weight row converted to f32 (portable path)
   std::vector<QuantScratch> quant;         // per thread: quant_gemm_rows' scratch
-  // Per part: the weights repacked (avx512::repack: Q4_0, Q4_K, AVX-512 only) on the first call, else null:
-  // a mixture's experts are copied only once routed to.
+  // Per part: the weights repacked (avx512::repack: every quantized type but Q2_K/Q3_K, AVX-512 only) on the
+  // first call, else null: a mixture's experts are copied only once routed to.
   std::vector<WeightCopy> packed;
   bool repack = true, repacked = false;
 
