@@ -107,31 +107,19 @@ Linear stacked_linear(const void* data, std::initializer_list<const TensorView*>
   return Linear(data, (*parts.begin())->dtype, oc, int((*parts.begin())->ne[0]));
 }
 
-// Prepacked copies of f32/bf16 matrices, unless the weights are mapped from a file and the copies (as large again as
-// those matrices) would take more than a quarter of the machine's memory: then they are read in place, at the
-// in-place kernels' speed, and resident memory stays near the file's size. UNMASK_PREPACK=0/1 overrides (mapped
-// weights only).
-bool prepack_weights(const ModelWeights& w) {
+// Whether to copy the matrices `copied` selects into a faster layout (as large again as those matrices): yes, unless
+// the weights are mapped from a file and the copies would take more than 1/`share` of the machine's memory: then
+// they are read in place, at the in-place kernels' speed, and resident memory stays near the file's size (a file
+// larger than memory still runs from its pages). UNMASK_PREPACK=0/1 overrides (mapped weights only). f32/bf16:
+// oneDNN's prepacked copies, a quarter; quantized: Linear's repack for the int8 tiles, half.
+bool copies_fit(const ModelWeights& w, bool (*copied)(DType), size_t share) {
   if (!w.mapped()) return true;  // owned weights (training reads the stacked f32 masters)
   if (const char* e = std::getenv("UNMASK_PREPACK")) return std::string_view(e) != "0";
   size_t bytes = 0;
   for (const auto& [spec, view] : w.tensors())
-    if (view.ndim >= 2 && plain(view.dtype)) bytes += view.nbytes();
+    if (view.ndim >= 2 && copied(view.dtype)) bytes += view.nbytes();
   const size_t phys = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
-  return bytes <= phys / 4;
-}
-
-// Quantized matrices repacked for the int8 tiles (Linear's repack: a copy as large as those matrices), unless the
-// weights are mapped and the copies would take more than half the machine's memory (a file larger than memory
-// still runs from its pages). UNMASK_PREPACK=0/1 overrides this too.
-bool repack_weights(const ModelWeights& w) {
-  if (!w.mapped()) return true;
-  if (const char* e = std::getenv("UNMASK_PREPACK")) return std::string_view(e) != "0";
-  size_t bytes = 0;
-  for (const auto& [spec, view] : w.tensors())
-    if (view.ndim >= 2 && quant_repacks(view.dtype)) bytes += view.nbytes();
-  const size_t phys = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
-  return bytes <= phys / 2;
+  return bytes <= phys / share;
 }
 
 }  // namespace
@@ -143,8 +131,8 @@ Linear Model::matrix_linear(const void* data, DType t, int oc, int ic) const {
 
 void Model::prepare() {
   const Weights& w = w_.get();
-  prepack_ = prepack_weights(w_);
-  repack_ = repack_weights(w_);
+  prepack_ = copies_fit(w_, plain, 4);
+  repack_ = copies_fit(w_, quant_repacks, 2);
   rope_ = RopeTable(cfg_.head_dim, cfg_.rope_theta);
   lin_ = std::vector<LayerLinears>(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {

@@ -195,10 +195,10 @@ class Model {
   std::vector<uint16_t> out16_;
   bool bf16_ = false;
   // f32/bf16 matrices through oneDNN's prepacked copies (fast, but a mapped file's weights then take twice their
-  // size in memory) — unless the model is mapped and the copies would not fit comfortably (prepack_weights()).
+  // size in memory) — unless the model is mapped and the copies would not fit comfortably (copies_fit()).
   bool prepack_ = true;
-  bool repack_ = true;
-  bool rows_alone_ = false;  // during forward_draft: attention row by row (attention_forward_rows)  // quantized matrices repacked for the int8 tiles (repack_weights())
+  bool repack_ = true;       // quantized matrices repacked for the int8 tiles (copies_fit())
+  bool rows_alone_ = false;  // during forward_draft: attention row by row (attention_forward_rows)
   RopeTable rope_;  // cos/sin of the positions run so far (reserve_rope)
   std::unique_ptr<Scratch> s_;
   std::unique_ptr<TrainActs> t_;
